@@ -1,0 +1,213 @@
+//! The `users` and `user_tokens` tables: this module owns their SQL.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+
+use crate::tokens;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub display_name: String,
+    pub bio: String,
+    pub role: String,
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl User {
+    pub fn is_verified(&self) -> bool {
+        self.email_verified_at.is_some()
+    }
+}
+
+/// The columns of `User`, spelled once.
+macro_rules! user_columns {
+    () => {
+        "id, username, email, display_name, bio, role, email_verified_at, created_at"
+    };
+}
+
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+}
+
+/// Inserts a user. Unique-index violations come back as `sqlx::Error` for the caller to
+/// map (`users_username_key`, `users_email_key`).
+pub async fn insert(conn: &mut PgConnection, new: &NewUser<'_>) -> Result<User, sqlx::Error> {
+    sqlx::query_as::<_, User>(concat!(
+        "INSERT INTO users (username, email, password_hash) VALUES ($1, $2, $3) RETURNING ",
+        user_columns!()
+    ))
+    .bind(new.username)
+    .bind(new.email)
+    .bind(new.password_hash)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn find_by_id(db: impl PgExecutor<'_>, id: i64) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as::<_, User>(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn find_by_username(db: impl PgExecutor<'_>, username: &str) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as::<_, User>(concat!("SELECT ", user_columns!(), " FROM users WHERE lower(username) = lower($1)"))
+        .bind(username)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn find_by_email(db: impl PgExecutor<'_>, email: &str) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as::<_, User>(concat!("SELECT ", user_columns!(), " FROM users WHERE lower(email) = lower($1)"))
+        .bind(email)
+        .fetch_optional(db)
+        .await
+}
+
+/// The user and password hash for a login name, which may be a username or an email.
+pub async fn find_for_login(db: impl PgExecutor<'_>, login: &str) -> Result<Option<(i64, String)>, sqlx::Error> {
+    let column = if login.contains('@') { "email" } else { "username" };
+    sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(format!(
+        "SELECT id, password_hash FROM users WHERE lower({column}) = lower($1)"
+    )))
+    .bind(login)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn set_password(conn: &mut PgConnection, user_id: i64, password_hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(user_id)
+        .bind(password_hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn update_profile(db: impl PgExecutor<'_>, user_id: i64, display_name: &str, bio: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET display_name = $2, bio = $3 WHERE id = $1")
+        .bind(user_id)
+        .bind(display_name)
+        .bind(bio)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+impl TokenPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::VerifyEmail => "verify_email",
+            TokenPurpose::ResetPassword => "reset_password",
+        }
+    }
+
+    fn lifetime_secs(self) -> i64 {
+        match self {
+            TokenPurpose::VerifyEmail => 48 * 3600,
+            TokenPurpose::ResetPassword => 3600,
+        }
+    }
+}
+
+/// Creates a single-use token for `user` and returns the raw value (only its hash is
+/// stored). Used by the mail jobs.
+pub async fn create_token(conn: &mut PgConnection, user: &User, purpose: TokenPurpose) -> Result<String, sqlx::Error> {
+    let token = tokens::random_token();
+    sqlx::query(
+        "INSERT INTO user_tokens (token_hash, user_id, purpose, email, expires_at)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
+    )
+    .bind(tokens::hash_token(&token))
+    .bind(user.id)
+    .bind(purpose.as_str())
+    .bind(&user.email)
+    .bind(purpose.lifetime_secs() as f64)
+    .execute(conn)
+    .await?;
+    Ok(token)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenCheck {
+    Valid { user_id: i64 },
+    /// Unknown, malformed, already used, expired, or issued for an email the account no
+    /// longer has. One answer for all: the page says the link is no longer valid.
+    Invalid,
+}
+
+/// Checks a token without spending it (the reset form's GET).
+pub async fn peek_token(db: impl PgExecutor<'_>, token: &str, purpose: TokenPurpose) -> Result<TokenCheck, sqlx::Error> {
+    if !tokens::is_well_formed(token) {
+        return Ok(TokenCheck::Invalid);
+    }
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT t.user_id FROM user_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.token_hash = $1 AND t.purpose = $2 AND t.used_at IS NULL AND t.expires_at > now()
+           AND lower(t.email) = lower(u.email)",
+    )
+    .bind(tokens::hash_token(token))
+    .bind(purpose.as_str())
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map_or(TokenCheck::Invalid, |(user_id,)| TokenCheck::Valid { user_id }))
+}
+
+/// Spends a token: marks it used if it is valid, atomically, so two concurrent uses
+/// cannot both succeed. Run it in the transaction that acts on it.
+pub async fn consume_token(conn: &mut PgConnection, token: &str, purpose: TokenPurpose) -> Result<TokenCheck, sqlx::Error> {
+    if !tokens::is_well_formed(token) {
+        return Ok(TokenCheck::Invalid);
+    }
+    let row: Option<(i64,)> = sqlx::query_as(
+        "UPDATE user_tokens t SET used_at = now()
+         FROM users u
+         WHERE u.id = t.user_id AND t.token_hash = $1 AND t.purpose = $2 AND t.used_at IS NULL
+           AND t.expires_at > now() AND lower(t.email) = lower(u.email)
+         RETURNING t.user_id",
+    )
+    .bind(tokens::hash_token(token))
+    .bind(purpose.as_str())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map_or(TokenCheck::Invalid, |(user_id,)| TokenCheck::Valid { user_id }))
+}
+
+pub async fn mark_verified(conn: &mut PgConnection, user_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Other outstanding tokens of the same purpose are voided once one is used.
+pub async fn void_tokens(conn: &mut PgConnection, user_id: i64, purpose: TokenPurpose) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE user_tokens SET used_at = now() WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL")
+        .bind(user_id)
+        .bind(purpose.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn purge_spent_tokens(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM user_tokens WHERE expires_at < now() - interval '1 day' OR used_at < now() - interval '1 day'")
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected())
+}

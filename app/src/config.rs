@@ -1,0 +1,225 @@
+//! Configuration from the environment, exactly as ../shared/CONTRACT.md's table says.
+//!
+//! Every value is read and checked once at start-up. A bad value is a `ConfigError`
+//! naming the variable; the binaries print it on one line and exit with code 2.
+
+use std::{env, fmt, path::PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub app_env: AppEnv,
+    pub port: u16,
+    pub database_url: String,
+    pub replica_urls: Vec<String>,
+    pub redis_url: Option<String>,
+    pub smtp_url: Option<String>,
+    pub media_root: PathBuf,
+    pub secret_key: Vec<u8>,
+    pub base_url: String,
+    pub log_format: LogFormat,
+    /// Where mail goes when `SMTP_URL` is unset (development): `var/mail`.
+    pub mail_dir: PathBuf,
+    /// Connections per pool; sized for the machine (see `default_pool_size`).
+    pub db_pool_size: u32,
+}
+
+impl fmt::Debug for Config {
+    // Never print secrets or passwords embedded in URLs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("app_env", &self.app_env)
+            .field("port", &self.port)
+            .field("replicas", &self.replica_urls.len())
+            .field("smtp", &self.smtp_url.is_some())
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn bad(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { var, message: message.into() }
+}
+
+/// Reads a variable; unset and empty are the same (an empty line in `.env` means unset).
+fn var(name: &'static str) -> Result<Option<String>, ConfigError> {
+    match env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v.trim().to_string())),
+        Err(env::VarError::NotPresent) => Ok(None),
+        Err(env::VarError::NotUnicode(_)) => Err(bad(name, "is not valid UTF-8")),
+    }
+}
+
+impl Config {
+    /// Loads `.env` (development convenience; real environment variables win) and reads
+    /// the configuration.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::read()
+    }
+
+    fn read() -> Result<Config, ConfigError> {
+        let app_env = match var("APP_ENV")?.as_deref() {
+            None | Some("development") => AppEnv::Development,
+            Some("production") => AppEnv::Production,
+            Some(other) => {
+                return Err(bad("APP_ENV", format!("must be `development` or `production`, not `{other}`")));
+            }
+        };
+        let port = match var("PORT")? {
+            None => 8000,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad("PORT", format!("must be a port number 1-65535, not `{p}`")))?,
+        };
+        let database_url = match var("DATABASE_URL")? {
+            Some(url) => check_pg_url("DATABASE_URL", url)?,
+            None if app_env == AppEnv::Development => private_cluster_url()?,
+            None => return Err(bad("DATABASE_URL", "is required in production")),
+        };
+        let replica_urls = var("DATABASE_REPLICA_URLS")?
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| check_pg_url("DATABASE_REPLICA_URLS", s.to_string()))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let redis_url = var("REDIS_URL")?
+            .map(|u| {
+                if u.starts_with("redis://") || u.starts_with("rediss://") {
+                    Ok(u)
+                } else {
+                    Err(bad("REDIS_URL", "must start with redis:// or rediss://"))
+                }
+            })
+            .transpose()?;
+        let smtp_url = var("SMTP_URL")?
+            .map(|u| {
+                if u.starts_with("smtp://") || u.starts_with("smtps://") {
+                    Ok(u)
+                } else {
+                    Err(bad("SMTP_URL", "must look like smtp://user:pass@host:port or smtps://…"))
+                }
+            })
+            .transpose()?;
+        let media_root = PathBuf::from(var("MEDIA_ROOT")?.unwrap_or_else(|| "var/media".into()));
+        let secret_key = match var("SECRET_KEY")? {
+            Some(k) if k.len() >= 32 => k.into_bytes(),
+            Some(_) => return Err(bad("SECRET_KEY", "must be at least 32 characters")),
+            None if app_env == AppEnv::Production => {
+                return Err(bad("SECRET_KEY", "is required in production (at least 32 random characters)"));
+            }
+            None => dev_secret_key()?,
+        };
+        let base_url = match var("BASE_URL")? {
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => u.trim_end_matches('/').to_string(),
+            Some(u) => return Err(bad("BASE_URL", format!("must be an absolute http(s) URL, not `{u}`"))),
+            None => format!("http://localhost:{port}"),
+        };
+        let log_format = match var("LOG_FORMAT")?.as_deref() {
+            None if app_env == AppEnv::Production => LogFormat::Json,
+            None => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => return Err(bad("LOG_FORMAT", format!("must be `json` or `pretty`, not `{other}`"))),
+        };
+        Ok(Config {
+            app_env,
+            port,
+            database_url,
+            replica_urls,
+            redis_url,
+            smtp_url,
+            media_root,
+            secret_key,
+            base_url,
+            log_format,
+            mail_dir: PathBuf::from("var/mail"),
+            db_pool_size: default_pool_size(),
+        })
+    }
+
+    /// A configuration for tests: development mode, mail to `mail_dir`, a fixed key.
+    pub fn for_tests(database_url: &str, mail_dir: PathBuf) -> Config {
+        Config {
+            app_env: AppEnv::Development,
+            port: 0,
+            database_url: database_url.to_string(),
+            replica_urls: Vec::new(),
+            redis_url: None,
+            smtp_url: None,
+            media_root: mail_dir.join("media"),
+            secret_key: b"test-secret-key-test-secret-key-test-secret".to_vec(),
+            base_url: "http://localhost:8000".into(),
+            log_format: LogFormat::Pretty,
+            mail_dir,
+            db_pool_size: 4,
+        }
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.app_env == AppEnv::Production
+    }
+}
+
+/// On this kind of machine (2 cores) a handful of connections beats dozens: PostgreSQL's
+/// throughput peaks near 2× cores busy backends. Each process gets its own pool.
+fn default_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as u32;
+    (cores * 2).clamp(4, 16)
+}
+
+fn check_pg_url(var: &'static str, url: String) -> Result<String, ConfigError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url)
+    } else {
+        Err(bad(var, "must be a postgres:// URL"))
+    }
+}
+
+/// Development default: the private cluster `bin/dev` runs under `var/`, whose port the
+/// script records in `var/pg/dev.port`.
+fn private_cluster_url() -> Result<String, ConfigError> {
+    let port = std::fs::read_to_string("var/pg/dev.port")
+        .map_err(|_| bad("DATABASE_URL", "is not set and no private cluster was found (start one with bin/dev)"))?;
+    Ok(format!("postgres://quire@127.0.0.1:{}/quire", port.trim()))
+}
+
+/// Development default: a random key generated once into `var/secret_key`.
+fn dev_secret_key() -> Result<Vec<u8>, ConfigError> {
+    let path = std::path::Path::new("var/secret_key");
+    if let Ok(k) = std::fs::read_to_string(path)
+        && k.trim().len() >= 32
+    {
+        return Ok(k.trim().as_bytes().to_vec());
+    }
+    let key = crate::tokens::random_token();
+    std::fs::create_dir_all("var")
+        .and_then(|_| std::fs::write(path, &key))
+        .map_err(|e| bad("SECRET_KEY", format!("is unset and var/secret_key could not be written: {e}")))?;
+    Ok(key.into_bytes())
+}

@@ -1,0 +1,61 @@
+//! One error type for handlers. Each variant maps to a status and a message that is safe
+//! to show; internal errors are logged with the request id and shown as a generic 500.
+
+use poem::{error::ResponseError, http::StatusCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("The page you asked for does not exist.")]
+    NotFound,
+    #[error("The upload is too large.")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("Too many attempts. Please wait a little and try again.")]
+    TooManyRequests { retry_after_secs: u64 },
+    /// Not an error page: the error-page middleware turns it into a redirect to
+    /// `/login?next=…`.
+    #[error("Please log in to continue.")]
+    LoginRequired(String),
+    #[error("Something went wrong on our side.")]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl ResponseError for Error {
+    fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound => StatusCode::NOT_FOUND,
+            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::LoginRequired(_) => StatusCode::SEE_OTHER,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl From<minijinja::Error> for Error {
+    fn from(e: minijinja::Error) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl From<crate::jobs::EnqueueError> for Error {
+    fn from(e: crate::jobs::EnqueueError) -> Self {
+        Error::Internal(e.into())
+    }
+}

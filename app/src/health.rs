@@ -1,0 +1,56 @@
+//! `/health`: `{"status": "ok" | "degraded" | "down", "checks": {...}}`. 200 unless the
+//! primary database is unreachable (503), so a load balancer only drops a process that
+//! cannot serve at all.
+
+use std::time::Duration;
+
+use poem::{IntoResponse, Response, handler, http::StatusCode, web::{Data, Json}};
+use serde_json::json;
+
+use crate::web::AppState;
+
+/// A queue whose oldest runnable job has waited longer than this is "degraded".
+const QUEUE_AGE_WARN_SECS: f64 = 300.0;
+/// Workers heartbeat every 10 s; silence for this long means none is running.
+const HEARTBEAT_WARN_SECS: f64 = 60.0;
+
+#[handler]
+pub async fn health(Data(state): Data<&AppState>) -> Response {
+    let pool = state.db.primary();
+    let check = async {
+        let (oldest, heartbeat): (Option<f64>, Option<f64>) = sqlx::query_as(
+            "SELECT
+               (SELECT extract(epoch FROM now() - min(run_at))::float8 FROM apalis.jobs
+                 WHERE status = 'Pending' AND run_at <= now()),
+               (SELECT extract(epoch FROM now() - max(last_seen))::float8 FROM apalis.workers)",
+        )
+        .fetch_one(pool)
+        .await?;
+        Ok::<_, sqlx::Error>((oldest, heartbeat))
+    };
+    match tokio::time::timeout(Duration::from_secs(3), check).await {
+        Ok(Ok((oldest, heartbeat))) => {
+            let queue_ok = oldest.is_none_or(|s| s < QUEUE_AGE_WARN_SECS);
+            let workers_ok = heartbeat.is_some_and(|s| s < HEARTBEAT_WARN_SECS);
+            let status = if queue_ok && workers_ok { "ok" } else { "degraded" };
+            let body = json!({
+                "status": status,
+                "checks": {
+                    "primary": { "status": "ok" },
+                    "queue": { "status": if queue_ok { "ok" } else { "degraded" }, "oldest_pending_secs": oldest.unwrap_or(0.0) },
+                    "workers": { "status": if workers_ok { "ok" } else { "degraded" }, "last_heartbeat_secs": heartbeat },
+                }
+            });
+            (StatusCode::OK, Json(body)).into_response()
+        }
+        failed => {
+            let error = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".to_string(),
+            };
+            tracing::error!(%error, "health: primary unreachable");
+            let body = json!({ "status": "down", "checks": { "primary": { "status": "down" } } });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Quire's shared library: everything the `web` binary serves and the `worker` binary
+//! needs to share with it (configuration, database, job payloads, templates).
+
+pub mod accounts;
+pub mod compression;
+pub mod config;
+pub mod db;
+pub mod dev_mail;
+pub mod error;
+pub mod health;
+pub mod jobs;
+pub mod pages;
+pub mod ratelimit;
+pub mod seed;
+pub mod sessions;
+pub mod static_files;
+pub mod telemetry;
+pub mod templates;
+pub mod tokens;
+pub mod web;

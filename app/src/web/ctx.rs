@@ -1,0 +1,182 @@
+//! `Ctx`: what a handler needs about the request (state, session, htmx, flash), and the
+//! one place pages are rendered, so every page gets the same globals.
+
+use minijinja::{Value, context};
+use poem::{
+    FromRequest, Request, RequestBody, Response,
+    http::{StatusCode, header},
+    web::cookie::CookieJar,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Error, Result},
+    sessions::{self, CurrentUser, RequestSession},
+    web::{AppState, request_id::RequestId},
+};
+
+const FLASH_COOKIE: &str = "quire_flash";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Flash {
+    pub level: String,
+    pub message: String,
+}
+
+pub struct Ctx {
+    pub state: AppState,
+    pub session: RequestSession,
+    /// The request came from htmx (`HX-Request: true`): answer with a fragment.
+    pub htmx: bool,
+    pub request_id: String,
+    pub ip: String,
+    pub user_agent: String,
+    /// Path and query of this request, for `?next=` after login.
+    pub path: String,
+    jar: CookieJar,
+    flash: Vec<Flash>,
+}
+
+impl<'a> FromRequest<'a> for Ctx {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let state = req.data::<AppState>().cloned().ok_or_else(|| Error::Internal(anyhow::anyhow!("no AppState")))?;
+        let session = req
+            .extensions()
+            .get::<RequestSession>()
+            .cloned()
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("no session middleware")))?;
+        let jar = req.cookie().clone();
+        let flash = jar
+            .signed_with_key(&state.cookie_key)
+            .get(FLASH_COOKIE)
+            .and_then(|c| serde_json::from_str(c.value_str()).ok())
+            .unwrap_or_default();
+        Ok(Ctx {
+            htmx: req.headers().get("hx-request").is_some_and(|v| v == "true"),
+            request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default(),
+            ip: client_ip(req),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            path: req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into()),
+            state,
+            session,
+            jar,
+            flash,
+        })
+    }
+}
+
+/// The client's address: the last `X-Forwarded-For` hop (the one our own proxy — Heroku's
+/// router, Caddy — appended) or the socket peer.
+pub fn client_ip(req: &Request) -> String {
+    if let Some(xff) = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok())
+        && let Some(last) = xff.rsplit(',').next().map(str::trim).filter(|s| !s.is_empty())
+    {
+        return last.chars().take(64).collect();
+    }
+    match req.remote_addr().as_socket_addr() {
+        Some(addr) => addr.ip().to_string(),
+        None => "unknown".into(),
+    }
+}
+
+impl Ctx {
+    pub fn user(&self) -> Option<&CurrentUser> {
+        self.session.user.as_ref()
+    }
+
+    /// The logged-in user, or a redirect to the login page that comes back here.
+    pub fn require_user(&self) -> Result<&CurrentUser> {
+        self.user().ok_or_else(|| Error::LoginRequired(self.path.clone()))
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.state.config.is_production()
+    }
+
+    pub fn cookies(&self) -> &CookieJar {
+        &self.jar
+    }
+
+    /// Queues a message for the next page this visitor sees (a signed cookie: no server state).
+    pub fn flash(&self, level: &str, message: impl Into<String>) {
+        let mut all = self.flash.clone();
+        all.push(Flash { level: level.into(), message: message.into() });
+        let value = serde_json::to_string(&all).unwrap_or_default();
+        let c = sessions::cookie(FLASH_COOKIE, &value, None, self.secure_cookies());
+        self.jar.signed_with_key(&self.state.cookie_key).add(c);
+    }
+
+    /// Renders a full page with status 200.
+    pub fn render(&self, template: &str, extra: Value) -> Result<Response> {
+        self.render_status(StatusCode::OK, template, extra)
+    }
+
+    /// Renders a full page. Flash messages shown on it are consumed.
+    pub fn render_status(&self, status: StatusCode, template: &str, extra: Value) -> Result<Response> {
+        if !self.flash.is_empty() {
+            sessions::expire(&self.jar, FLASH_COOKIE, self.secure_cookies());
+        }
+        let html = self.state.templates.render(template, self.globals(extra))?;
+        Ok(html_response(status, html))
+    }
+
+    /// For forms: the whole page normally, only `block` when htmx asked (validation
+    /// errors are then swapped into the form in place).
+    pub fn render_form(&self, status: StatusCode, template: &str, block: &str, extra: Value) -> Result<Response> {
+        if self.htmx {
+            let html = self.state.templates.render_block(template, block, self.globals(extra))?;
+            Ok(html_response(status, html))
+        } else {
+            self.render_status(status, template, extra)
+        }
+    }
+
+    /// After a successful POST: 303 to `to`. htmx gets `HX-Redirect` instead (a plain
+    /// redirect would be followed inside the XHR and the target swapped with a whole page).
+    pub fn redirect(&self, to: &str) -> Response {
+        redirect(self.htmx, to)
+    }
+
+    fn globals(&self, extra: Value) -> Value {
+        page_globals(&self.state, Some(&self.session), &self.flash, &self.request_id, extra)
+    }
+}
+
+pub fn redirect(htmx: bool, to: &str) -> Response {
+    if htmx {
+        Response::builder().status(StatusCode::OK).header("HX-Redirect", to).finish()
+    } else {
+        Response::builder().status(StatusCode::SEE_OTHER).header(header::LOCATION, to).finish()
+    }
+}
+
+pub fn html_response(status: StatusCode, html: String) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("text/html; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(html)
+}
+
+/// Variables every page can use, merged under the page's own.
+pub fn page_globals(
+    state: &AppState,
+    session: Option<&RequestSession>,
+    flash: &[Flash],
+    request_id: &str,
+    extra: Value,
+) -> Value {
+    let globals = context! {
+        current_user => Value::from(minijinja::value::Serde(session.and_then(|s| s.user.as_ref()))),
+        csrf_token => session.map(|s| s.csrf_token.as_str()).unwrap_or(""),
+        flash => Value::from(minijinja::value::Serde(flash)),
+        request_id => request_id,
+        dev => !state.config.is_production(),
+    };
+    context! { ..extra, ..globals }
+}

@@ -1,0 +1,7 @@
+//! The `worker` binary's library: job handlers and the runtime that drives them.
+//! Payload types live in `app::jobs` (the web side enqueues them); handlers live here.
+
+pub mod jobs;
+pub mod mailer;
+pub mod runtime;
+pub mod scheduler;

@@ -1,0 +1,83 @@
+//! The `worker` binary: `worker [--queues mail,default] [--concurrency N]`.
+
+use std::{process::ExitCode, sync::Arc};
+
+use app::{config::Config, db::Db, templates::Templates};
+use worker::{jobs::JobContext, mailer::Mailer, runtime::Options};
+
+const USAGE: &str = "usage: worker [--queues mail,default] [--concurrency N]";
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (arg.clone(), None),
+        };
+        let mut value = || inline.clone().or_else(|| args.next()).ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--queues" => {
+                let queues: Vec<String> = value()?.split(',').map(|q| q.trim().to_string()).filter(|q| !q.is_empty()).collect();
+                if let Some(bad) = queues.iter().find(|q| !app::jobs::ALL_QUEUES.contains(&q.as_str())) {
+                    return Err(format!("unknown queue `{bad}` (known: {})", app::jobs::ALL_QUEUES.join(", ")));
+                }
+                if queues.is_empty() {
+                    return Err("--queues needs at least one queue".into());
+                }
+                options.queues = queues;
+            }
+            "--concurrency" => {
+                options.concurrency = value()?.parse().ok().filter(|n| *n > 0).ok_or("--concurrency must be a positive number")?;
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("worker: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    app::telemetry::init(config.log_format);
+    match run(config, options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("worker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config, options: Options) -> anyhow::Result<()> {
+    let db = Db::connect(&config).await?;
+    let templates = Templates::new(|_| None)?;
+    let mailer = Mailer::from_config(&config)?;
+    let ctx = Arc::new(JobContext { db: db.clone(), config: Arc::new(config), templates, mailer });
+    tracing::info!(queues = ?options.queues, concurrency = options.concurrency, "worker starting");
+    let scheduler = tokio::spawn(worker::scheduler::run(db.clone()));
+    let result = worker::runtime::monitor(ctx, &options)
+        .run_with_signal(async {
+            app::web::shutdown_signal().await;
+            Ok(())
+        })
+        .await;
+    scheduler.abort();
+    db.close().await;
+    tracing::info!("worker stopped");
+    result.map_err(Into::into)
+}
