@@ -71,21 +71,23 @@ impl AcceptEncoding {
                 }
                 let mut q = Some(1.0_f32);
                 for param in parts {
-                    if let Some((name, val)) = param.split_once('=') {
-                        if name.trim().eq_ignore_ascii_case("q") {
-                            q = val
-                                .trim()
-                                .parse::<f32>()
-                                .ok()
-                                .filter(|q| q.is_finite())
-                                .map(|q| q.clamp(0.0, 1.0));
-                        }
+                    if let Some((name, val)) = param.split_once('=')
+                        && name.trim().eq_ignore_ascii_case("q")
+                    {
+                        q = val
+                            .trim()
+                            .parse::<f32>()
+                            .ok()
+                            .filter(|q| q.is_finite())
+                            .map(|q| q.clamp(0.0, 1.0));
                     }
                 }
                 let Some(q) = q else { continue };
                 if coding.eq_ignore_ascii_case("br") {
                     br = Some(q);
-                } else if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                } else if coding.eq_ignore_ascii_case("gzip")
+                    || coding.eq_ignore_ascii_case("x-gzip")
+                {
                     gzip = Some(q);
                 } else if coding == "*" {
                     star = Some(q);
@@ -131,12 +133,13 @@ pub fn is_compressible_content_type(content_type: &str) -> bool {
         .to_ascii_lowercase();
     match essence.as_str() {
         "text/event-stream" => false,
-        "application/javascript" | "application/json" | "application/xml" | "image/svg+xml"
+        "application/javascript"
+        | "application/json"
+        | "application/xml"
+        | "image/svg+xml"
         | "application/wasm" => true,
         e if e.starts_with("text/") => true,
-        e if e.starts_with("application/") && (e.ends_with("+json") || e.ends_with("+xml")) => {
-            true
-        }
+        e if e.starts_with("application/") && (e.ends_with("+json") || e.ends_with("+xml")) => true,
         _ => false,
     }
 }
@@ -167,7 +170,12 @@ pub fn gzip_compress(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
 }
 
 /// Compresses `data` with `encoding`. Identity returns a copy.
-pub fn compress(data: &[u8], encoding: Encoding, brotli_quality: u32, gzip_level: u32) -> io::Result<Vec<u8>> {
+pub fn compress(
+    data: &[u8],
+    encoding: Encoding,
+    brotli_quality: u32,
+    gzip_level: u32,
+) -> io::Result<Vec<u8>> {
     match encoding {
         Encoding::Brotli => brotli_compress(data, brotli_quality),
         Encoding::Gzip => gzip_compress(data, gzip_level),
@@ -356,12 +364,11 @@ impl<E: Endpoint> Endpoint for CompressionEndpoint<E> {
         headers.remove(header::CONTENT_LENGTH);
         // The bytes changed, so a strong validator no longer holds. Make it
         // weak, the same as nginx does.
-        if let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok()) {
-            if etag.starts_with('"') {
-                if let Ok(weak) = HeaderValue::from_str(&format!("W/{etag}")) {
-                    headers.insert(header::ETAG, weak);
-                }
-            }
+        if let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok())
+            && etag.starts_with('"')
+            && let Ok(weak) = HeaderValue::from_str(&format!("W/{etag}"))
+        {
+            headers.insert(header::ETAG, weak);
         }
         resp.set_body(Body::from_vec(compressed));
         Ok(resp)
@@ -374,24 +381,39 @@ mod tests {
 
     fn headers(accept: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(accept).unwrap());
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_str(accept).unwrap(),
+        );
         h
     }
 
     #[test]
     fn negotiation() {
         assert_eq!(preferred_encoding(&HeaderMap::new()), Encoding::Identity);
-        assert_eq!(preferred_encoding(&headers("gzip, deflate, br, zstd")), Encoding::Brotli);
+        assert_eq!(
+            preferred_encoding(&headers("gzip, deflate, br, zstd")),
+            Encoding::Brotli
+        );
         assert_eq!(preferred_encoding(&headers("gzip")), Encoding::Gzip);
         assert_eq!(preferred_encoding(&headers("br;q=0, gzip")), Encoding::Gzip);
-        assert_eq!(preferred_encoding(&headers("br; q=0.5, gzip;q=0.9")), Encoding::Gzip);
-        assert_eq!(preferred_encoding(&headers("br;q=0, gzip;q=0")), Encoding::Identity);
+        assert_eq!(
+            preferred_encoding(&headers("br; q=0.5, gzip;q=0.9")),
+            Encoding::Gzip
+        );
+        assert_eq!(
+            preferred_encoding(&headers("br;q=0, gzip;q=0")),
+            Encoding::Identity
+        );
         assert_eq!(preferred_encoding(&headers("*")), Encoding::Brotli);
         assert_eq!(preferred_encoding(&headers("*;q=0")), Encoding::Identity);
         assert_eq!(preferred_encoding(&headers("gzip, *;q=0")), Encoding::Gzip);
         assert_eq!(preferred_encoding(&headers("identity")), Encoding::Identity);
         assert_eq!(preferred_encoding(&headers("BR;Q=1")), Encoding::Brotli);
-        assert_eq!(preferred_encoding(&headers("br;q=abc, gzip")), Encoding::Gzip);
+        assert_eq!(
+            preferred_encoding(&headers("br;q=abc, gzip")),
+            Encoding::Gzip
+        );
     }
 
     #[test]

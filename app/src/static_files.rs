@@ -142,7 +142,11 @@ impl StaticFiles {
         let mut out = StaticFiles::default();
         for (logical, data) in files {
             let logical = logical.as_ref().trim_start_matches('/');
-            if logical.is_empty() || logical.split('/').any(|seg| seg.is_empty() || seg.starts_with('.')) {
+            if logical.is_empty()
+                || logical
+                    .split('/')
+                    .any(|seg| seg.is_empty() || seg.starts_with('.'))
+            {
                 continue;
             }
             let asset = Arc::new(build_asset(logical, data.into())?);
@@ -221,7 +225,8 @@ fn build_asset(logical: &str, data: Bytes) -> anyhow::Result<Asset> {
     let content_type = content_type_for(logical);
     let etag_hash = &hex[..ETAG_HASH_LEN];
     let etag = |suffix: &str| {
-        HeaderValue::from_str(&format!("\"{etag_hash}{suffix}\"")).expect("hex ETag is a valid header")
+        HeaderValue::from_str(&format!("\"{etag_hash}{suffix}\""))
+            .expect("hex ETag is a valid header")
     };
 
     let (brotli, gzip) = if is_compressible_path(logical, content_type) {
@@ -315,7 +320,9 @@ fn is_compressible_path(logical: &str, content_type: &str) -> bool {
 /// Whether `If-None-Match` matches `etag` (weak comparison, as RFC 9110
 /// requires for `If-None-Match`).
 fn if_none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
-    let Ok(etag) = etag.to_str() else { return false };
+    let Ok(etag) = etag.to_str() else {
+        return false;
+    };
     let etag = etag.trim_start_matches("W/");
     headers
         .get_all(header::IF_NONE_MATCH)
@@ -385,7 +392,10 @@ mod tests {
             fingerprint_name("vendor/htmx/htmx.min.js", "abc"),
             "vendor/htmx/htmx.min.abc.js"
         );
-        assert_eq!(fingerprint_name("vendor/htmx/LICENSE", "abc"), "vendor/htmx/LICENSE.abc");
+        assert_eq!(
+            fingerprint_name("vendor/htmx/LICENSE", "abc"),
+            "vendor/htmx/LICENSE.abc"
+        );
         assert_eq!(fingerprint_name("favicon.svg", "abc"), "favicon.abc.svg");
         assert_eq!(fingerprint_name("a.b/README", "abc"), "a.b/README.abc");
     }
@@ -393,7 +403,10 @@ mod tests {
     #[test]
     fn content_types() {
         assert_eq!(content_type_for("css/site.css"), "text/css; charset=utf-8");
-        assert_eq!(content_type_for("js/app.js"), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type_for("js/app.js"),
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(content_type_for("img/favicon.svg"), "image/svg+xml");
         assert_eq!(content_type_for("img/logo.PNG"), "image/png");
         assert_eq!(content_type_for("x.bin"), "application/octet-stream");

@@ -93,8 +93,9 @@ fn block_of(template: &minijinja::Template<'_, '_>, block: &str, ctx: Value) -> 
 fn base_env(static_url: UrlFn) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
-    env.add_function("static", move |path: &str| -> Result<String, minijinja::Error> {
-        static_url(path).ok_or_else(|| {
+    // Marked safe: fingerprinted URLs are ours, and escaping `/` would only make them ugly.
+    env.add_function("static", move |path: &str| -> Result<Value, minijinja::Error> {
+        static_url(path).map(Value::from_safe_string).ok_or_else(|| {
             minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("no static file {path}"))
         })
     });

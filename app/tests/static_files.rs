@@ -6,10 +6,7 @@ use std::{
     sync::{Arc, LazyLock},
 };
 
-use app::{
-    compression::Compression,
-    static_files::StaticFiles,
-};
+use app::{compression::Compression, static_files::StaticFiles};
 use poem::{
     Endpoint, EndpointExt, Request, Response, Route,
     endpoint::make_sync,
@@ -84,7 +81,10 @@ fn url_is_fingerprinted_with_content_hash() {
 
     assert_eq!(files.url("/css/site.css"), Some(url));
     let htmx = files.url("vendor/htmx/htmx.min.js").expect("htmx vendored");
-    assert!(htmx.starts_with("/static/vendor/htmx/htmx.min.") && htmx.ends_with(".js"), "{htmx}");
+    assert!(
+        htmx.starts_with("/static/vendor/htmx/htmx.min.") && htmx.ends_with(".js"),
+        "{htmx}"
+    );
     assert!(files.url("js/app.js").is_some());
     assert!(files.url("img/favicon.svg").is_some());
     assert_eq!(files.url("css/nope.css"), None);
@@ -130,7 +130,11 @@ async fn gzip_variant_decompresses_to_original() {
     assert!(data.len() < orig.len());
     assert_eq!(gunzip(&data), orig);
 
-    let resp = cli.get(&url).header(header::ACCEPT_ENCODING, "gzip").send().await;
+    let resp = cli
+        .get(&url)
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await;
     resp.assert_header(header::CONTENT_ENCODING, "gzip");
 }
 
@@ -138,7 +142,12 @@ async fn gzip_variant_decompresses_to_original() {
 async fn identity_without_accept_encoding() {
     let files = files();
     let cli = TestClient::new(app(&files));
-    for accept in [None, Some("identity"), Some("br;q=0, gzip;q=0"), Some("*;q=0")] {
+    for accept in [
+        None,
+        Some("identity"),
+        Some("br;q=0, gzip;q=0"),
+        Some("*;q=0"),
+    ] {
         let mut req = cli.get(site_css_url(&files));
         if let Some(accept) = accept {
             req = req.header(header::ACCEPT_ENCODING, accept);
@@ -148,7 +157,11 @@ async fn identity_without_accept_encoding() {
         resp.assert_header_is_not_exist(header::CONTENT_ENCODING);
         resp.assert_header(header::VARY, "Accept-Encoding");
         resp.assert_header(header::CACHE_CONTROL, "public, max-age=31536000, immutable");
-        assert_eq!(body(resp).await, original("css/site.css"), "accept {accept:?}");
+        assert_eq!(
+            body(resp).await,
+            original("css/site.css"),
+            "accept {accept:?}"
+        );
     }
 }
 
@@ -160,10 +173,17 @@ async fn etag_differs_per_encoding_and_if_none_match_gives_304() {
 
     let mut etags = Vec::new();
     for accept in ["br", "gzip", "identity"] {
-        let resp = cli.get(&url).header(header::ACCEPT_ENCODING, accept).send().await;
+        let resp = cli
+            .get(&url)
+            .header(header::ACCEPT_ENCODING, accept)
+            .send()
+            .await;
         resp.assert_status_is_ok();
         let etag = header(&resp, header::ETAG).expect("ETag present");
-        assert!(etag.starts_with('"') && etag.ends_with('"'), "strong ETag: {etag}");
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"'),
+            "strong ETag: {etag}"
+        );
         etags.push(etag);
     }
     assert_ne!(etags[0], etags[1]);
@@ -276,7 +296,10 @@ async fn unknown_paths_are_404() {
         "/static/CSS/SITE.CSS",
         "/static/css/site.css/",
     ] {
-        cli.get(path).send().await.assert_status(StatusCode::NOT_FOUND);
+        cli.get(path)
+            .send()
+            .await
+            .assert_status(StatusCode::NOT_FOUND);
     }
 }
 
@@ -299,7 +322,10 @@ async fn path_traversal_is_404() {
         let resp = cli.get(path).send().await;
         resp.assert_status(StatusCode::NOT_FOUND);
         let inner = path.strip_prefix("/static").unwrap();
-        raw.get(inner).send().await.assert_status(StatusCode::NOT_FOUND);
+        raw.get(inner)
+            .send()
+            .await
+            .assert_status(StatusCode::NOT_FOUND);
     }
 }
 
@@ -308,7 +334,10 @@ async fn not_found_is_a_poem_error_with_status_404() {
     let files = files();
     let ep = files.endpoint();
     let req = Request::builder().uri_str("/nope.css").finish();
-    let err = ep.call(req).await.expect_err("unknown file must be an error");
+    let err = ep
+        .call(req)
+        .await
+        .expect_err("unknown file must be an error");
     assert_eq!(err.status(), StatusCode::NOT_FOUND);
 }
 
@@ -316,10 +345,7 @@ async fn not_found_is_a_poem_error_with_status_404() {
 async fn other_methods_are_rejected() {
     let files = files();
     let cli = TestClient::new(app(&files));
-    let resp = cli
-        .request(Method::POST, site_css_url(&files))
-        .send()
-        .await;
+    let resp = cli.request(Method::POST, site_css_url(&files)).send().await;
     resp.assert_status(StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -359,7 +385,9 @@ fn app_js_sets_strict_csp_config() {
 fn big_html() -> String {
     let mut s = String::from("<!doctype html><html><body><main>");
     for i in 0..200 {
-        s.push_str(&format!("<p class=\"story\">Paragraph {i} of a story about compression.</p>\n"));
+        s.push_str(&format!(
+            "<p class=\"story\">Paragraph {i} of a story about compression.</p>\n"
+        ));
     }
     s.push_str("</main></body></html>");
     s
@@ -400,7 +428,11 @@ async fn compression_gzip_when_br_not_accepted() {
     let cli = TestClient::new(
         responder("text/html; charset=utf-8", html.clone().into_bytes()).with(Compression::new()),
     );
-    let resp = cli.get("/").header(header::ACCEPT_ENCODING, "gzip").send().await;
+    let resp = cli
+        .get("/")
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await;
     resp.assert_header(header::CONTENT_ENCODING, "gzip");
     assert_eq!(gunzip(&body(resp).await), html.as_bytes());
 }
@@ -421,7 +453,11 @@ async fn compression_identity_without_accept_encoding_but_vary() {
 async fn compression_skips_png() {
     let data: Vec<u8> = (0..5000u32).map(|i| (i % 7) as u8).collect();
     let cli = TestClient::new(responder("image/png", data.clone()).with(Compression::new()));
-    let resp = cli.get("/").header(header::ACCEPT_ENCODING, "br, gzip").send().await;
+    let resp = cli
+        .get("/")
+        .header(header::ACCEPT_ENCODING, "br, gzip")
+        .send()
+        .await;
     resp.assert_status_is_ok();
     resp.assert_header_is_not_exist(header::CONTENT_ENCODING);
     resp.assert_header_is_not_exist(header::VARY);
@@ -435,7 +471,11 @@ async fn compression_skips_small_body() {
     let cli = TestClient::new(
         responder("text/html; charset=utf-8", small.clone().into_bytes()).with(Compression::new()),
     );
-    let resp = cli.get("/").header(header::ACCEPT_ENCODING, "br, gzip").send().await;
+    let resp = cli
+        .get("/")
+        .header(header::ACCEPT_ENCODING, "br, gzip")
+        .send()
+        .await;
     resp.assert_header_is_not_exist(header::CONTENT_ENCODING);
     assert_eq!(body(resp).await, small.as_bytes());
 }
@@ -446,14 +486,22 @@ async fn compression_skips_event_stream_head_and_encoded() {
     let cli = TestClient::new(
         responder("text/event-stream", html.clone().into_bytes()).with(Compression::new()),
     );
-    let resp = cli.get("/").header(header::ACCEPT_ENCODING, "br").send().await;
+    let resp = cli
+        .get("/")
+        .header(header::ACCEPT_ENCODING, "br")
+        .send()
+        .await;
     resp.assert_header_is_not_exist(header::CONTENT_ENCODING);
     assert_eq!(body(resp).await, html.as_bytes());
 
     let cli = TestClient::new(
         responder("text/html; charset=utf-8", html.clone().into_bytes()).with(Compression::new()),
     );
-    let resp = cli.head("/").header(header::ACCEPT_ENCODING, "br").send().await;
+    let resp = cli
+        .head("/")
+        .header(header::ACCEPT_ENCODING, "br")
+        .send()
+        .await;
     resp.assert_header_is_not_exist(header::CONTENT_ENCODING);
 
     let html2 = html.clone();
@@ -521,7 +569,10 @@ async fn compression_leaves_static_files_alone() {
         original("vendor/htmx/htmx.min.js")
     );
 
-    let resp = cli.get(files.url("vendor/htmx/htmx.min.js").unwrap()).send().await;
+    let resp = cli
+        .get(files.url("vendor/htmx/htmx.min.js").unwrap())
+        .send()
+        .await;
     resp.assert_header_is_not_exist(header::CONTENT_ENCODING);
     resp.assert_header(header::VARY, "Accept-Encoding");
     assert_eq!(body(resp).await, original("vendor/htmx/htmx.min.js"));
@@ -570,9 +621,8 @@ async fn real_server_get_and_head() {
     let addr = *acceptor.local_addr()[0]
         .as_socket_addr()
         .expect("TCP address");
-    let server = tokio::spawn(
-        Server::new_with_acceptor(acceptor).run(app(&files).with(Compression::new())),
-    );
+    let server =
+        tokio::spawn(Server::new_with_acceptor(acceptor).run(app(&files).with(Compression::new())));
 
     async fn raw(addr: std::net::SocketAddr, request: String) -> (String, Vec<u8>) {
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -589,7 +639,9 @@ async fn real_server_get_and_head() {
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .expect("end of headers");
-        let head = String::from_utf8(buf[..split].to_vec()).unwrap().to_ascii_lowercase();
+        let head = String::from_utf8(buf[..split].to_vec())
+            .unwrap()
+            .to_ascii_lowercase();
         (head, buf[split + 4..].to_vec())
     }
 
@@ -603,7 +655,10 @@ async fn real_server_get_and_head() {
     .await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("content-encoding: br"), "{head}");
-    assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
     assert_eq!(unbrotli(&body), orig);
 
     let (head, body) = raw(
@@ -612,12 +667,16 @@ async fn real_server_get_and_head() {
     )
     .await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
-    assert!(head.contains(&format!("content-length: {}", orig.len())), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", orig.len())),
+        "{head}"
+    );
     assert!(body.is_empty());
 
     let (head, _) = raw(
         addr,
-        "GET /static/../Cargo.toml HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_string(),
+        "GET /static/../Cargo.toml HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            .to_string(),
     )
     .await;
     assert!(head.starts_with("http/1.1 404"), "{head}");

@@ -23,9 +23,17 @@ pub async fn read_body(body: Body) -> Result<Vec<u8>, Error> {
     }
 }
 
-/// The first value of `name`, if present and valid UTF-8.
+/// The first value of `name`, if present and valid UTF-8. Other fields may be malformed:
+/// the handler's own parsing reports those.
 pub fn field(bytes: &[u8], name: &str) -> Option<String> {
-    pairs(bytes).ok()?.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    bytes.split(|&b| b == b'&').find_map(|pair| {
+        let mut kv = pair.splitn(2, |&b| b == b'=');
+        let key = decode(kv.next()?).ok()?;
+        if key != name {
+            return None;
+        }
+        decode(kv.next().unwrap_or_default()).ok()
+    })
 }
 
 fn decode(part: &[u8]) -> Result<String, Error> {

@@ -69,7 +69,7 @@ pub fn routes(state: &AppState) -> Route {
 }
 
 /// The whole application: routes wrapped in the middleware stack, outermost last.
-pub fn app(state: AppState) -> impl Endpoint {
+pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
     let secure = state.config.is_production();
     routes(&state)
         .with(csrf::CsrfProtection)

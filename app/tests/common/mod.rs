@@ -1,0 +1,264 @@
+//! Test harness: a fresh database per test, cloned from a migrated template, and an
+//! in-process app with a cookie-keeping client. Tests talk to the real PostgreSQL that
+//! `bin/test` runs (its admin URL is `DATABASE_URL`).
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::Mutex,
+};
+
+use app::{config::Config, db::Db, web::AppState};
+use poem::{Endpoint, EndpointExt, http::StatusCode, test::TestClient};
+use sqlx::{Connection, PgConnection, PgPool, postgres::PgPoolOptions};
+
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL must point at a PostgreSQL server (bin/test sets it up)")
+}
+
+fn with_db(url: &str, db: &str) -> String {
+    let base = match url.rfind('/') {
+        Some(i) if url[..i].contains("//") && !url[i..].contains('@') => &url[..i],
+        _ => url,
+    };
+    let (base, query) = match url.split_once('?') {
+        Some((_, q)) => (base.split('?').next().unwrap_or(base), format!("?{q}")),
+        None => (base, String::new()),
+    };
+    format!("{base}/{db}{query}")
+}
+
+/// The template's name changes whenever a migration does, so a stale template is never used.
+fn template_name() -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("migrations dir").flatten().map(|e| e.path()).collect();
+    files.sort();
+    for f in files {
+        hasher.update(std::fs::read(&f).expect("read migration"));
+    }
+    let hex: String = hasher.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("quire_tpl_{hex}")
+}
+
+async fn ensure_template(admin: &mut PgConnection) -> String {
+    let name = template_name();
+    // One test process migrates the template; the others wait on the lock.
+    sqlx::query("SELECT pg_advisory_lock(7291)").execute(&mut *admin).await.expect("lock");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut *admin)
+        .await
+        .expect("query template");
+    if !exists {
+        let building = format!("{name}_building");
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {building}"))).execute(&mut *admin).await.expect("drop");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {building}"))).execute(&mut *admin).await.expect("create template");
+        let pool = PgPool::connect(&with_db(&admin_url(), &building)).await.expect("connect template");
+        app::db::migrate(&pool).await.expect("migrate template");
+        pool.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {building} RENAME TO {name}"))).execute(&mut *admin).await.expect("rename");
+    }
+    sqlx::query("SELECT pg_advisory_unlock(7291)").execute(&mut *admin).await.expect("unlock");
+    name
+}
+
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let mut admin = PgConnection::connect(&admin_url()).await.expect("connect to the test server");
+        let template = ensure_template(&mut admin).await;
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        // Cloning a template is a file copy: far faster than migrating each database.
+        let mut tries = 0;
+        loop {
+            match sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {template}"))).execute(&mut admin).await {
+                Ok(_) => break,
+                // Concurrent clones of one template can collide briefly: retry.
+                Err(e) if tries < 20 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
+                }
+                Err(e) => panic!("create test database: {e}"),
+            }
+        }
+        let url = with_db(&admin_url(), &name);
+        let pool = PgPoolOptions::new().max_connections(8).connect(&url).await.expect("connect test db");
+        TestDb { name, url, pool }
+    }
+
+    pub fn db(&self) -> Db {
+        Db::from_pool(self.pool.clone())
+    }
+}
+
+pub struct TestApp {
+    pub db: TestDb,
+    pub state: AppState,
+    pub client: TestClient<poem::endpoint::BoxEndpoint<'static>>,
+    pub mail_dir: PathBuf,
+    cookies: Mutex<HashMap<String, String>>,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: poem::http::HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn location(&self) -> Option<&str> {
+        self.header("location")
+    }
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body:\n{}", self.body);
+        self
+    }
+    #[track_caller]
+    pub fn assert_contains(&self, text: &str) -> &Self {
+        assert!(self.body.contains(text), "expected {text:?} in body:\n{}", self.body);
+        self
+    }
+}
+
+pub fn mail_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("quire-test-mail-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("mail dir");
+    dir
+}
+
+impl TestApp {
+    pub async fn new() -> TestApp {
+        Self::with_config(|_| {}).await
+    }
+
+    pub async fn with_config(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::new().await;
+        let mail_dir = mail_dir();
+        let mut config = Config::for_tests(&db.url, mail_dir.clone());
+        tweak(&mut config);
+        let state = AppState::new(config, db.db()).expect("app state");
+        let client = TestClient::new(app::web::app(state.clone()).boxed());
+        TestApp { db, state, client, mail_dir, cookies: Mutex::new(HashMap::new()) }
+    }
+
+    /// A second browser against the same app and database (no shared cookies).
+    pub fn new_browser(&self) -> TestApp {
+        TestApp {
+            db: TestDb { name: self.db.name.clone(), url: self.db.url.clone(), pool: self.db.pool.clone() },
+            state: self.state.clone(),
+            client: TestClient::new(app::web::app(self.state.clone()).boxed()),
+            mail_dir: self.mail_dir.clone(),
+            cookies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.lock().unwrap().get(name).cloned()
+    }
+
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        self.cookies.lock().unwrap().insert(name.into(), value.into());
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.lock().unwrap().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn finish(&self, resp: poem::test::TestResponse) -> Resp {
+        let resp = resp.0;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        {
+            let mut jar = self.cookies.lock().unwrap();
+            for sc in headers.get_all("set-cookie") {
+                let Ok(sc) = sc.to_str() else { continue };
+                let Ok(c) = cookie::Cookie::parse(sc.to_string()) else { continue };
+                let removed = c.max_age().is_some_and(|m| m.is_zero()) || c.value().is_empty();
+                if removed {
+                    jar.remove(c.name());
+                } else {
+                    jar.insert(c.name().to_string(), c.value().to_string());
+                }
+            }
+        }
+        let body = resp.into_body().into_string().await.unwrap_or_default();
+        Resp { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.get_with(path, &[]).await
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.client.get(path).header("cookie", self.cookie_header());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.finish(req.send().await).await
+    }
+
+    /// POSTs raw bytes with the given content type (no token added).
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Resp {
+        let mut req = self.client.post(path).header("cookie", self.cookie_header()).content_type(content_type.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.finish(req.body(body).send().await).await
+    }
+
+    /// POSTs a form exactly as given (include `csrf_token` yourself, or not).
+    pub async fn post_form_raw(&self, path: &str, fields: &[(&str, &str)]) -> Resp {
+        let body = serde_urlencoded::to_string(fields).expect("encode form");
+        self.post_raw(path, "application/x-www-form-urlencoded", body.into_bytes(), &[]).await
+    }
+
+    /// POSTs a form with this browser's CSRF token, as a real form would.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Resp {
+        let token = self.csrf_token().await;
+        let mut all: Vec<(&str, &str)> = vec![("csrf_token", &token)];
+        all.extend_from_slice(fields);
+        self.post_form_raw(path, &all).await
+    }
+
+    /// The token a page would embed, read from a rendered page like a browser would.
+    pub async fn csrf_token(&self) -> String {
+        let page = self.get("/password/forgot").await;
+        extract_csrf(&page.body).expect("csrf token in page")
+    }
+
+    pub async fn signup(&self, username: &str, email: &str, password: &str) -> Resp {
+        self.post_form("/signup", &[("username", username), ("email", email), ("password", password)]).await
+    }
+
+    pub async fn login(&self, login: &str, password: &str) -> Resp {
+        self.post_form("/login", &[("login", login), ("password", password)]).await
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(&self.db.pool).await.expect("count query")
+    }
+
+    pub fn endpoint(&self) -> impl Endpoint {
+        app::web::app(self.state.clone())
+    }
+}
+
+pub fn extract_csrf(html: &str) -> Option<String> {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html.find(marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
