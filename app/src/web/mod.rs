@@ -58,24 +58,28 @@ impl AppState {
     }
 }
 
-/// The route table. Each area module contributes its own routes.
+/// The pages: every route that has a session. Each area module contributes its own.
 pub fn routes(state: &AppState) -> Route {
-    let route = Route::new()
-        .at("/", get(pages::home))
-        .at("/health", get(health::health))
-        .nest("/static", state.statics.clone().endpoint());
+    let route = Route::new().at("/", get(pages::home));
     let route = accounts::routes(route);
     crate::dev_mail::routes(route, state.config.is_production())
 }
 
 /// The whole application: routes wrapped in the middleware stack, outermost last.
+///
+/// `/health` and `/static` sit outside the session stack: they need no session, must not
+/// cost a session lookup, and health must answer even when the database does not.
 pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
     let secure = state.config.is_production();
-    routes(&state)
+    let pages = routes(&state)
         .with(csrf::CsrfProtection)
         .with(Sessions)
         .with(error_pages::ErrorPages)
-        .with(CookieJarManager::with_key(state.cookie_key.clone()))
+        .with(CookieJarManager::with_key(state.cookie_key.clone()));
+    Route::new()
+        .at("/health", get(health::health))
+        .nest("/static", state.statics.clone().endpoint().with(error_pages::ErrorPages))
+        .nest("/", pages)
         .with(Compression::default())
         .with(headers::SecurityHeaders { hsts: secure })
         .with(request_id::RequestIds)
