@@ -26,6 +26,22 @@ is_root() { [ "$(id -u)" = 0 ]; }
 is_debian() { [ -f /etc/debian_version ] && have apt-get; }
 is_macos()  { [ "$(uname -s)" = Darwin ]; }
 
+# reexec_with_default_sigint "$@": a script started with `&` by another
+# non-interactive shell inherits SIGINT as ignored, and bash cannot trap a
+# signal that was ignored at entry, so `kill -INT` would do nothing. Call this
+# first thing: it re-executes the script once with SIGINT back to default.
+reexec_with_default_sigint() {
+  if [ -n "${QUIRE_SIGINT_RESET:-}" ]; then unset QUIRE_SIGINT_RESET; return 0; fi
+  [ "$(trap -p INT)" = "trap -- '' SIGINT" ] || return 0
+  export QUIRE_SIGINT_RESET=1
+  if env --default-signal=INT true 2>/dev/null; then
+    exec env --default-signal=INT "$BASH" "$0" "$@"
+  elif have perl; then
+    exec perl -e '$SIG{INT} = "DEFAULT"; exec @ARGV or die "exec: $!"' "$BASH" "$0" "$@"
+  fi
+  unset QUIRE_SIGINT_RESET   # no way to reset it: carry on (SIGTERM still works)
+}
+
 # Milliseconds since the epoch (bash 5 has EPOCHREALTIME; otherwise whole seconds).
 now_ms() {
   if [ -n "${EPOCHREALTIME:-}" ]; then
@@ -250,6 +266,8 @@ wait_for_http() {
 #   var/pg/NAME.port   TCP port, chosen once (never 5432), bound to 127.0.0.1
 #   var/pg/NAME.sock/  unix socket directory
 #   var/pg/NAME.log    server log
+#   var/pg/NAME.owner  pid of the script that started it (tells a live run
+#                      from a stale one left by a crash)
 # If the socket path would exceed the unix limit (107 bytes), or when root and
 # the `postgres` user cannot reach var/, these live under /tmp/quire-<hash>/
 # instead (hash of the repo path, so each checkout gets its own).
@@ -341,6 +359,7 @@ pg_base() { echo "${PG_BASE:-$VAR_DIR/pg}"; }
 pg_data_dir() { echo "$(pg_base "$1")/$1"; }
 pg_log_file() { echo "$(pg_base "$1")/$1.log"; }
 pg_port_file() { echo "$VAR_DIR/pg/$1.port"; }
+pg_owner_file() { echo "$VAR_DIR/pg/$1.owner"; }   # pid of the script that started it
 pg_socket_dir() {
   local d
   d="$(pg_base "$1")/$1.sock"
@@ -455,6 +474,24 @@ pg_running() {
   [ -n "$pid" ] && pid_alive "$pid" && [[ $(pid_cmdline "$pid") == *postgres* ]]
 }
 
+# pg_in_use NAME: the cluster runs for another live script (bin/dev or
+# bin/test in another terminal): its owner file names a live process that is
+# not us. Such a server is not stale and must be left alone.
+pg_in_use() {
+  local owner
+  pg_running "$1" || return 1
+  owner=$(cat "$(pg_owner_file "$1")" 2>/dev/null || true)
+  [ -n "$owner" ] && [ "$owner" != "$$" ] && pid_alive "$owner"
+}
+
+# pg_free_name BASE: BASE, or BASE-2, BASE-3... : the first cluster name that
+# no other live script is using (parallel bin/test runs get their own cluster).
+pg_free_name() {
+  local name=$1 n=1
+  while pg_in_use "$name"; do n=$(( n + 1 )); name="$1-$n"; done
+  echo "$name"
+}
+
 # pg_clear_stale NAME: deal with leftovers of a crashed run. A server still
 # running on the data dir is stopped (we want our settings and we stop what we
 # start); a postmaster.pid whose process is gone (or is not postgres, after
@@ -498,6 +535,7 @@ pg_start_cluster() {
   chmod 700 "$sock"
   pg_write_conf "$name" "$profile"
   PG_STARTED+=("$name")
+  echo "$$" >"$(pg_owner_file "$name")"
   # setsid: a Ctrl-C in the terminal must not reach the server directly; the
   # script stops it last, after the processes that use it.
   (cd / && ${SETSID[@]+"${SETSID[@]}"} ${PG_AS[@]+"${PG_AS[@]}"} \
@@ -511,6 +549,7 @@ pg_start_cluster() {
 pg_stop_cluster() {
   local data
   data=$(pg_data_dir "$1")
+  rm -f "$(pg_owner_file "$1")"
   pg_running "$1" || return 0
   say "stopping PostgreSQL ($1)"
   pg_as_owner "$PG_BINDIR/pg_ctl" stop -D "$data" -m fast -w -t 20 -s >/dev/null 2>&1 \
@@ -536,19 +575,31 @@ pg_ensure_database() {
   fi
 }
 
-# pg_ensure_cluster NAME PROFILE: the one call scripts need. Finds or installs
-# PostgreSQL, creates the cluster on first use, clears leftovers of a crashed
-# run, starts it and makes sure role and database `quire` exist. Sets PG_PORT.
-# The caller must arrange `pg_stop_started` on exit.
-pg_ensure_cluster() {
-  local name=$1 profile=${2:-dev}
+# pg_setup: find (or install) PostgreSQL, make sure its user exists, decide
+# where clusters live. Idempotent; pg_ensure_cluster calls it. Call it yourself
+# before pg_free_name.
+pg_setup() {
+  [ -z "$PG_BASE" ] || return 0
   pg_find_bindir
   pg_ensure_owner_user
-  [ -n "$PG_BASE" ] || pg_pick_base
+  pg_pick_base
   mkdir -p "$PG_BASE"
   if [ "$PG_BASE" != "$VAR_DIR/pg" ]; then
-    say "note: using $PG_BASE for the $name cluster (postgres cannot reach $VAR_DIR)"
+    say "note: using $PG_BASE for PostgreSQL data (the postgres user cannot reach $VAR_DIR)"
     chmod 755 "$(dirname "$PG_BASE")" "$PG_BASE"
+  fi
+}
+
+# pg_ensure_cluster NAME PROFILE: the one call scripts need. Creates the
+# cluster on first use, clears leftovers of a crashed run, starts it and makes
+# sure role and database `quire` exist. Sets PG_PORT. Fails if another live
+# script is using the cluster. The caller must arrange `pg_stop_started` on
+# exit (trap).
+pg_ensure_cluster() {
+  local name=$1 profile=${2:-dev}
+  pg_setup
+  if pg_in_use "$name"; then
+    die "PostgreSQL in $(pg_data_dir "$name") is in use by another running script (pid $(cat "$(pg_owner_file "$name")")); stop that one first"
   fi
   pg_port "$name" >/dev/null
   pg_init_cluster "$name"
