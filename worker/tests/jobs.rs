@@ -239,3 +239,28 @@ async fn mail_is_delivered_through_a_real_smtp_server() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[tokio::test]
+async fn the_periodic_purge_removes_expired_sessions_and_spent_tokens() {
+    let app = TestApp::new().await;
+    app.signup("tara", "tara@example.com", PW).await.assert_status(303);
+    let other = app.new_browser();
+    other.login("tara", PW).await.assert_status(303);
+    let third = app.new_browser();
+    third.login("tara", PW).await.assert_status(303);
+    // One idle too long, one past its absolute expiry, one alive.
+    sqlx::query("UPDATE sessions SET last_seen_at = now() - interval '15 days' WHERE public_id = (SELECT min(public_id) FROM sessions)")
+        .execute(&app.db.pool).await.unwrap();
+    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 minute' WHERE public_id = (SELECT max(public_id) FROM sessions)")
+        .execute(&app.db.pool).await.unwrap();
+    let mut conn = app.db.pool.acquire().await.unwrap();
+    let user = app::accounts::users::find_by_username(&mut *conn, "tara").await.unwrap().unwrap();
+    app::accounts::users::create_token(&mut conn, &user, app::accounts::users::TokenPurpose::ResetPassword).await.unwrap();
+    sqlx::query("UPDATE user_tokens SET created_at = now() - interval '3 days', expires_at = now() - interval '2 days'").execute(&app.db.pool).await.unwrap();
+
+    let ctx = job_context(&app, Mailer::Files(app.mail_dir.clone()));
+    let job = Envelope { name: "purge_expired".into(), args: serde_json::json!({}), request_id: None };
+    run_envelope(job, &ctx).await.unwrap();
+    assert_eq!(app.count("SELECT count(*) FROM sessions").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM user_tokens").await, 0);
+}
