@@ -12,7 +12,7 @@ ENV SQLX_OFFLINE=true
 COPY . .
 # The cache mount keeps downloaded crates between builds (BuildKit).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    cargo build --release --locked --bin web --bin worker
+    cargo build --release --locked
 
 # --- run -----------------------------------------------------------------------
 FROM debian:bookworm-slim
