@@ -122,7 +122,10 @@ ensure_command() {
 ensure_python_module() {
   local mod=$1 deb=$2
   [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $mod" 2>/dev/null && return 0
-  if is_debian; then apt_install "$deb"; /usr/bin/python3 -c "import $mod" && return 0; fi
+  # Not fatal (no network, no sudo): only the tests that need it will fail.
+  if is_debian && apt_install "$deb"; then
+    /usr/bin/python3 -c "import $mod" 2>/dev/null && return 0
+  fi
   warn "python module $mod is missing (Debian package $deb); tests that need it may fail"
 }
 
@@ -145,9 +148,11 @@ pid_alive() {
 
 # pid_cmdline PID: print the command line of PID ("" when gone).
 pid_cmdline() {
-  if [ -r "/proc/$1/cmdline" ]; then tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true
-  else ps -p "$1" -o command= 2>/dev/null || true
+  local c
+  if [ -r "/proc/$1/cmdline" ]; then c=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true)
+  else c=$(ps -p "$1" -o command= 2>/dev/null || true)
   fi
+  echo "${c% }"
 }
 
 # We start children in their own session (setsid) when possible, so that one
@@ -266,8 +271,8 @@ wait_for_http() {
 #   var/pg/NAME.port   TCP port, chosen once (never 5432), bound to 127.0.0.1
 #   var/pg/NAME.sock/  unix socket directory
 #   var/pg/NAME.log    server log
-#   var/pg/NAME.owner  pid of the script that started it (tells a live run
-#                      from a stale one left by a crash)
+#   var/pg/NAME.owner  pid and command line of the script that started it
+#                      (tells a live run from a stale one left by a crash)
 # If the socket path would exceed the unix limit (107 bytes), or when root and
 # the `postgres` user cannot reach var/, these live under /tmp/quire-<hash>/
 # instead (hash of the repo path, so each checkout gets its own).
@@ -313,9 +318,6 @@ pg_find_bindir() {
   die "PostgreSQL server binaries (initdb, pg_ctl) not found; please install PostgreSQL"
 }
 
-# pg_owner: the user that runs the server ("postgres" when we are root).
-pg_owner() { if is_root; then echo postgres; else id -un; fi; }
-
 # pg_as_owner CMD...: run CMD as the server's user (from /, so a cwd the
 # postgres user cannot read does not matter). PG_AS is the argv prefix that
 # does the switch ("" when not root).
@@ -359,7 +361,7 @@ pg_base() { echo "${PG_BASE:-$VAR_DIR/pg}"; }
 pg_data_dir() { echo "$(pg_base "$1")/$1"; }
 pg_log_file() { echo "$(pg_base "$1")/$1.log"; }
 pg_port_file() { echo "$VAR_DIR/pg/$1.port"; }
-pg_owner_file() { echo "$VAR_DIR/pg/$1.owner"; }   # pid of the script that started it
+pg_owner_file() { echo "$VAR_DIR/pg/$1.owner"; }   # the script that started it
 pg_socket_dir() {
   local d
   d="$(pg_base "$1")/$1.sock"
@@ -478,10 +480,13 @@ pg_running() {
 # bin/test in another terminal): its owner file names a live process that is
 # not us. Such a server is not stale and must be left alone.
 pg_in_use() {
-  local owner
+  local file pid cmd
   pg_running "$1" || return 1
-  owner=$(cat "$(pg_owner_file "$1")" 2>/dev/null || true)
-  [ -n "$owner" ] && [ "$owner" != "$$" ] && pid_alive "$owner"
+  file=$(pg_owner_file "$1")
+  [ -f "$file" ] || return 1
+  { IFS= read -r pid; IFS= read -r cmd; } <"$file" || true
+  # Same pid and command line: the same process (not a recycled pid).
+  [ -n "$pid" ] && [ "$pid" != "$$" ] && pid_alive "$pid" && [ "$(pid_cmdline "$pid")" = "$cmd" ]
 }
 
 # pg_free_name BASE: BASE, or BASE-2, BASE-3... : the first cluster name that
@@ -535,7 +540,7 @@ pg_start_cluster() {
   chmod 700 "$sock"
   pg_write_conf "$name" "$profile"
   PG_STARTED+=("$name")
-  echo "$$" >"$(pg_owner_file "$name")"
+  printf '%s\n%s\n' "$$" "$(pid_cmdline "$$")" >"$(pg_owner_file "$name")"
   # setsid: a Ctrl-C in the terminal must not reach the server directly; the
   # script stops it last, after the processes that use it.
   (cd / && ${SETSID[@]+"${SETSID[@]}"} ${PG_AS[@]+"${PG_AS[@]}"} \
@@ -599,7 +604,7 @@ pg_ensure_cluster() {
   local name=$1 profile=${2:-dev}
   pg_setup
   if pg_in_use "$name"; then
-    die "PostgreSQL in $(pg_data_dir "$name") is in use by another running script (pid $(cat "$(pg_owner_file "$name")")); stop that one first"
+    die "PostgreSQL in $(pg_data_dir "$name") is in use by another running script (pid $(head -n 1 "$(pg_owner_file "$name")")); stop that one first"
   fi
   pg_port "$name" >/dev/null
   pg_init_cluster "$name"

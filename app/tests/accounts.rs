@@ -362,3 +362,26 @@ async fn unknown_pages_and_methods_get_templated_errors() {
     r.assert_status(404).assert_contains("Page not found").assert_contains("<html");
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
 }
+
+#[tokio::test]
+async fn per_ip_limits_skip_loopback_only_in_development() {
+    // Development: everyone is 127.0.0.1, so per-IP limits would only get in the way.
+    let dev = TestApp::new().await;
+    for i in 0..12 {
+        let b = dev.new_browser();
+        let token = b.csrf_token().await;
+        let body = serde_urlencoded::to_string([("csrf_token", token.as_str()), ("username", &format!("dev{i}")), ("email", &format!("dev{i}@example.com")), ("password", PW)]).unwrap();
+        b.post_raw("/signup", "application/x-www-form-urlencoded", body.into_bytes(), &[("x-forwarded-for", "127.0.0.1")]).await.assert_status(303);
+    }
+    // Production: the same loopback address is limited like any other.
+    let prod = TestApp::with_config(|c| c.app_env = app::config::AppEnv::Production).await;
+    let mut statuses = Vec::new();
+    for i in 0..11 {
+        let b = prod.new_browser();
+        let token = b.csrf_token().await;
+        let body = serde_urlencoded::to_string([("csrf_token", token.as_str()), ("username", &format!("prod{i}")), ("email", &format!("prod{i}@example.com")), ("password", PW)]).unwrap();
+        statuses.push(b.post_raw("/signup", "application/x-www-form-urlencoded", body.into_bytes(), &[("x-forwarded-for", "127.0.0.1")]).await.status.as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 303).count(), 10, "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429));
+}

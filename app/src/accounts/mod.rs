@@ -74,7 +74,7 @@ async fn signup(ctx: Ctx, Form(mut form): Form<SignupForm>) -> Result<Response> 
         return signup_invalid(&ctx, &form, &errors);
     }
     let limiter = &ctx.state.limiter;
-    limiter.hit(&format!("signup:ip:{}", ctx.ip), limits::SIGNUP_PER_IP).await?;
+    ctx.limit_ip("signup", limits::SIGNUP_PER_IP).await?;
     limiter.hit(&format!("signup:email:{}", form.email.to_lowercase()), limits::SIGNUP_PER_ACCOUNT).await?;
 
     let hash = passwords::hash(form.password.clone()).await?;
@@ -153,7 +153,7 @@ async fn login(ctx: Ctx, Form(form): Form<LoginForm>) -> Result<Response> {
         return failed("That login and password do not match an account.");
     }
     let limiter = &ctx.state.limiter;
-    limiter.hit(&format!("login:ip:{}", ctx.ip), limits::LOGIN_PER_IP).await?;
+    ctx.limit_ip("login", limits::LOGIN_PER_IP).await?;
     limiter.hit(&format!("login:account:{}", login.to_lowercase()), limits::LOGIN_PER_ACCOUNT).await?;
 
     let db = ctx.state.db.primary();
@@ -248,7 +248,7 @@ async fn forgot(ctx: Ctx, Form(form): Form<ForgotForm>) -> Result<Response> {
         );
     }
     let limiter = &ctx.state.limiter;
-    limiter.hit(&format!("forgot:ip:{}", ctx.ip), limits::FORGOT_PER_IP).await?;
+    ctx.limit_ip("forgot", limits::FORGOT_PER_IP).await?;
     limiter.hit(&format!("forgot:email:{}", email.to_lowercase()), limits::FORGOT_PER_ACCOUNT).await?;
     let db = ctx.state.db.primary();
     if let Some(user) = users::find_by_email(db, email).await? {

@@ -94,6 +94,17 @@ impl Ctx {
         self.user().ok_or_else(|| Error::LoginRequired(self.path.clone()))
     }
 
+    /// Counts a hit on `action` for this client's IP. In development, loopback clients are
+    /// exempt: there every visitor is 127.0.0.1, so a per-IP limit would only get in the
+    /// way of trying things out (per-account limits still apply).
+    pub async fn limit_ip(&self, action: &str, limit: crate::ratelimit::Limit) -> Result<()> {
+        let loopback = self.ip.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if loopback && !self.state.config.is_production() {
+            return Ok(());
+        }
+        self.state.limiter.hit(&format!("{action}:ip:{}", self.ip), limit).await
+    }
+
     pub fn secure_cookies(&self) -> bool {
         self.state.config.is_production()
     }
