@@ -109,22 +109,10 @@ impl Config {
             .transpose()?
             .unwrap_or_default();
         let redis_url = var("REDIS_URL")?
-            .map(|u| {
-                if u.starts_with("redis://") || u.starts_with("rediss://") {
-                    Ok(u)
-                } else {
-                    Err(bad("REDIS_URL", "must start with redis:// or rediss://"))
-                }
-            })
+            .map(|u| check_scheme("REDIS_URL", u, &["redis://", "rediss://"], "must start with redis:// or rediss://"))
             .transpose()?;
         let smtp_url = var("SMTP_URL")?
-            .map(|u| {
-                if u.starts_with("smtp://") || u.starts_with("smtps://") {
-                    Ok(u)
-                } else {
-                    Err(bad("SMTP_URL", "must look like smtp://user:pass@host:port or smtps://…"))
-                }
-            })
+            .map(|u| check_scheme("SMTP_URL", u, &["smtp://", "smtps://"], "must look like smtp://user:pass@host:port or smtps://…"))
             .transpose()?;
         let media_root = PathBuf::from(var("MEDIA_ROOT")?.unwrap_or_else(|| "var/media".into()));
         let secret_key = match var("SECRET_KEY")? {
@@ -163,6 +151,18 @@ impl Config {
         })
     }
 
+    /// For the binaries' `main`: the configuration, or one line naming the bad variable
+    /// on stderr and exit code 2 (never a panic backtrace).
+    pub fn from_env_or_exit() -> Config {
+        match Self::from_env() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("configuration error: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+
     /// A configuration for tests: development mode, mail to `mail_dir`, a fixed key.
     pub fn for_tests(database_url: &str, mail_dir: PathBuf) -> Config {
         Config {
@@ -193,12 +193,12 @@ fn default_pool_size() -> u32 {
     (cores * 2).clamp(4, 16)
 }
 
+fn check_scheme(var: &'static str, url: String, schemes: &[&str], message: &str) -> Result<String, ConfigError> {
+    if schemes.iter().any(|s| url.starts_with(s)) { Ok(url) } else { Err(bad(var, message)) }
+}
+
 fn check_pg_url(var: &'static str, url: String) -> Result<String, ConfigError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(url)
-    } else {
-        Err(bad(var, "must be a postgres:// URL"))
-    }
+    check_scheme(var, url, &["postgres://", "postgresql://"], "must be a postgres:// URL")
 }
 
 /// Development default: the private cluster `bin/dev` runs under `var/`, whose port the

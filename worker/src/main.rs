@@ -46,13 +46,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let config = Config::from_env_or_exit();
     app::telemetry::init(config.log_format);
     match run(config, options).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,14 +14,7 @@ async fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     }
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            // One line naming the variable, no backtrace.
-            eprintln!("configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let config = Config::from_env_or_exit();
     app::telemetry::init(config.log_format);
     match run(&command, config).await {
         Ok(()) => ExitCode::SUCCESS,
