@@ -34,10 +34,11 @@ reexec_with_default_sigint() {
   if [ -n "${QUIRE_SIGINT_RESET:-}" ]; then unset QUIRE_SIGINT_RESET; return 0; fi
   [ "$(trap -p INT)" = "trap -- '' SIGINT" ] || return 0
   export QUIRE_SIGINT_RESET=1
+  local self="$ROOT/bin/${0##*/}"   # absolute: the script may have cd'ed
   if env --default-signal=INT true 2>/dev/null; then
-    exec env --default-signal=INT "$BASH" "$0" "$@"
+    exec env --default-signal=INT "$BASH" "$self" "$@"
   elif have perl; then
-    exec perl -e '$SIG{INT} = "DEFAULT"; exec @ARGV or die "exec: $!"' "$BASH" "$0" "$@"
+    exec perl -e '$SIG{INT} = "DEFAULT"; exec @ARGV or die "exec: $!"' "$BASH" "$self" "$@"
   fi
   unset QUIRE_SIGINT_RESET   # no way to reset it: carry on (SIGTERM still works)
 }
@@ -153,6 +154,19 @@ pid_cmdline() {
   else c=$(ps -p "$1" -o command= 2>/dev/null || true)
   fi
   echo "${c% }"
+}
+
+# write_owner FILE: record this script (pid and command line) in FILE.
+write_owner() { printf '%s\n%s\n' "$$" "$(pid_cmdline "$$")" >"$1"; }
+
+# owner_alive FILE: the script recorded in FILE by write_owner is still
+# running and is not us. Pid and command line must both match, so a recycled
+# pid does not count.
+owner_alive() {
+  local pid cmd
+  [ -f "$1" ] || return 1
+  { IFS= read -r pid; IFS= read -r cmd; } <"$1" || true
+  [ -n "$pid" ] && [ "$pid" != "$$" ] && pid_alive "$pid" && [ "$(pid_cmdline "$pid")" = "$cmd" ]
 }
 
 # We start children in their own session (setsid) when possible, so that one
@@ -480,13 +494,7 @@ pg_running() {
 # bin/test in another terminal): its owner file names a live process that is
 # not us. Such a server is not stale and must be left alone.
 pg_in_use() {
-  local file pid cmd
-  pg_running "$1" || return 1
-  file=$(pg_owner_file "$1")
-  [ -f "$file" ] || return 1
-  { IFS= read -r pid; IFS= read -r cmd; } <"$file" || true
-  # Same pid and command line: the same process (not a recycled pid).
-  [ -n "$pid" ] && [ "$pid" != "$$" ] && pid_alive "$pid" && [ "$(pid_cmdline "$pid")" = "$cmd" ]
+  pg_running "$1" && owner_alive "$(pg_owner_file "$1")"
 }
 
 # pg_free_name BASE: BASE, or BASE-2, BASE-3... : the first cluster name that
@@ -540,7 +548,7 @@ pg_start_cluster() {
   chmod 700 "$sock"
   pg_write_conf "$name" "$profile"
   PG_STARTED+=("$name")
-  printf '%s\n%s\n' "$$" "$(pid_cmdline "$$")" >"$(pg_owner_file "$name")"
+  write_owner "$(pg_owner_file "$name")"
   # setsid: a Ctrl-C in the terminal must not reach the server directly; the
   # script stops it last, after the processes that use it.
   (cd / && ${SETSID[@]+"${SETSID[@]}"} ${PG_AS[@]+"${PG_AS[@]}"} \

@@ -81,11 +81,13 @@ pub fn monitor(ctx: Arc<JobContext>, options: &Options) -> Monitor {
                 .make_backoff();
             WorkerBuilder::new(worker_name(&queue))
                 .backend(backend)
-                .enable_tracing()
+                // Outermost first: a job holds one concurrency slot across its retries;
+                // each run gets its own timeout; tracing sees the real attempt number.
+                .concurrency(options.concurrency)
                 .retry(BackoffRetryPolicy::new(MAX_ATTEMPTS - 1, backoff))
                 .timeout(JOB_TIMEOUT)
+                .enable_tracing()
                 .catch_panic()
-                .concurrency(options.concurrency)
                 .parallelize(tokio::spawn)
                 .data(ctx.clone())
                 .build(dispatch)

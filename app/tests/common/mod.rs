@@ -69,6 +69,26 @@ pub struct TestDb {
     pub name: String,
     pub url: String,
     pub pool: PgPool,
+    /// The original (not a `new_browser` copy) drops the database when the test ends.
+    owner: bool,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if !self.owner {
+            return;
+        }
+        // Drop can't await: a short-lived thread with its own runtime does the cleanup.
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let mut admin = PgConnection::connect(&admin_url()).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut admin).await.ok()
+            })
+        })
+        .join();
+    }
 }
 
 impl TestDb {
@@ -92,7 +112,7 @@ impl TestDb {
         }
         let url = with_db(&admin_url(), &name);
         let pool = PgPoolOptions::new().max_connections(8).connect(&url).await.expect("connect test db");
-        TestDb { name, url, pool }
+        TestDb { name, url, pool, owner: true }
     }
 
     pub fn db(&self) -> Db {
@@ -102,6 +122,7 @@ impl TestDb {
 
 pub struct TestApp {
     pub db: TestDb,
+    owns_mail_dir: bool,
     pub state: AppState,
     pub client: TestClient<poem::endpoint::BoxEndpoint<'static>>,
     pub mail_dir: PathBuf,
@@ -151,13 +172,14 @@ impl TestApp {
         tweak(&mut config);
         let state = AppState::new(config, db.db()).expect("app state");
         let client = TestClient::new(app::web::app(state.clone()).boxed());
-        TestApp { db, state, client, mail_dir, cookies: Mutex::new(HashMap::new()) }
+        TestApp { db, owns_mail_dir: true, state, client, mail_dir, cookies: Mutex::new(HashMap::new()) }
     }
 
     /// A second browser against the same app and database (no shared cookies).
     pub fn new_browser(&self) -> TestApp {
         TestApp {
-            db: TestDb { name: self.db.name.clone(), url: self.db.url.clone(), pool: self.db.pool.clone() },
+            db: TestDb { name: self.db.name.clone(), url: self.db.url.clone(), pool: self.db.pool.clone(), owner: false },
+            owns_mail_dir: false,
             state: self.state.clone(),
             client: TestClient::new(app::web::app(self.state.clone()).boxed()),
             mail_dir: self.mail_dir.clone(),
@@ -253,6 +275,14 @@ impl TestApp {
 
     pub fn endpoint(&self) -> impl Endpoint {
         app::web::app(self.state.clone())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if self.owns_mail_dir {
+            let _ = std::fs::remove_dir_all(&self.mail_dir);
+        }
     }
 }
 
