@@ -1,6 +1,15 @@
 //! `web seed`: demo data for development, idempotent (run it as often as you like).
+//! Authors, published stories with chapters and tags, and covers drawn here (PNG
+//! gradients, nothing downloaded) and queued for the worker like any upload.
 
-use crate::{accounts::passwords, db::Db};
+use crate::{
+    accounts::passwords,
+    db::Db,
+    markdown,
+    media::{self, Purpose},
+    stories::db as stories,
+    uploads::{ImageKind, ImageUpload},
+};
 
 /// Demo accounts; all share the password below and have confirmed emails.
 pub const DEMO_USERS: &[(&str, &str, &str)] = &[
@@ -10,7 +19,59 @@ pub const DEMO_USERS: &[(&str, &str, &str)] = &[
 ];
 pub const DEMO_PASSWORD: &str = "quire-demo-password";
 
-pub async fn run(db: &Db) -> anyhow::Result<()> {
+struct DemoStory {
+    author: &'static str,
+    title: &'static str,
+    summary: &'static str,
+    tags: &'static [&'static str],
+    colors: ([u8; 3], [u8; 3]),
+    chapters: &'static [&'static str],
+}
+
+const STORIES: &[DemoStory] = &[
+    DemoStory {
+        author: "alice",
+        title: "The Lighthouse Keeper's Ledger",
+        summary: "When the keeper of Carrow Point vanishes, his ledger is the only witness — and it has been written in two hands.",
+        tags: &["mystery", "slow-burn"],
+        colors: ([32, 58, 96], [214, 160, 84]),
+        chapters: &["The Ledger", "Two Hands", "Low Tide"],
+    },
+    DemoStory {
+        author: "alice",
+        title: "Salt on the Windowsill",
+        summary: "A retired detective, a missing cat, and a village that remembers everything except the night of the storm.",
+        tags: &["mystery", "cozy"],
+        colors: ([120, 40, 60], [240, 220, 200]),
+        chapters: &["The Cat", "The Storm"],
+    },
+    DemoStory {
+        author: "bruno",
+        title: "Drydock",
+        summary: "The freighter Halcyon comes in for repairs with one crew member too many.",
+        tags: &["science-fiction", "space"],
+        colors: ([10, 20, 40], [90, 200, 220]),
+        chapters: &["Arrival", "Manifest", "The Extra Bunk", "Pressure"],
+    },
+    DemoStory {
+        author: "chen",
+        title: "The Paper Dragon of Lin'an",
+        summary: "A calligrapher's apprentice folds a dragon that will not stay flat.",
+        tags: &["fantasy", "short"],
+        colors: ([150, 30, 30], [250, 200, 90]),
+        chapters: &["Ink", "Fold", "Flight"],
+    },
+];
+
+const PARAGRAPHS: &[&str] = &[
+    "The morning came in grey and slow, the way it always did on this part of the coast. *Nothing* moved on the water but the light.",
+    "She read the line twice, then a third time, as if the words might rearrange themselves into something kinder. They did not.",
+    "\"You're late,\" he said, without looking up from the work in his hands. \"The tide won't wait for either of us.\"",
+    "There are places where the map simply stops — not at a border, but at a **question**. This was one of them.",
+    "By the time the lamps were lit, the whole street knew. Nobody said it aloud, which is how you could tell.",
+];
+
+pub async fn run(db: &Db, storage: &crate::storage::Storage) -> anyhow::Result<()> {
     let hash = passwords::hash(DEMO_PASSWORD.to_string()).await?;
     let mut created = 0;
     for (username, display_name, bio) in DEMO_USERS {
@@ -28,6 +89,74 @@ pub async fn run(db: &Db) -> anyhow::Result<()> {
         .await?;
         created += r.rows_affected();
     }
-    tracing::info!(created, "seeded demo users (password: {DEMO_PASSWORD})");
+    let mut stories_created = 0;
+    for (i, demo) in STORIES.iter().enumerate() {
+        let author_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE username = $1").bind(demo.author).fetch_one(db.primary()).await?;
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM stories WHERE author_id = $1 AND title = $2)")
+            .bind(author_id)
+            .bind(demo.title)
+            .fetch_one(db.primary())
+            .await?;
+        if exists {
+            continue;
+        }
+        let mut tx = db.primary().begin().await?;
+        let (w, h) = (1200, 800);
+        let cover = ImageUpload {
+            bytes: gradient_png(w, h, demo.colors.0, demo.colors.1).into(),
+            kind: ImageKind::Png,
+            width: w,
+            height: h,
+            original_name: "cover.png".into(),
+        };
+        let cover_id = media::create(&mut tx, storage, author_id, Purpose::Cover, &cover, None).await?;
+        let id = stories::insert(&mut tx, &stories::NewStory { author_id, title: demo.title, summary: demo.summary, cover_id: Some(cover_id) }).await?;
+        let tags: Vec<String> = demo.tags.iter().map(|t| t.to_string()).collect();
+        stories::set_tags(&mut tx, id, &tags).await?;
+        for (n, title) in demo.chapters.iter().enumerate() {
+            let body: String = (0..6).map(|k| PARAGRAPHS[(n + k + i) % PARAGRAPHS.len()]).collect::<Vec<_>>().join("\n\n");
+            let html = markdown::render(&body);
+            let words = markdown::word_count(&body) as i32;
+            stories::add_chapter(&mut tx, id, &stories::NewChapter { title, body_markdown: &body, body_html: &html, word_count: words }).await?;
+        }
+        stories::update(&mut tx, id, &stories::StoryUpdate { title: demo.title, summary: demo.summary, publish: true, cover_id: None }).await?;
+        tx.commit().await?;
+        stories_created += 1;
+    }
+    tracing::info!(created, stories_created, "seeded demo data (password: {DEMO_PASSWORD})");
     Ok(())
+}
+
+/// A diagonal two-colour gradient as an 8-bit RGB PNG, written by hand (the web binary
+/// links no image codec): signature, IHDR, one zlib IDAT, IEND.
+pub fn gradient_png(width: u32, height: u32, from: [u8; 3], to: [u8; 3]) -> Vec<u8> {
+    use std::io::Write;
+    let mut raw = Vec::with_capacity(((width * 3 + 1) * height) as usize);
+    for y in 0..height {
+        raw.push(0); // filter: none
+        for x in 0..width {
+            let t = (x as f32 / width as f32 + y as f32 / height as f32) / 2.0;
+            for c in 0..3 {
+                raw.push((from[c] as f32 + (to[c] as f32 - from[c] as f32) * t) as u8);
+            }
+        }
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = z.write_all(&raw);
+    let idat = z.finish().unwrap_or_default();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit, RGB, deflate, no filter, no interlace
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(b"IHDR", &ihdr[..]), (b"IDAT", &idat[..]), (b"IEND", &[][..])] {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        png.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    png
 }

@@ -100,7 +100,18 @@ fn base_env(static_url: UrlFn) -> Environment<'static> {
         })
     });
     env.add_filter("timeago", timeago);
+    env.add_filter("truncate", truncate);
     env
+}
+
+/// At most `max` characters, cut at a word boundary, with an ellipsis when cut.
+fn truncate(value: &str, max: usize) -> String {
+    if value.chars().count() <= max {
+        return value.to_string();
+    }
+    let cut: String = value.chars().take(max).collect();
+    let cut = cut.rsplit_once(' ').map(|(head, _)| head).unwrap_or(&cut);
+    format!("{}…", cut.trim_end_matches([',', '.', ';', ':']))
 }
 
 /// "3 minutes ago", "2 days ago", from an RFC 3339 timestamp.

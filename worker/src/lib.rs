@@ -3,5 +3,6 @@
 
 pub mod jobs;
 pub mod mailer;
+pub mod media;
 pub mod runtime;
 pub mod scheduler;

@@ -66,7 +66,12 @@ pub fn monitor(ctx: Arc<JobContext>, options: &Options) -> Monitor {
     for queue in &options.queues {
         let queue = queue.clone();
         let ctx = ctx.clone();
-        let options = options.clone();
+        let mut options = options.clone();
+        if queue == app::jobs::QUEUE_MEDIA {
+            // Image decoding is CPU- and memory-heavy: at most one job per core.
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+            options.concurrency = options.concurrency.min(cores);
+        }
         monitor = monitor.register(move |_| {
             let pool = ctx.db.primary().clone();
             let config = PgConfig::default()

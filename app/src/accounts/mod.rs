@@ -307,28 +307,36 @@ async fn reset(ctx: Ctx, Path(token): Path<String>, Form(form): Form<ResetForm>)
 
 // ---- settings ----------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct SettingsForm {
-    display_name: String,
-    bio: String,
-}
-
 #[handler]
 async fn settings_page(ctx: Ctx) -> Result<Response> {
     let user = ctx.require_user()?;
     let Some(profile) = users::find_by_id(ctx.state.db.primary(), user.id).await? else { return Err(Error::NotFound) };
+    let avatar = avatar_of(&ctx, &profile).await?;
     ctx.render(
         "accounts/settings.html",
-        context! { values => context!{ display_name => &profile.display_name, bio => &profile.bio }, errors => context!{}, profile => Value::from(minijinja::value::Serde(&profile)) },
+        context! {
+            values => context!{ display_name => &profile.display_name, bio => &profile.bio },
+            errors => context!{},
+            profile => Value::from(minijinja::value::Serde(&profile)),
+            avatar => avatar,
+        },
     )
 }
 
+async fn avatar_of(ctx: &Ctx, profile: &users::User) -> Result<Option<Value>> {
+    Ok(match profile.avatar_id {
+        Some(id) => crate::media::find(ctx.state.db.primary(), id).await?.map(|m| crate::media::figure_value(&m)),
+        None => None,
+    })
+}
+
+/// Profile form: `display_name`, `bio`, and optionally an `avatar` image (multipart).
 #[handler]
-async fn settings(ctx: Ctx, Form(form): Form<SettingsForm>) -> Result<Response> {
+async fn settings(ctx: Ctx, req: &poem::Request, body: poem::Body) -> Result<Response> {
     let user = ctx.require_user()?;
-    let display_name = form.display_name.trim();
-    let bio = form.bio.trim();
+    let (fields, avatar) = crate::web::form::fields_and_image(req, body, "avatar").await?;
+    let display_name = fields.get("display_name").map(|s| s.trim()).unwrap_or_default();
+    let bio = fields.get("bio").map(|s| s.trim()).unwrap_or_default();
     let mut errors = FieldErrors::new();
     if display_name.chars().count() > 60 {
         errors.insert("display_name", "Keep your display name to 60 characters.".into());
@@ -337,15 +345,31 @@ async fn settings(ctx: Ctx, Form(form): Form<SettingsForm>) -> Result<Response> 
         errors.insert("bio", "Keep your bio to 2000 characters.".into());
     }
     if !errors.is_empty() {
-        let profile = users::find_by_id(ctx.state.db.primary(), user.id).await?;
+        let profile = users::find_by_id(ctx.state.db.primary(), user.id).await?.ok_or(Error::NotFound)?;
+        let avatar = avatar_of(&ctx, &profile).await?;
         return ctx.render_form(
             StatusCode::UNPROCESSABLE_ENTITY,
             "accounts/settings.html",
             "form",
-            context! { values => context!{ display_name => display_name, bio => bio }, errors => errors, profile => Value::from(minijinja::value::Serde(&profile)) },
+            context! {
+                values => context!{ display_name => display_name, bio => bio },
+                errors => errors,
+                profile => Value::from(minijinja::value::Serde(&profile)),
+                avatar => avatar,
+            },
         );
     }
-    users::update_profile(ctx.state.db.primary(), user.id, display_name, bio).await?;
+    // The profile change, the avatar's media row and its processing job: one transaction.
+    let mut tx = ctx.state.db.primary().begin().await?;
+    let avatar_id = match &avatar {
+        Some(upload) => Some(
+            crate::media::create(&mut tx, &ctx.state.storage, user.id, crate::media::Purpose::Avatar, upload, Some(&ctx.request_id))
+                .await?,
+        ),
+        None => None,
+    };
+    users::update_profile(&mut *tx, user.id, display_name, bio, avatar_id).await?;
+    tx.commit().await?;
     ctx.flash("success", "Your profile is saved.");
     Ok(ctx.redirect("/settings"))
 }

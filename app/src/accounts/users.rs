@@ -15,6 +15,7 @@ pub struct User {
     pub bio: String,
     pub role: String,
     pub email_verified_at: Option<DateTime<Utc>>,
+    pub avatar_id: Option<i64>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -27,7 +28,7 @@ impl User {
 /// The columns of `User`, spelled once.
 macro_rules! user_columns {
     () => {
-        "id, username, email, display_name, bio, role, email_verified_at, created_at"
+        "id, username, email, display_name, bio, role, email_verified_at, avatar_id, created_at"
     };
 }
 
@@ -92,11 +93,19 @@ pub async fn set_password(conn: &mut PgConnection, user_id: i64, password_hash: 
     Ok(())
 }
 
-pub async fn update_profile(db: impl PgExecutor<'_>, user_id: i64, display_name: &str, bio: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET display_name = $2, bio = $3 WHERE id = $1")
+/// Saves the profile; `avatar_id` None keeps the current avatar.
+pub async fn update_profile(
+    db: impl PgExecutor<'_>,
+    user_id: i64,
+    display_name: &str,
+    bio: &str,
+    avatar_id: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET display_name = $2, bio = $3, avatar_id = coalesce($4, avatar_id) WHERE id = $1")
         .bind(user_id)
         .bind(display_name)
         .bind(bio)
+        .bind(avatar_id)
         .execute(db)
         .await?;
     Ok(())

@@ -33,7 +33,10 @@ async fn run(command: &str, config: Config) -> anyhow::Result<()> {
             app::db::migrate(db.primary()).await?;
             tracing::info!("migrations applied");
         }
-        "seed" => app::seed::run(&db).await?,
+        "seed" => {
+            let storage = app::storage::Storage::local(&config.media_root)?;
+            app::seed::run(&db, &storage).await?
+        }
         _ => {
             let state = AppState::new(config, db)?;
             app::web::serve(state).await?;

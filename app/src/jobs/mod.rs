@@ -7,6 +7,7 @@
 
 pub mod mail;
 pub mod maintenance;
+pub mod media;
 
 use apalis_core::task::builder::TaskBuilder;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -16,8 +17,9 @@ pub use apalis_core;
 
 /// Queue names. A worker process runs the queues it is told to (`worker --queues mail`).
 pub const QUEUE_MAIL: &str = "mail";
+pub const QUEUE_MEDIA: &str = "media";
 pub const QUEUE_DEFAULT: &str = "default";
-pub const ALL_QUEUES: &[&str] = &[QUEUE_MAIL, QUEUE_DEFAULT];
+pub const ALL_QUEUES: &[&str] = &[QUEUE_MAIL, QUEUE_MEDIA, QUEUE_DEFAULT];
 
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Stable name stored with the job; the worker dispatches on it.

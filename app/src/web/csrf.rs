@@ -4,7 +4,24 @@
 //! it as the hidden field `csrf_token`; htmx sends `X-CSRF-Token` (set once with
 //! `hx-headers` on `<body>`). A request without a valid token gets the 403 page. Unlike
 //! poem's `Csrf` middleware, this one rejects by itself, so no handler can forget.
+//!
+//! Where the token is looked for, in order:
+//! 1. the `X-CSRF-Token` header (htmx, any body type);
+//! 2. `application/x-www-form-urlencoded`: the `csrf_token` field of the (bounded) body;
+//! 3. `multipart/form-data` (forms with a file input): the FIRST part, which must be the
+//!    field `csrf_token`. Only the start of the body is read, chunk by chunk until the
+//!    first part is complete (at most [`MULTIPART_PREFIX_LIMIT`] bytes plus one chunk),
+//!    then the body is put back together — the bytes already read followed by the rest of the stream, untouched — so
+//!    the handler parses the whole multipart form and a 10 MiB upload is never buffered
+//!    here nor read at all when the token is wrong. **Every multipart form template must
+//!    therefore put `<input type="hidden" name="csrf_token" …>` as the first element inside
+//!    the `<form>`** (browsers send fields in document order); the shared form macros do.
+//!    A multipart body without a boundary, or whose start is malformed, has no valid token.
+//!
+//! Any other body type without the header is rejected.
 
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, http::Method};
 
 use crate::{error::Error, sessions::RequestSession, tokens, web::form};
@@ -54,6 +71,12 @@ impl<E: Endpoint> Endpoint for CsrfEndpoint<E> {
                 req.set_body(Body::from(bytes));
                 token
             }
+            None if is_multipart(&req) => {
+                let boundary = req.content_type().and_then(|ct| multer::parse_boundary(ct).ok());
+                let (token, body) = multipart_token(boundary, req.take_body()).await;
+                req.set_body(body);
+                token
+            }
             None => None,
         };
         match provided {
@@ -65,5 +88,183 @@ impl<E: Endpoint> Endpoint for CsrfEndpoint<E> {
                 Err(rejected())
             }
         }
+    }
+}
+
+/// How much of a multipart body is read, at most, to find the token (plus the chunk that
+/// crosses the limit: the body is pulled in whatever chunks the connection delivers).
+pub const MULTIPART_PREFIX_LIMIT: usize = 64 * 1024;
+
+/// The longest token accepted from a multipart part (ours are 43 characters).
+const MAX_TOKEN_BYTES: usize = 256;
+
+pub fn is_multipart(req: &Request) -> bool {
+    req.content_type()
+        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("multipart/"))
+}
+
+/// Pulls chunks of a multipart body until its first part is complete (or the start is
+/// malformed, or [`MULTIPART_PREFIX_LIMIT`] is reached), returns that part's value if
+/// it is the field `csrf_token`, and a body equal to the original one, byte for byte:
+/// the chunks read, then the rest of the stream, untouched.
+async fn multipart_token(boundary: Option<String>, body: Body) -> (Option<String>, Body) {
+    let Some(boundary) = boundary.filter(|b| !b.is_empty()) else {
+        return (None, body);
+    };
+    let mut rest = body.into_bytes_stream().boxed();
+    let mut read = BytesMut::new();
+    let token = loop {
+        match first_part_token(&read, boundary.as_bytes()) {
+            Scan::Done(token) => break token,
+            Scan::NeedMore if read.len() >= MULTIPART_PREFIX_LIMIT => break None,
+            Scan::NeedMore => match rest.next().await {
+                Some(Ok(chunk)) => read.extend_from_slice(&chunk),
+                // A broken or finished stream: no token (and the request is refused, so
+                // the body handed back does not matter).
+                Some(Err(_)) | None => break None,
+            },
+        }
+    };
+    let read = read.freeze();
+    let head = futures::stream::iter((!read.is_empty()).then_some(Ok::<Bytes, std::io::Error>(read)));
+    (token, Body::from_bytes_stream(head.chain(rest)))
+}
+
+enum Scan {
+    NeedMore,
+    /// The first part is complete: its value if it is the `csrf_token` text field.
+    Done(Option<String>),
+}
+
+/// Reads the first part of a `multipart/form-data` body from its beginning `buf`, as
+/// browsers send it: `--boundary CRLF headers CRLF CRLF value CRLF --boundary`.
+/// Deliberately strict: anything unusual is no token (a client can always use the header).
+fn first_part_token(buf: &[u8], boundary: &[u8]) -> Scan {
+    // An optional CRLF before the first delimiter (older clients send one).
+    let buf = match buf {
+        [b'\r'] => return Scan::NeedMore,
+        [b'\r', b'\n', rest @ ..] => rest,
+        _ => buf,
+    };
+    let mut delimiter = b"--".to_vec();
+    delimiter.extend_from_slice(boundary);
+    let first_line_len = delimiter.len() + 2;
+    if buf.len() < first_line_len {
+        let n = buf.len().min(delimiter.len());
+        return if buf[..n] == delimiter[..n] { Scan::NeedMore } else { Scan::Done(None) };
+    }
+    if !buf.starts_with(&delimiter) || &buf[delimiter.len()..first_line_len] != b"\r\n" {
+        return Scan::Done(None);
+    }
+    let after_delimiter = &buf[first_line_len..];
+    let Some(headers_end) = find(after_delimiter, b"\r\n\r\n") else {
+        return Scan::NeedMore;
+    };
+    let Some(name) = form_data_field_name(&after_delimiter[..headers_end]) else {
+        return Scan::Done(None);
+    };
+    if name != FIELD {
+        return Scan::Done(None);
+    }
+    let value_and_rest = &after_delimiter[headers_end + 4..];
+    let mut closing = b"\r\n".to_vec();
+    closing.extend_from_slice(&delimiter);
+    let Some(value_end) = find(value_and_rest, &closing) else {
+        // Not ended yet: wait for more, unless it is already longer than any token.
+        return if value_and_rest.len() > MAX_TOKEN_BYTES + closing.len() { Scan::Done(None) } else { Scan::NeedMore };
+    };
+    // The delimiter must end its line (another part follows) or close the body (`--`).
+    match value_and_rest.get(value_end + closing.len()..value_end + closing.len() + 2) {
+        None => Scan::NeedMore,
+        Some(b"\r\n" | b"--") => {
+            let value = &value_and_rest[..value_end];
+            Scan::Done((value.len() <= MAX_TOKEN_BYTES).then(|| String::from_utf8(value.to_vec()).ok()).flatten())
+        }
+        Some(_) => Scan::Done(None),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The `name` of a part whose headers (CRLF-separated) hold exactly one
+/// `Content-Disposition: form-data; name="…"` without a `filename` (a file is never the
+/// token). Other headers are ignored.
+fn form_data_field_name(headers: &[u8]) -> Option<String> {
+    let headers = std::str::from_utf8(headers).ok()?;
+    let mut dispositions = headers.split("\r\n").filter_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("content-disposition").then_some(value.trim())
+    });
+    let disposition = dispositions.next()?;
+    if dispositions.next().is_some() {
+        return None;
+    }
+    let mut params = disposition.split(';').map(str::trim);
+    if !params.next()?.eq_ignore_ascii_case("form-data") {
+        return None;
+    }
+    let mut field_name = None;
+    for param in params.filter(|p| !p.is_empty()) {
+        let (key, value) = param.split_once('=')?;
+        let key = key.trim().to_ascii_lowercase();
+        let value = value.trim();
+        let value = match value.strip_prefix('"') {
+            Some(quoted) => quoted.strip_suffix('"').filter(|v| !v.contains(['"', '\\']))?,
+            None => value,
+        };
+        match key.as_str() {
+            "name" if field_name.is_none() => field_name = Some(value.to_string()),
+            "name" | "filename" | "filename*" => return None,
+            _ => {}
+        }
+    }
+    field_name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(buf: &[u8]) -> Option<Option<String>> {
+        match first_part_token(buf, b"XyZ") {
+            Scan::NeedMore => None,
+            Scan::Done(t) => Some(t),
+        }
+    }
+
+    #[test]
+    fn reads_the_first_part_only_when_complete() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\nabc\r\n--XyZ\r\nmore";
+        // Every strict prefix up to the delimiter's line end needs more; the whole is a token.
+        let complete_at = body.len() - 4;
+        for n in 0..complete_at {
+            assert!(scan(&body[..n]).is_none(), "prefix of {n} bytes");
+        }
+        assert_eq!(scan(&body[..complete_at]), Some(Some("abc".into())));
+        assert_eq!(scan(body), Some(Some("abc".into())));
+        assert_eq!(scan(b"\r\n--XyZ\r\ncontent-disposition: Form-Data; name=csrf_token\r\n\r\nabc\r\n--XyZ--"), Some(Some("abc".into())));
+    }
+
+    #[test]
+    fn anything_unusual_is_no_token() {
+        for body in [
+            &b"--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nabc\r\n--XyZ\r\n"[..],
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"; filename=\"t\"\r\n\r\nabc\r\n--XyZ\r\n",
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"; name=\"x\"\r\n\r\nabc\r\n--XyZ\r\n",
+            b"--XyZ\r\nContent-Disposition: attachment; name=\"csrf_token\"\r\n\r\nabc\r\n--XyZ\r\n",
+            b"--XyZ\r\nX: y\r\n\r\nabc\r\n--XyZ\r\n",
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\nabc\r\n--XyZWW",
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n\xff\r\n--XyZ\r\n",
+            b"--XyZ--\r\n",
+            b"--Other\r\n",
+            b"preamble\r\n--XyZ\r\n",
+        ] {
+            assert_eq!(scan(body), Some(None), "{}", String::from_utf8_lossy(body));
+        }
+        let mut long = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 1000));
+        assert_eq!(scan(&long), Some(None), "a value longer than any token is refused before its end");
     }
 }

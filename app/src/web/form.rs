@@ -75,3 +75,19 @@ impl<'a, T: DeserializeOwned> FromRequest<'a> for Form<T> {
             .map_err(|e| Error::BadRequest(format!("The form could not be read: {e}.")).into())
     }
 }
+
+/// The fields of a form that may carry one image (`image_field`): from a multipart body,
+/// or a plain urlencoded one (no image). Later duplicates of a field lose to the first.
+pub async fn fields_and_image(
+    req: &poem::Request,
+    body: Body,
+    image_field: &str,
+) -> Result<(std::collections::HashMap<String, String>, Option<crate::uploads::ImageUpload>), Error> {
+    if is_urlencoded(req) {
+        let bytes = read_body(body).await?;
+        let fields = pairs(&bytes)?.into_iter().rev().collect();
+        return Ok((fields, None));
+    }
+    let parsed = crate::uploads::read_multipart(req, body, image_field).await?;
+    Ok((parsed.fields, parsed.image))
+}

@@ -17,7 +17,7 @@ use poem::{
 };
 
 use crate::{
-    accounts, compression::Compression, config::Config, db::Db, health, pages, ratelimit::RateLimiter,
+    accounts, compression::Compression, config::Config, db::Db, health, ratelimit::RateLimiter,
     sessions::Sessions, static_files::StaticFiles, templates::Templates,
 };
 
@@ -32,6 +32,8 @@ pub struct Inner {
     pub statics: Arc<StaticFiles>,
     pub limiter: RateLimiter,
     pub cookie_key: CookieKey,
+    /// Uploaded originals (private) and their processed variants.
+    pub storage: crate::storage::Storage,
 }
 
 impl std::ops::Deref for AppState {
@@ -47,7 +49,9 @@ impl AppState {
         let for_templates = statics.clone();
         let templates = Templates::new(move |path| for_templates.url(path))?;
         let cookie_key = CookieKey::derive_from(&config.secret_key);
+        let storage = crate::storage::Storage::local(&config.media_root)?;
         Ok(AppState(Arc::new(Inner {
+            storage,
             config: Arc::new(config),
             db,
             templates,
@@ -60,8 +64,10 @@ impl AppState {
 
 /// The pages: every route that has a session. Each area module contributes its own.
 pub fn routes(state: &AppState) -> Route {
-    let route = Route::new().at("/", get(pages::home));
+    let route = Route::new().at("/", get(crate::stories::home));
     let route = accounts::routes(route);
+    let route = crate::stories::routes(route);
+    let route = crate::media::routes(route);
     crate::dev_mail::routes(route, state.config.is_production())
 }
 
@@ -79,6 +85,7 @@ pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
     Route::new()
         .at("/health", get(health::health))
         .nest("/static", state.statics.clone().endpoint().with(error_pages::ErrorPages))
+        .nest("/media", crate::media::files().with(error_pages::ErrorPages))
         .nest("/", pages)
         .with(Compression::default())
         .with(headers::SecurityHeaders { hsts: secure })

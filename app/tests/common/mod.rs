@@ -166,6 +166,8 @@ impl TestApp {
     }
 
     pub async fn with_config(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        // Log lines (errors above all) show with a failing test's output.
+        app::telemetry::init(app::config::LogFormat::Pretty);
         let db = TestDb::new().await;
         let mail_dir = mail_dir();
         let mut config = Config::for_tests(&db.url, mail_dir.clone());

@@ -4,6 +4,7 @@
 
 pub mod mail;
 pub mod maintenance;
+pub mod media;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::mailer::Mailer;
 /// What every handler may use.
 pub struct JobContext {
     pub db: Db,
+    pub storage: app::storage::Storage,
     pub config: Arc<Config>,
     pub templates: Templates,
     pub mailer: Mailer,
@@ -54,11 +56,12 @@ async fn run_typed<J: Run>(args: serde_json::Value, ctx: &JobContext) -> Result<
 }
 
 pub async fn run_envelope(envelope: Envelope, ctx: &JobContext) -> Result<(), JobError> {
-    use app::jobs::{mail::*, maintenance::*};
+    use app::jobs::{mail::*, maintenance::*, media::*};
     match envelope.name.as_str() {
         SendVerificationEmail::NAME => run_typed::<SendVerificationEmail>(envelope.args, ctx).await,
         SendPasswordReset::NAME => run_typed::<SendPasswordReset>(envelope.args, ctx).await,
         PurgeExpired::NAME => run_typed::<PurgeExpired>(envelope.args, ctx).await,
+        ProcessImage::NAME => run_typed::<ProcessImage>(envelope.args, ctx).await,
         other => Err(JobError::Permanent(format!("unknown job `{other}`"))),
     }
 }

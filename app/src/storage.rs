@@ -1,0 +1,235 @@
+//! Media storage: uploaded originals and their processed variants, addressed by key.
+//!
+//! [`Storage`] is a cheap-to-clone handle over an [`object_store::ObjectStore`], which is
+//! the backend trait: today the local filesystem under `MEDIA_ROOT` ([`Storage::local`]),
+//! in tests memory ([`Storage::in_memory`]); an S3 (or GCS, Azure) backend is a matter of
+//! enabling object_store's `aws` feature and adding a constructor that wraps
+//! `AmazonS3Builder::…build()`: no caller changes. Web and worker share the same keys,
+//! so both must be pointed at the same storage (same `MEDIA_ROOT` on a shared volume,
+//! or the same bucket).
+//!
+//! Keys are relative, `/`-separated, made of `[A-Za-z0-9._-]` segments that do not start
+//! with a dot (so no `.`/`..`, no hidden or temporary files) and contain no empty segment;
+//! at most 512 bytes. Anything else is [`StorageError::InvalidKey`], checked on every call,
+//! so a key built from user input can never escape the root. Layout (see [`content_key`]):
+//!
+//! - `originals/ab/cdef….jpg` — the upload exactly as received. **Private**: originals may
+//!   carry EXIF metadata (GPS position, camera serial) and are never served. The web
+//!   server must only ever route `variants/…` keys to clients.
+//! - `variants/ab/cdef…/<name>.webp` (or similar) — re-encoded, metadata-free images made
+//!   by the media job: the only public media.
+//!
+//! Writes are atomic: the local backend writes a staging file next to the target and
+//! renames it into place (fsynced), so a reader sees the old object, the new one, or
+//! nothing, never half a file. Overwriting a key replaces it. Use content-addressed keys
+//! (a hash of the bytes) and there is nothing to coordinate between processes.
+
+use std::{fmt, path::PathBuf, sync::Arc};
+
+use bytes::Bytes;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, local::LocalFileSystem, memory::InMemory, path::Path};
+
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("invalid storage key {0:?}")]
+    InvalidKey(String),
+    #[error("no stored object at {0:?}")]
+    NotFound(String),
+    #[error("storage: {0}")]
+    Backend(#[from] object_store::Error),
+    #[error("storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<StorageError> for crate::error::Error {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound(_) => crate::error::Error::NotFound,
+            other => crate::error::Error::Internal(other.into()),
+        }
+    }
+}
+
+/// Checks a key against the rules above and returns it as an object_store path.
+pub fn check_key(key: &str) -> Result<Path, StorageError> {
+    let bad = || StorageError::InvalidKey(key.chars().take(80).collect());
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(bad());
+    }
+    for segment in key.split('/') {
+        let ok = !segment.is_empty()
+            && !segment.starts_with('.')
+            && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            return Err(bad());
+        }
+    }
+    Path::parse(key).map_err(|_| bad())
+}
+
+/// A content-addressed key: `{prefix}/{hex[..2]}/{hex[2..]}.{ext}`, e.g.
+/// `content_key("originals", &sha256_hex, "jpg")` → `originals/ab/cdef….jpg`. The two-hex
+/// directory level keeps directories small on a filesystem. `hex` must be lowercase hex,
+/// at least 3 characters; the result is checked like any key.
+pub fn content_key(prefix: &str, hex: &str, ext: &str) -> Result<String, StorageError> {
+    if hex.len() < 3 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(StorageError::InvalidKey(hex.chars().take(80).collect()));
+    }
+    let key = format!("{prefix}/{}/{}.{ext}", &hex[..2], &hex[2..]);
+    check_key(&key)?;
+    Ok(key)
+}
+
+/// The media store. Clone it freely (an `Arc` inside).
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<dyn ObjectStore>,
+    /// For the local backend: the root directory (absolute).
+    root: Option<PathBuf>,
+}
+
+impl fmt::Debug for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Storage({})", self.inner)
+    }
+}
+
+impl Storage {
+    /// Files under `root` (`MEDIA_ROOT`), created if missing. Writes are fsynced.
+    pub fn local(root: impl Into<PathBuf>) -> Result<Storage, StorageError> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        let root = std::fs::canonicalize(&root)?;
+        let fs = LocalFileSystem::new_with_prefix(&root)?.with_fsync(true).with_automatic_cleanup(true);
+        Ok(Storage { inner: Arc::new(fs), root: Some(root) })
+    }
+
+    /// In memory, for tests.
+    pub fn in_memory() -> Storage {
+        Storage { inner: Arc::new(InMemory::new()), root: None }
+    }
+
+    /// Any other object_store backend (S3, …).
+    pub fn from_object_store(store: Arc<dyn ObjectStore>) -> Storage {
+        Storage { inner: store, root: None }
+    }
+
+    /// Stores `bytes` under `key` atomically, replacing what was there.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+        let path = check_key(key)?;
+        self.inner.put(&path, PutPayload::from_bytes(bytes)).await?;
+        Ok(())
+    }
+
+    /// Stores the contents of a local file (a worker's temporary output) under `key`.
+    /// The file is read, not moved: the caller deletes it (a `tempfile` does so itself).
+    pub async fn put_file(&self, key: &str, local: &std::path::Path) -> Result<(), StorageError> {
+        check_key(key)?;
+        let bytes = tokio::fs::read(local).await?;
+        self.put(key, Bytes::from(bytes)).await
+    }
+
+    /// The object's bytes, or [`StorageError::NotFound`].
+    pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        let path = check_key(key)?;
+        match self.inner.get(&path).await {
+            Ok(result) => Ok(result.bytes().await?),
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound(key.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes the object; deleting a missing key is not an error (idempotent, so a
+    /// retried job can call it again).
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = check_key(key)?;
+        match self.inner.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        let path = check_key(key)?;
+        match self.inner.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// For the local backend, where `key` lives on disk (e.g. to serve it with sendfile);
+    /// `None` for other backends or an invalid key.
+    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        check_key(key).ok()?;
+        Some(self.root.as_ref()?.join(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked() {
+        for ok in ["originals/ab/cdef.jpg", "variants/ab/cd/w640.webp", "a", "A-b_c.d/e"] {
+            assert!(check_key(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "/etc/passwd", "../x", "a/../b", "a/./b", "a//b", "a/", ".hidden", "a/.x", "a b", "a\\b", "a%2e",
+            "é", "a\0b", "a#1", "C:/x", "a?b",
+        ] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_key(&"a".repeat(MAX_KEY_LEN + 1)).is_err());
+        assert_eq!(content_key("originals", "abcdef01", "jpg").unwrap(), "originals/ab/cdef01.jpg");
+        assert!(content_key("originals", "ABCDEF", "jpg").is_err());
+        assert!(content_key("originals", "ab/../..", "jpg").is_err());
+    }
+
+    async fn exercise(s: &Storage) {
+        let key = "originals/ab/cdef.jpg";
+        assert!(!s.exists(key).await.unwrap());
+        assert!(matches!(s.get(key).await, Err(StorageError::NotFound(_))));
+        s.put(key, Bytes::from_static(b"one")).await.unwrap();
+        assert!(s.exists(key).await.unwrap());
+        assert_eq!(s.get(key).await.unwrap(), Bytes::from_static(b"one"));
+        s.put(key, Bytes::from_static(b"two")).await.unwrap();
+        assert_eq!(s.get(key).await.unwrap(), Bytes::from_static(b"two"));
+        s.delete(key).await.unwrap();
+        s.delete(key).await.unwrap();
+        assert!(!s.exists(key).await.unwrap());
+        assert!(matches!(s.put("../escape", Bytes::new()).await, Err(StorageError::InvalidKey(_))));
+        assert!(matches!(s.get("/etc/passwd").await, Err(StorageError::InvalidKey(_))));
+    }
+
+    #[tokio::test]
+    async fn in_memory_storage() {
+        exercise(&Storage::in_memory()).await;
+    }
+
+    #[tokio::test]
+    async fn local_storage_writes_under_root_atomically() {
+        let root = std::env::temp_dir().join(format!("quire-storage-{}", uuid::Uuid::new_v4().simple()));
+        let s = Storage::local(root.join("media")).unwrap();
+        exercise(&s).await;
+
+        let key = "variants/ab/cdef/w640.webp";
+        s.put(key, Bytes::from_static(b"img")).await.unwrap();
+        let on_disk = s.local_path(key).unwrap();
+        assert!(on_disk.starts_with(std::fs::canonicalize(root.join("media")).unwrap()));
+        assert_eq!(std::fs::read(&on_disk).unwrap(), b"img");
+        // No staging files are left next to the object.
+        let names: Vec<_> = std::fs::read_dir(on_disk.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("w640.webp")]);
+
+        let tmp = root.join("upload.tmp");
+        std::fs::write(&tmp, b"from file").unwrap();
+        s.put_file("originals/00/11.png", &tmp).await.unwrap();
+        assert_eq!(s.get("originals/00/11.png").await.unwrap(), Bytes::from_static(b"from file"));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

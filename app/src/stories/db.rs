@@ -1,0 +1,239 @@
+//! The `stories`, `chapters`, `tags` and `story_tags` tables: this module owns their SQL.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+
+/// A story as listings and the story page show it (one row: author and cover joined).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct StoryRow {
+    pub id: i64,
+    pub author_id: i64,
+    pub author_username: String,
+    pub author_display_name: String,
+    pub title: String,
+    pub summary: String,
+    pub status: String,
+    pub published_at: Option<DateTime<Utc>>,
+    pub cover_id: Option<i64>,
+    pub chapter_count: i32,
+    pub word_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub tags: Vec<String>,
+}
+
+macro_rules! story_select {
+    () => {
+        "SELECT s.id, s.author_id, u.username AS author_username, u.display_name AS author_display_name,
+                s.title, s.summary, s.status, s.published_at, s.cover_id, s.chapter_count, s.word_count,
+                s.created_at,
+                coalesce((SELECT array_agg(t.name ORDER BY t.name) FROM story_tags st JOIN tags t ON t.id = st.tag_id
+                          WHERE st.story_id = s.id), ARRAY[]::text[]) AS tags
+         FROM stories s JOIN users u ON u.id = s.author_id "
+    };
+}
+
+/// Keyset position in a newest-first listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub published_at: DateTime<Utc>,
+    pub id: i64,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!("{}_{}", self.published_at.timestamp_micros(), self.id)
+    }
+
+    /// None for anything malformed: the listing then starts at the top.
+    pub fn decode(s: &str) -> Option<Cursor> {
+        let (micros, id) = s.split_once('_')?;
+        Some(Cursor { published_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?, id: id.parse().ok()? })
+    }
+
+    pub fn of(story: &StoryRow) -> Option<Cursor> {
+        Some(Cursor { published_at: story.published_at?, id: story.id })
+    }
+}
+
+pub const PAGE_SIZE: i64 = 20;
+
+/// Which published stories a listing shows.
+pub enum Listing<'a> {
+    All,
+    Author(i64),
+    Tag(&'a str),
+}
+
+/// One page of published stories, newest first, after `cursor`. Fetches one extra row to
+/// know whether there is a next page.
+pub async fn published(db: impl PgExecutor<'_>, listing: Listing<'_>, cursor: Option<Cursor>) -> Result<(Vec<StoryRow>, Option<Cursor>), sqlx::Error> {
+    let (author, tag) = match listing {
+        Listing::All => (None, None),
+        Listing::Author(id) => (Some(id), None),
+        Listing::Tag(tag) => (None, Some(tag)),
+    };
+    let mut rows: Vec<StoryRow> = sqlx::query_as(concat!(
+        story_select!(),
+        "WHERE s.status = 'published'
+           AND ($1::timestamptz IS NULL OR (s.published_at, s.id) < ($1, $2))
+           AND ($4::bigint IS NULL OR s.author_id = $4)
+           AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM story_tags st JOIN tags t ON t.id = st.tag_id
+                                            WHERE st.story_id = s.id AND t.name = $5))
+         ORDER BY s.published_at DESC, s.id DESC LIMIT $3"
+    ))
+    .bind(cursor.map(|c| c.published_at))
+    .bind(cursor.map(|c| c.id).unwrap_or(0))
+    .bind(PAGE_SIZE + 1)
+    .bind(author)
+    .bind(tag)
+    .fetch_all(db)
+    .await?;
+    let next = if rows.len() as i64 > PAGE_SIZE {
+        rows.truncate(PAGE_SIZE as usize);
+        rows.last().and_then(Cursor::of)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+pub async fn drafts_of(db: impl PgExecutor<'_>, author_id: i64) -> Result<Vec<StoryRow>, sqlx::Error> {
+    sqlx::query_as(concat!(story_select!(), "WHERE s.author_id = $1 AND s.status = 'draft' ORDER BY s.created_at DESC LIMIT 100"))
+        .bind(author_id)
+        .fetch_all(db)
+        .await
+}
+
+pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<StoryRow>, sqlx::Error> {
+    sqlx::query_as(concat!(story_select!(), "WHERE s.id = $1")).bind(id).fetch_optional(db).await
+}
+
+pub struct NewStory<'a> {
+    pub author_id: i64,
+    pub title: &'a str,
+    pub summary: &'a str,
+    pub cover_id: Option<i64>,
+}
+
+pub async fn insert(conn: &mut PgConnection, new: &NewStory<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("INSERT INTO stories (author_id, title, summary, cover_id) VALUES ($1, $2, $3, $4) RETURNING id")
+        .bind(new.author_id)
+        .bind(new.title)
+        .bind(new.summary)
+        .bind(new.cover_id)
+        .fetch_one(conn)
+        .await
+}
+
+pub struct StoryUpdate<'a> {
+    pub title: &'a str,
+    pub summary: &'a str,
+    pub publish: bool,
+    pub cover_id: Option<i64>,
+}
+
+/// Saves the edit form. Publishing keeps the first publication date; going back to
+/// draft clears it.
+pub async fn update(conn: &mut PgConnection, id: i64, u: &StoryUpdate<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE stories SET title = $2, summary = $3,
+            status = CASE WHEN $4 THEN 'published' ELSE 'draft' END,
+            published_at = CASE WHEN $4 THEN coalesce(published_at, now()) ELSE NULL END,
+            cover_id = coalesce($5, cover_id),
+            updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(u.title)
+    .bind(u.summary)
+    .bind(u.publish)
+    .bind(u.cover_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Replaces the story's tags (already normalised) in two statements, whatever their number.
+pub async fn set_tags(conn: &mut PgConnection, story_id: i64, tags: &[String]) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM story_tags WHERE story_id = $1").bind(story_id).execute(&mut *conn).await?;
+    if tags.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "WITH new AS (
+             INSERT INTO tags (name) SELECT unnest($2::text[]) ON CONFLICT (name) DO NOTHING RETURNING id
+         )
+         INSERT INTO story_tags (story_id, tag_id)
+         SELECT $1, id FROM new UNION SELECT $1, id FROM tags WHERE name = ANY($2)",
+    )
+    .bind(story_id)
+    .bind(tags)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ChapterSummary {
+    pub number: i32,
+    pub title: String,
+    pub word_count: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn chapters_of(db: impl PgExecutor<'_>, story_id: i64) -> Result<Vec<ChapterSummary>, sqlx::Error> {
+    sqlx::query_as("SELECT number, title, word_count, created_at FROM chapters WHERE story_id = $1 ORDER BY number")
+        .bind(story_id)
+        .fetch_all(db)
+        .await
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Chapter {
+    pub number: i32,
+    pub title: String,
+    pub body_html: String,
+    pub word_count: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn chapter(db: impl PgExecutor<'_>, story_id: i64, number: i32) -> Result<Option<Chapter>, sqlx::Error> {
+    sqlx::query_as("SELECT number, title, body_html, word_count, created_at FROM chapters WHERE story_id = $1 AND number = $2")
+        .bind(story_id)
+        .bind(number)
+        .fetch_optional(db)
+        .await
+}
+
+pub struct NewChapter<'a> {
+    pub title: &'a str,
+    pub body_markdown: &'a str,
+    pub body_html: &'a str,
+    pub word_count: i32,
+}
+
+/// Appends a chapter. The story row is locked first, so two concurrent "add chapter"
+/// requests are numbered 1, 2 — never a gap, never a duplicate. Returns its number.
+pub async fn add_chapter(conn: &mut PgConnection, story_id: i64, c: &NewChapter<'_>) -> Result<i32, sqlx::Error> {
+    let number: i32 = sqlx::query_scalar("SELECT chapter_count + 1 FROM stories WHERE id = $1 FOR UPDATE")
+        .bind(story_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO chapters (story_id, number, title, body_markdown, body_html, word_count) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(story_id)
+        .bind(number)
+        .bind(c.title)
+        .bind(c.body_markdown)
+        .bind(c.body_html)
+        .bind(c.word_count)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE stories SET chapter_count = $2, word_count = word_count + $3, updated_at = now() WHERE id = $1")
+        .bind(story_id)
+        .bind(number)
+        .bind(c.word_count)
+        .execute(conn)
+        .await?;
+    Ok(number)
+}

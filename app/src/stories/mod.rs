@@ -1,0 +1,390 @@
+//! Stories and chapters: writing (create, edit, add chapters, publish) and reading (home,
+//! story, chapter, profile and tag pages). SQL lives in `db`; Markdown in
+//! `crate::markdown`; uploads in `crate::uploads` and `crate::media`.
+
+pub mod db;
+
+use std::collections::HashMap;
+
+use minijinja::{Value, context};
+use poem::{Body, Request, Response, Route, get, handler, http::StatusCode, post, web::{Path, Query}};
+use serde::Deserialize;
+
+use crate::{
+    accounts::users,
+    error::{Error, Result},
+    markdown,
+    media::{self, Purpose},
+    sessions::CurrentUser,
+    web::{ctx::Ctx, form},
+};
+use db::{Cursor, Listing, StoryRow};
+
+pub fn routes(route: Route) -> Route {
+    route
+        .at("/stories/new", get(new_page))
+        .at("/stories", post(create))
+        .at("/s/:id", get(show))
+        .at("/s/:id/edit", get(edit_page).post(edit))
+        .at("/s/:id/chapters", post(add_chapter))
+        .at("/s/:id/c/:n", get(read_chapter))
+        .at("/u/:username", get(profile))
+        .at("/t/:tag", get(tag_page))
+}
+
+pub const TITLE_MAX: usize = 200;
+pub const SUMMARY_MAX: usize = 2000;
+pub const MAX_TAGS: usize = 10;
+pub const CHAPTER_MAX_BYTES: usize = 500_000;
+const WORDS_PER_MINUTE: i32 = 230;
+
+// ---- shared helpers ----------------------------------------------------------------
+
+fn is_author(user: Option<&CurrentUser>, story: &StoryRow) -> bool {
+    user.is_some_and(|u| u.id == story.author_id)
+}
+
+/// The story if this visitor may see it. Drafts are 404 for everyone but their author,
+/// so their existence does not leak.
+async fn visible_story(ctx: &Ctx, id: i64) -> Result<StoryRow> {
+    let story = db::find(ctx.state.db.primary(), id).await?.ok_or(Error::NotFound)?;
+    if story.status == "published" || is_author(ctx.user(), &story) {
+        Ok(story)
+    } else {
+        Err(Error::NotFound)
+    }
+}
+
+/// The story for an author-only action: login required (redirect), drafts of others 404,
+/// published stories of others 403.
+async fn authored_story(ctx: &Ctx, id: i64) -> Result<(StoryRow, &CurrentUser)> {
+    let user = ctx.require_user()?;
+    let story = visible_story(ctx, id).await?;
+    if story.author_id != user.id {
+        return Err(Error::Forbidden("Only the author can change this story.".into()));
+    }
+    Ok((story, user))
+}
+
+fn reading_minutes(words: i32) -> i32 {
+    ((words + WORDS_PER_MINUTE - 1) / WORDS_PER_MINUTE).max(1)
+}
+
+/// A story for templates, with its cover figure (from `covers`, loaded in one query).
+fn story_value(story: &StoryRow, covers: &HashMap<i64, media::Media>) -> Value {
+    let cover = story.cover_id.and_then(|id| covers.get(&id)).map(media::figure_value);
+    context! {
+        ..Value::from(minijinja::value::Serde(story)),
+        ..context! { cover => cover, reading_minutes => reading_minutes(story.word_count) }
+    }
+}
+
+async fn story_values(ctx: &Ctx, stories: &[StoryRow]) -> Result<Vec<Value>> {
+    let ids: Vec<i64> = stories.iter().filter_map(|s| s.cover_id).collect();
+    let covers = media::find_many(ctx.state.db.replica(), &ids).await?;
+    Ok(stories.iter().map(|s| story_value(s, &covers)).collect())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PageQuery {
+    after: String,
+}
+
+/// A listing page, or with htmx just its next items (the "Load more" swap).
+async fn listing_page(ctx: &Ctx, template: &str, listing: Listing<'_>, q: &PageQuery, extra: Value) -> Result<Response> {
+    let cursor = Cursor::decode(&q.after);
+    let (stories, next) = db::published(ctx.state.db.replica(), listing, cursor).await?;
+    let vars = context! {
+        stories => story_values(ctx, &stories).await?,
+        next => next.map(|c| c.encode()),
+        ..extra
+    };
+    if ctx.htmx && cursor.is_some() {
+        return ctx.render_form(StatusCode::OK, template, "items", vars);
+    }
+    ctx.render(template, vars)
+}
+
+// ---- story forms -------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct StoryInput {
+    title: String,
+    summary: String,
+    tags: Vec<String>,
+    tags_raw: String,
+}
+
+fn validate_story(fields: &HashMap<String, String>, current: Option<&StoryRow>) -> (StoryInput, BTreeErrors) {
+    let mut errors = BTreeErrors::new();
+    // A field left out keeps its current value (the one-button "Publish" form sends
+    // only `status`); a field sent empty is validated as empty.
+    let get = |name: &str, current: Option<String>| fields.get(name).map(|v| v.trim().to_string()).or(current).unwrap_or_default();
+    let title = get("title", current.map(|s| s.title.clone()));
+    let summary = get("summary", current.map(|s| s.summary.clone()));
+    let tags_raw = get("tags", current.map(|s| s.tags.join(", ")));
+    if title.is_empty() {
+        errors.insert("title", "Give your story a title.".into());
+    } else if title.chars().count() > TITLE_MAX {
+        errors.insert("title", format!("Keep the title to {TITLE_MAX} characters."));
+    }
+    if summary.chars().count() > SUMMARY_MAX {
+        errors.insert("summary", format!("Keep the summary to {SUMMARY_MAX} characters."));
+    }
+    let tags = match normalize_tags(&tags_raw) {
+        Ok(t) => t,
+        Err(msg) => {
+            errors.insert("tags", msg);
+            Vec::new()
+        }
+    };
+    (StoryInput { title, summary, tags, tags_raw }, errors)
+}
+
+type BTreeErrors = std::collections::BTreeMap<&'static str, String>;
+
+/// "Sci-Fi, space opera ,, sci-fi" → ["sci-fi", "space-opera"].
+pub fn normalize_tags(raw: &str) -> std::result::Result<Vec<String>, String> {
+    let mut tags: Vec<String> = Vec::new();
+    for part in raw.split(',') {
+        let tag: String = part.trim().to_lowercase().split_whitespace().collect::<Vec<_>>().join("-");
+        if tag.is_empty() {
+            continue;
+        }
+        let valid = tag.len() <= 30
+            && tag.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && tag.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(format!("“{tag}” is not a valid tag: use letters, digits and dashes, up to 30 characters."));
+        }
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(format!("Use at most {MAX_TAGS} tags."));
+    }
+    Ok(tags)
+}
+
+#[handler]
+async fn new_page(ctx: Ctx) -> Result<Response> {
+    ctx.require_user()?;
+    ctx.render("stories/new.html", context! { values => context!{}, errors => context!{} })
+}
+
+#[handler]
+async fn create(ctx: Ctx, req: &Request, body: Body) -> Result<Response> {
+    let user = ctx.require_user()?;
+    let (fields, cover) = form::fields_and_image(req, body, "cover").await?;
+    let (input, errors) = validate_story(&fields, None);
+    if !errors.is_empty() {
+        return ctx.render_form(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "stories/new.html",
+            "form",
+            context! { values => context!{ title => input.title, summary => input.summary, tags => input.tags_raw }, errors => errors },
+        );
+    }
+    // Story, tags, cover row and its processing job: one transaction.
+    let mut tx = ctx.state.db.primary().begin().await?;
+    let cover_id = match &cover {
+        Some(upload) => Some(media::create(&mut tx, &ctx.state.storage, user.id, Purpose::Cover, upload, Some(&ctx.request_id)).await?),
+        None => None,
+    };
+    let id = db::insert(&mut tx, &db::NewStory { author_id: user.id, title: &input.title, summary: &input.summary, cover_id }).await?;
+    db::set_tags(&mut tx, id, &input.tags).await?;
+    tx.commit().await?;
+    ctx.flash("success", "Your draft is saved. Add a chapter, then publish when you are ready.");
+    Ok(ctx.redirect(&format!("/s/{id}")))
+}
+
+#[handler]
+async fn show(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
+    let story = visible_story(&ctx, id).await?;
+    let chapters = db::chapters_of(ctx.state.db.replica(), id).await?;
+    let covers = media::find_many(ctx.state.db.replica(), &story.cover_id.into_iter().collect::<Vec<_>>()).await?;
+    let author = is_author(ctx.user(), &story);
+    ctx.render(
+        "stories/show.html",
+        context! {
+            story => story_value(&story, &covers),
+            chapters => Value::from(minijinja::value::Serde(&chapters)),
+            is_author => author,
+            can_publish => ctx.user().is_some_and(|u| u.email_verified),
+            values => context!{},
+            errors => context!{},
+        },
+    )
+}
+
+#[handler]
+async fn edit_page(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
+    let (story, user) = authored_story(&ctx, id).await?;
+    let covers = media::find_many(ctx.state.db.primary(), &story.cover_id.into_iter().collect::<Vec<_>>()).await?;
+    ctx.render(
+        "stories/edit.html",
+        context! {
+            story => story_value(&story, &covers),
+            values => context!{ title => &story.title, summary => &story.summary, tags => story.tags.join(", "), status => &story.status },
+            errors => context!{},
+            can_publish => user.email_verified,
+        },
+    )
+}
+
+#[handler]
+async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Result<Response> {
+    let (story, user) = authored_story(&ctx, id).await?;
+    let (fields, cover) = form::fields_and_image(req, body, "cover").await?;
+    let (input, mut errors) = validate_story(&fields, Some(&story));
+    let status = fields.get("status").map(String::as_str).unwrap_or(&story.status).to_string();
+    let publish = match status.as_str() {
+        "published" => true,
+        "draft" => false,
+        _ => {
+            errors.insert("status", "Choose draft or published.".into());
+            false
+        }
+    };
+    if publish && !user.email_verified {
+        errors.insert("status", "Confirm your email address before publishing: use the link we sent you, or send it again.".into());
+    }
+    if !errors.is_empty() {
+        let covers = media::find_many(ctx.state.db.primary(), &story.cover_id.into_iter().collect::<Vec<_>>()).await?;
+        return ctx.render_form(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "stories/edit.html",
+            "form",
+            context! {
+                story => story_value(&story, &covers),
+                values => context!{ title => input.title, summary => input.summary, tags => input.tags_raw, status => status },
+                errors => errors,
+                can_publish => user.email_verified,
+            },
+        );
+    }
+    let mut tx = ctx.state.db.primary().begin().await?;
+    let cover_id = match &cover {
+        Some(upload) => Some(media::create(&mut tx, &ctx.state.storage, user.id, Purpose::Cover, upload, Some(&ctx.request_id)).await?),
+        None => None,
+    };
+    db::update(&mut tx, id, &db::StoryUpdate { title: &input.title, summary: &input.summary, publish, cover_id }).await?;
+    db::set_tags(&mut tx, id, &input.tags).await?;
+    tx.commit().await?;
+    let message = match (story.status.as_str(), publish) {
+        ("draft", true) => "Your story is published.",
+        ("published", false) => "Your story is back to a draft: only you can see it.",
+        _ => "Your changes are saved.",
+    };
+    ctx.flash("success", message);
+    Ok(ctx.redirect(&format!("/s/{id}")))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ChapterForm {
+    title: String,
+    body: String,
+}
+
+#[handler]
+async fn add_chapter(ctx: Ctx, Path(id): Path<i64>, form::Form(form): form::Form<ChapterForm>) -> Result<Response> {
+    let (story, _) = authored_story(&ctx, id).await?;
+    let title = form.title.trim();
+    let body = form.body.trim();
+    let mut errors = BTreeErrors::new();
+    if title.is_empty() {
+        errors.insert("chapter_title", "Give the chapter a title.".into());
+    } else if title.chars().count() > TITLE_MAX {
+        errors.insert("chapter_title", format!("Keep the title to {TITLE_MAX} characters."));
+    }
+    if body.is_empty() {
+        errors.insert("body", "Write something first.".into());
+    } else if body.len() > CHAPTER_MAX_BYTES {
+        errors.insert("body", "This chapter is too long: split it in two.".into());
+    }
+    if !errors.is_empty() {
+        let chapters = db::chapters_of(ctx.state.db.primary(), id).await?;
+        let covers = media::find_many(ctx.state.db.primary(), &story.cover_id.into_iter().collect::<Vec<_>>()).await?;
+        return ctx.render_form(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "stories/show.html",
+            "chapter_form",
+            context! {
+                story => story_value(&story, &covers),
+                chapters => Value::from(minijinja::value::Serde(&chapters)),
+                is_author => true,
+                can_publish => ctx.user().is_some_and(|u| u.email_verified),
+                values => context!{ chapter_title => title, body => body },
+                errors => errors,
+            },
+        );
+    }
+    // Rendered and sanitised once, at save time; pages serve the stored HTML.
+    let html = markdown::render(body);
+    let words = markdown::word_count(body) as i32;
+    let mut tx = ctx.state.db.primary().begin().await?;
+    let number = db::add_chapter(&mut tx, id, &db::NewChapter { title, body_markdown: body, body_html: &html, word_count: words }).await?;
+    tx.commit().await?;
+    ctx.flash("success", format!("Chapter {number} is saved."));
+    Ok(ctx.redirect(&format!("/s/{id}/c/{number}")))
+}
+
+#[handler]
+async fn read_chapter(ctx: Ctx, Path((id, n)): Path<(i64, i32)>) -> Result<Response> {
+    let story = visible_story(&ctx, id).await?;
+    if n < 1 || n > story.chapter_count {
+        return Err(Error::NotFound);
+    }
+    let chapter = db::chapter(ctx.state.db.replica(), id, n).await?.ok_or(Error::NotFound)?;
+    ctx.render(
+        "stories/chapter.html",
+        context! {
+            story => Value::from(minijinja::value::Serde(&story)),
+            chapter => Value::from(minijinja::value::Serde(&chapter)),
+            body => Value::from_safe_string(chapter.body_html.clone()),
+            prev => (n > 1).then_some(n - 1),
+            next => (n < story.chapter_count).then_some(n + 1),
+            reading_minutes => reading_minutes(chapter.word_count),
+            is_author => is_author(ctx.user(), &story),
+        },
+    )
+}
+
+// ---- reading pages -----------------------------------------------------------------
+
+#[handler]
+pub async fn home(ctx: Ctx, Query(q): Query<PageQuery>) -> Result<Response> {
+    listing_page(&ctx, "home.html", Listing::All, &q, context! { page_url => "/" }).await
+}
+
+#[handler]
+async fn profile(ctx: Ctx, Path(username): Path<String>, Query(q): Query<PageQuery>) -> Result<Response> {
+    let author = users::find_by_username(ctx.state.db.replica(), &username).await?.ok_or(Error::NotFound)?;
+    let own = ctx.user().is_some_and(|u| u.id == author.id);
+    let drafts = if own { db::drafts_of(ctx.state.db.primary(), author.id).await? } else { Vec::new() };
+    let avatar = match author.avatar_id {
+        Some(id) => media::find(ctx.state.db.replica(), id).await?.map(|m| media::figure_value(&m)),
+        None => None,
+    };
+    let extra = context! {
+        author => Value::from(minijinja::value::Serde(&author)),
+        avatar => avatar,
+        own => own,
+        drafts => story_values(&ctx, &drafts).await?,
+        page_url => format!("/u/{}", author.username),
+    };
+    listing_page(&ctx, "stories/profile.html", Listing::Author(author.id), &q, extra).await
+}
+
+#[handler]
+async fn tag_page(ctx: Ctx, Path(tag): Path<String>, Query(q): Query<PageQuery>) -> Result<Response> {
+    let tag = tag.to_lowercase();
+    if normalize_tags(&tag).map(|t| t.len() != 1).unwrap_or(true) {
+        return Err(Error::NotFound);
+    }
+    let page_url = format!("/t/{tag}");
+    listing_page(&ctx, "stories/tag.html", Listing::Tag(&tag), &q, context! { tag => &tag, page_url => page_url }).await
+}
