@@ -2,8 +2,9 @@
 //!
 //! [`read_multipart`] enforces, while reading:
 //! - the whole body ≤ [`MAX_BODY_BYTES`] and the file ≤ [`MAX_IMAGE_BYTES`] → 413
-//!   ([`UploadError::TooLarge`]), stopping at the first byte too many (the rest of the
-//!   body is never read);
+//!   ([`UploadError::TooLarge`]), stopping within a chunk of the first byte too many (the
+//!   rest of the body is never read), or before reading anything when `Content-Length`
+//!   already says too much;
 //! - each text field ≤ [`MAX_TEXT_FIELD_BYTES`] (413) and valid UTF-8 (400), at most
 //!   [`MAX_PARTS`] parts (400);
 //! - a `multipart/form-data` content type with a boundary and a well-formed body (400).
@@ -208,6 +209,11 @@ async fn read_parts(
         .content_type()
         .and_then(|ct| multer::parse_boundary(ct).ok())
         .ok_or_else(|| UploadError::bad(MSG_NOT_MULTIPART))?;
+    // A declared length over the cap is refused before reading anything.
+    let declared = req.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(UploadError::TooLarge);
+    }
     let constraints = multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(MAX_BODY_BYTES));
     let paced = OneChunkPerPoll { inner: body.into_bytes_stream().boxed(), just_yielded: false };
     let mut multipart = multer::Multipart::with_constraints(paced, boundary, constraints);

@@ -179,7 +179,7 @@ impl Answer {
 }
 
 async fn send(ct: &str, body: impl Into<Body>) -> Answer {
-    let resp = upload_client().post("/upload").content_type(ct.to_string()).body(body).send().await.0;
+    let resp = upload_client().post("/upload").content_type(ct).body(body).send().await.0;
     let status = resp.status();
     Answer { status, body: resp.into_body().into_string().await.unwrap_or_default() }
 }
@@ -291,6 +291,18 @@ async fn an_11_mib_file_is_413_and_reading_stops_early() {
     let pulled = pulled.load(Ordering::SeqCst);
     assert!(pulled < MAX_IMAGE_BYTES + 3 * 64 * 1024, "read {pulled} of {total} bytes: it should stop just past 10 MiB");
     assert!(pulled < total);
+    // A declared Content-Length over the cap: refused before reading anything.
+    let (body, pulled) = counted_body(multipart(&[file("big.png", &data)]), 64 * 1024);
+    let resp = upload_client()
+        .post("/upload")
+        .content_type(content_type())
+        .header("content-length", (11 * 1024 * 1024 + 1).to_string())
+        .body(body)
+        .send()
+        .await
+        .0;
+    assert_eq!(resp.status(), 413);
+    assert_eq!(pulled.load(Ordering::SeqCst), 0);
     // Exactly 10 MiB is accepted.
     let mut data = png(3, 2, None);
     data.resize(MAX_IMAGE_BYTES, 0);
@@ -384,7 +396,7 @@ fn csrf_client() -> TestClient<impl Endpoint> {
 
 async fn csrf_post(path: &str, ct: &str, body: Body, headers: &[(&str, &str)]) -> (StatusCode, Vec<u8>) {
     let client = csrf_client();
-    let mut req = client.post(path).content_type(ct.to_string());
+    let mut req = client.post(path).content_type(ct);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

@@ -61,7 +61,8 @@ async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     let db = Db::connect(&config).await?;
     let templates = Templates::new(|_| None)?;
     let mailer = Mailer::from_config(&config)?;
-    let ctx = Arc::new(JobContext { db: db.clone(), config: Arc::new(config), templates, mailer });
+    let storage = app::storage::Storage::local(&config.media_root)?;
+    let ctx = Arc::new(JobContext { db: db.clone(), storage, config: Arc::new(config), templates, mailer });
     tracing::info!(queues = ?options.queues, concurrency = options.concurrency, "worker starting");
     let scheduler = tokio::spawn(worker::scheduler::run(db.clone()));
     let result = worker::runtime::monitor(ctx, &options)

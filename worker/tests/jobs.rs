@@ -20,6 +20,7 @@ const PW: &str = "correct horse battery";
 fn job_context(app: &TestApp, mailer: Mailer) -> Arc<JobContext> {
     Arc::new(JobContext {
         db: app.db.db(),
+        storage: app.state.storage.clone(),
         config: app.state.config.clone(),
         templates: Templates::new(|_| None).unwrap(),
         mailer,
@@ -217,6 +218,7 @@ async fn mail_is_delivered_through_a_real_smtp_server() {
     config.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
     let ctx = Arc::new(JobContext {
         db: app.db.db(),
+        storage: app.state.storage.clone(),
         mailer: Mailer::from_config(&config).unwrap(),
         config: Arc::new(config),
         templates: Templates::new(|_| None).unwrap(),

@@ -9,14 +9,15 @@
 //! 1. the `X-CSRF-Token` header (htmx, any body type);
 //! 2. `application/x-www-form-urlencoded`: the `csrf_token` field of the (bounded) body;
 //! 3. `multipart/form-data` (forms with a file input): the FIRST part, which must be the
-//!    field `csrf_token`. Only the start of the body is read, chunk by chunk until the
-//!    first part is complete (at most [`MULTIPART_PREFIX_LIMIT`] bytes plus one chunk),
-//!    then the body is put back together — the bytes already read followed by the rest of the stream, untouched — so
-//!    the handler parses the whole multipart form and a 10 MiB upload is never buffered
+//!    text field `csrf_token`. Only the start of the body is read, chunk by chunk until
+//!    that part is complete (a few hundred bytes; never more than
+//!    [`MULTIPART_PREFIX_LIMIT`] plus one chunk). Then the body is put back together —
+//!    the bytes already read followed by the rest of the stream, untouched — so the
+//!    handler parses the whole multipart form, and a 10 MiB upload is neither buffered
 //!    here nor read at all when the token is wrong. **Every multipart form template must
-//!    therefore put `<input type="hidden" name="csrf_token" …>` as the first element inside
-//!    the `<form>`** (browsers send fields in document order); the shared form macros do.
-//!    A multipart body without a boundary, or whose start is malformed, has no valid token.
+//!    therefore have `<input type="hidden" name="csrf_token" …>` as the first field
+//!    inside the `<form>`** (browsers send fields in document order). A multipart body
+//!    without a boundary, or whose start is malformed, has no valid token.
 //!
 //! Any other body type without the header is rejected.
 
@@ -97,6 +98,10 @@ pub const MULTIPART_PREFIX_LIMIT: usize = 64 * 1024;
 
 /// The longest token accepted from a multipart part (ours are 43 characters).
 const MAX_TOKEN_BYTES: usize = 256;
+/// The longest header block of the first part (a browser's is under 100 bytes).
+const MAX_PART_HEADER_BYTES: usize = 4 * 1024;
+/// RFC 2046 allows 70 characters; anything much longer is not a browser.
+const MAX_BOUNDARY_BYTES: usize = 200;
 
 pub fn is_multipart(req: &Request) -> bool {
     req.content_type()
@@ -108,7 +113,7 @@ pub fn is_multipart(req: &Request) -> bool {
 /// it is the field `csrf_token`, and a body equal to the original one, byte for byte:
 /// the chunks read, then the rest of the stream, untouched.
 async fn multipart_token(boundary: Option<String>, body: Body) -> (Option<String>, Body) {
-    let Some(boundary) = boundary.filter(|b| !b.is_empty()) else {
+    let Some(boundary) = boundary.filter(|b| !b.is_empty() && b.len() <= MAX_BOUNDARY_BYTES) else {
         return (None, body);
     };
     let mut rest = body.into_bytes_stream().boxed();
@@ -158,7 +163,8 @@ fn first_part_token(buf: &[u8], boundary: &[u8]) -> Scan {
     }
     let after_delimiter = &buf[first_line_len..];
     let Some(headers_end) = find(after_delimiter, b"\r\n\r\n") else {
-        return Scan::NeedMore;
+        // Bounded, so rescanning the buffer as chunks arrive stays cheap.
+        return if after_delimiter.len() > MAX_PART_HEADER_BYTES { Scan::Done(None) } else { Scan::NeedMore };
     };
     let Some(name) = form_data_field_name(&after_delimiter[..headers_end]) else {
         return Scan::Done(None);
@@ -263,6 +269,9 @@ mod tests {
         ] {
             assert_eq!(scan(body), Some(None), "{}", String::from_utf8_lossy(body));
         }
+        let mut headers = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\nX-Pad: ".to_vec();
+        headers.extend(std::iter::repeat_n(b'a', MAX_PART_HEADER_BYTES));
+        assert_eq!(scan(&headers), Some(None), "endless headers are refused");
         let mut long = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n".to_vec();
         long.extend(std::iter::repeat_n(b'a', 1000));
         assert_eq!(scan(&long), Some(None), "a value longer than any token is refused before its end");
