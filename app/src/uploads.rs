@@ -3,8 +3,7 @@
 //! [`read_multipart`] enforces, while reading:
 //! - the whole body ≤ [`MAX_BODY_BYTES`] and the file ≤ [`MAX_IMAGE_BYTES`] → 413
 //!   ([`UploadError::TooLarge`]), stopping within a chunk of the first byte too many (the
-//!   rest of the body is never read), or before reading anything when `Content-Length`
-//!   already says too much;
+//!   rest of the body is never read);
 //! - each text field ≤ [`MAX_TEXT_FIELD_BYTES`] (413) and valid UTF-8 (400), at most
 //!   [`MAX_PARTS`] parts (400);
 //! - a `multipart/form-data` content type with a boundary and a well-formed body (400).
@@ -209,14 +208,10 @@ async fn read_parts(
         .content_type()
         .and_then(|ct| multer::parse_boundary(ct).ok())
         .ok_or_else(|| UploadError::bad(MSG_NOT_MULTIPART))?;
-    // A declared length over the cap is refused before reading anything.
-    let declared = req.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-        return Err(UploadError::TooLarge);
-    }
+    // No early refusal on a large `Content-Length`: reading up to the limit keeps the
+    // text fields sent before the file, so the form can be shown again with them.
     let constraints = multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(MAX_BODY_BYTES));
-    let paced = OneChunkPerPoll { inner: body.into_bytes_stream().boxed(), just_yielded: false };
-    let mut multipart = multer::Multipart::with_constraints(paced, boundary, constraints);
+    let mut multipart = multer::Multipart::with_constraints(OneChunkPerPoll::new(body), boundary, constraints);
 
     let mut image: Option<RawImage> = None;
     let mut parts = 0usize;
@@ -254,26 +249,44 @@ async fn read_parts(
 
 /// multer pulls from its stream until the stream is pending, so a body that is already
 /// there (a fast client, a test) would be buffered whole, up to the stream limit, before
-/// our per-field limit is looked at. Yielding `Pending` (with an immediate wake-up) after
-/// each chunk makes it parse as it goes, so reading stops within a chunk or two of the
-/// field limit.
+/// our per-field limit is looked at. Handing it at most [`PIECE`] bytes per poll, then
+/// `Pending` (with an immediate wake-up), makes it parse as it goes: reading stops within
+/// a piece of a field's limit, and the text fields before an oversized file are kept.
 struct OneChunkPerPoll {
     inner: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+    /// The rest of the last chunk (split without copying).
+    pending: Bytes,
     just_yielded: bool,
+}
+
+const PIECE: usize = 64 * 1024;
+
+impl OneChunkPerPoll {
+    fn new(body: Body) -> Self {
+        OneChunkPerPoll { inner: body.into_bytes_stream().boxed(), pending: Bytes::new(), just_yielded: false }
+    }
 }
 
 impl futures::Stream for OneChunkPerPoll {
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
         if self.just_yielded {
             self.just_yielded = false;
             cx.waker().wake_by_ref();
-            return std::task::Poll::Pending;
+            return Poll::Pending;
         }
-        let polled = self.inner.as_mut().poll_next(cx);
-        self.just_yielded = matches!(polled, std::task::Poll::Ready(Some(_)));
-        polled
+        if self.pending.is_empty() {
+            match self.inner.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => self.pending = chunk,
+                other => return other,
+            }
+        }
+        let n = self.pending.len().min(PIECE);
+        let piece = self.pending.split_to(n);
+        self.just_yielded = true;
+        Poll::Ready(Some(Ok(piece)))
     }
 }
 

@@ -335,9 +335,19 @@ async fn avatar_of(ctx: &Ctx, profile: &users::User) -> Result<Option<Value>> {
 async fn settings(ctx: Ctx, req: &poem::Request, body: poem::Body) -> Result<Response> {
     let user = ctx.require_user()?;
     let (fields, avatar) = crate::web::form::fields_and_image(req, body, "avatar").await?;
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+    let mut errors = FieldErrors::new();
+    let avatar = match avatar {
+        crate::web::form::ImageField::Some(upload) => Some(upload),
+        crate::web::form::ImageField::None => None,
+        crate::web::form::ImageField::Rejected { status: s, message } => {
+            status = s;
+            errors.insert("avatar", message);
+            None
+        }
+    };
     let display_name = fields.get("display_name").map(|s| s.trim()).unwrap_or_default();
     let bio = fields.get("bio").map(|s| s.trim()).unwrap_or_default();
-    let mut errors = FieldErrors::new();
     if display_name.chars().count() > 60 {
         errors.insert("display_name", "Keep your display name to 60 characters.".into());
     }
@@ -348,7 +358,7 @@ async fn settings(ctx: Ctx, req: &poem::Request, body: poem::Body) -> Result<Res
         let profile = users::find_by_id(ctx.state.db.primary(), user.id).await?.ok_or(Error::NotFound)?;
         let avatar = avatar_of(&ctx, &profile).await?;
         return ctx.render_form(
-            StatusCode::UNPROCESSABLE_ENTITY,
+            status,
             "accounts/settings.html",
             "form",
             context! {

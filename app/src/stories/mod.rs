@@ -144,6 +144,19 @@ fn validate_story(fields: &HashMap<String, String>, current: Option<&StoryRow>) 
 
 type BTreeErrors = std::collections::BTreeMap<&'static str, String>;
 
+/// The accepted cover, or its refusal recorded as a form error; the status the form is
+/// shown with: the refusal's (400, 413) or 422 for other validation errors.
+fn image_or_error(field: form::ImageField, errors: &mut BTreeErrors) -> (Option<crate::uploads::ImageUpload>, StatusCode) {
+    match field {
+        form::ImageField::None => (None, StatusCode::UNPROCESSABLE_ENTITY),
+        form::ImageField::Some(upload) => (Some(upload), StatusCode::UNPROCESSABLE_ENTITY),
+        form::ImageField::Rejected { status, message } => {
+            errors.insert("cover", message);
+            (None, status)
+        }
+    }
+}
+
 /// "Sci-Fi, space opera ,, sci-fi" → ["sci-fi", "space-opera"].
 pub fn normalize_tags(raw: &str) -> std::result::Result<Vec<String>, String> {
     let mut tags: Vec<String> = Vec::new();
@@ -178,10 +191,11 @@ async fn new_page(ctx: Ctx) -> Result<Response> {
 async fn create(ctx: Ctx, req: &Request, body: Body) -> Result<Response> {
     let user = ctx.require_user()?;
     let (fields, cover) = form::fields_and_image(req, body, "cover").await?;
-    let (input, errors) = validate_story(&fields, None);
+    let (input, mut errors) = validate_story(&fields, None);
+    let (cover, status) = image_or_error(cover, &mut errors);
     if !errors.is_empty() {
         return ctx.render_form(
-            StatusCode::UNPROCESSABLE_ENTITY,
+            status,
             "stories/new.html",
             "form",
             context! { values => context!{ title => input.title, summary => input.summary, tags => input.tags_raw }, errors => errors },
@@ -239,6 +253,7 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
     let (story, user) = authored_story(&ctx, id).await?;
     let (fields, cover) = form::fields_and_image(req, body, "cover").await?;
     let (input, mut errors) = validate_story(&fields, Some(&story));
+    let (cover, image_status) = image_or_error(cover, &mut errors);
     let status = fields.get("status").map(String::as_str).unwrap_or(&story.status).to_string();
     let publish = match status.as_str() {
         "published" => true,
@@ -254,7 +269,7 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
     if !errors.is_empty() {
         let covers = media::find_many(ctx.state.db.primary(), &story.cover_id.into_iter().collect::<Vec<_>>()).await?;
         return ctx.render_form(
-            StatusCode::UNPROCESSABLE_ENTITY,
+            image_status,
             "stories/edit.html",
             "form",
             context! {

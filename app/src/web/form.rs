@@ -76,18 +76,34 @@ impl<'a, T: DeserializeOwned> FromRequest<'a> for Form<T> {
     }
 }
 
+/// The image field of a form, as read.
+pub enum ImageField {
+    None,
+    Some(crate::uploads::ImageUpload),
+    /// Refused (not an image, damaged, too many pixels: 400; too large: 413), with the
+    /// reason to show on the form.
+    Rejected { status: poem::http::StatusCode, message: String },
+}
+
 /// The fields of a form that may carry one image (`image_field`): from a multipart body,
-/// or a plain urlencoded one (no image). Later duplicates of a field lose to the first.
+/// or a plain urlencoded one (no image). A refused image keeps the text fields read
+/// before it (our forms put the file last), so the form can be shown again with the
+/// reason next to the file input.
 pub async fn fields_and_image(
     req: &poem::Request,
     body: Body,
     image_field: &str,
-) -> Result<(std::collections::HashMap<String, String>, Option<crate::uploads::ImageUpload>), Error> {
+) -> Result<(std::collections::HashMap<String, String>, ImageField), Error> {
     if is_urlencoded(req) {
         let bytes = read_body(body).await?;
         let fields = pairs(&bytes)?.into_iter().rev().collect();
-        return Ok((fields, None));
+        return Ok((fields, ImageField::None));
     }
-    let parsed = crate::uploads::read_multipart(req, body, image_field).await?;
-    Ok((parsed.fields, parsed.image))
+    match crate::uploads::read_multipart_keeping_fields(req, body, image_field).await {
+        Ok(parsed) => Ok((parsed.fields, parsed.image.map_or(ImageField::None, ImageField::Some))),
+        Err(rejection) => Ok((
+            rejection.fields,
+            ImageField::Rejected { status: rejection.error.status(), message: rejection.error.to_string() },
+        )),
+    }
 }
