@@ -29,6 +29,10 @@ use poem::{Body, Request, http::StatusCode};
 pub const MAX_IMAGE_BYTES: usize = 10 * 1024 * 1024;
 /// The largest multipart body: the image plus room for the text fields.
 pub const MAX_BODY_BYTES: u64 = 11 * 1024 * 1024;
+/// After a 413, the rest of the body is read and thrown away up to this many bytes in
+/// all: a browser still sending its upload shows a "connection reset" instead of our
+/// page if we answer and close early. Beyond it, the connection is cut.
+pub const DRAIN_LIMIT_BYTES: u64 = 32 * 1024 * 1024;
 /// The largest text field.
 pub const MAX_TEXT_FIELD_BYTES: usize = 1024 * 1024;
 /// At most this many parts (fields) in one form.
@@ -210,8 +214,9 @@ async fn read_parts(
         .ok_or_else(|| UploadError::bad(MSG_NOT_MULTIPART))?;
     // No early refusal on a large `Content-Length`: reading up to the limit keeps the
     // text fields sent before the file, so the form can be shown again with them.
-    let constraints = multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(MAX_BODY_BYTES));
+    let constraints = multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(DRAIN_LIMIT_BYTES));
     let mut multipart = multer::Multipart::with_constraints(OneChunkPerPoll::new(body), boundary, constraints);
+    let mut total = 0u64;
 
     let mut image: Option<RawImage> = None;
     let mut parts = 0usize;
@@ -226,7 +231,14 @@ async fn read_parts(
         let file_name = field.file_name().map(clean_file_name).unwrap_or_default();
         let mut buf = BytesMut::new();
         while let Some(chunk) = field.chunk().await.map_err(from_multer)? {
-            if buf.len() + chunk.len() > limit {
+            total += chunk.len() as u64;
+            if buf.len() + chunk.len() > limit || total > MAX_BODY_BYTES {
+                // Drain (bounded) so the client reads our 413 page, then refuse.
+                while let Ok(Some(_)) = field.chunk().await {}
+                drop(field);
+                while let Ok(Some(mut rest)) = multipart.next_field().await {
+                    while let Ok(Some(_)) = rest.chunk().await {}
+                }
                 return Err(UploadError::TooLarge);
             }
             buf.extend_from_slice(&chunk);
