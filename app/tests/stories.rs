@@ -303,3 +303,21 @@ async fn a_cover_upload_commits_story_media_row_and_job_together() {
     w.get(&format!("/media/{key}")).await.assert_status(404);
     w.get("/media/variants/../originals/x.png").await.assert_status(404);
 }
+
+#[tokio::test]
+async fn an_avatar_upload_on_settings_commits_profile_media_and_job() {
+    let app = TestApp::new().await;
+    let w = writer(&app, "kay", false).await;
+    let token = w.csrf_token().await;
+    let png = app::seed::gradient_png(300, 300, [1, 2, 3], [200, 150, 100]);
+    let (ct, body) = multipart(&token, &[("display_name", "Kay"), ("bio", "Hi")], Some(("avatar", "me.png", &png)));
+    w.post_raw("/settings", &ct, body, &[]).await.assert_status(303);
+    assert_eq!(app.count("SELECT count(*) FROM users u JOIN media m ON m.id = u.avatar_id WHERE m.purpose = 'avatar' AND u.display_name = 'Kay'").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM apalis.jobs WHERE job_type = 'media'").await, 1);
+    w.get("/u/kay").await.assert_status(200).assert_contains("hx-get=\"/m/");
+    // A refused avatar: 400, the reason on the form, the profile unchanged.
+    let (ct, body) = multipart(&token, &[("display_name", "Changed"), ("bio", "")], Some(("avatar", "x.png", b"GIF89a....")));
+    w.post_raw("/settings", &ct, body, &[]).await.assert_status(400).assert_contains("Only JPEG, PNG and WebP");
+    assert_eq!(app.count("SELECT count(*) FROM users WHERE display_name = 'Changed'").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM media").await, 1);
+}
