@@ -52,8 +52,8 @@ fn options() -> Options {
 
 fn main() {
     let options = options();
+    let machine = Machine::read(); // before pinning, which the core count would reflect
     let cpu = pin_to_one_cpu();
-    let machine = Machine::read();
     println!("machine: {} ({} cores); pinned to CPU {cpu}", machine.cpu, machine.cores);
 
     let t = Instant::now();
@@ -172,14 +172,14 @@ fn photo_jpeg(width: u32, height: u32) -> Vec<u8> {
             let u = x as f32 / width as f32;
             let shapes = value_noise(x, y, 400, 1) * 0.6 + ((u * 9.0).sin() * (v * 5.0).cos()) * 0.2;
             let texture = value_noise(x, y, 24, 2) * 0.5 + value_noise(x, y, 5, 3) * 0.5;
-            let detail = texture * (0.2 + 0.8 * v); // more texture towards the "ground"
+            let detail = texture * (0.3 + 0.7 * v); // more texture towards the "ground"
             let base = [
                 90.0 + 110.0 * (1.0 - v) + 60.0 * shapes,
                 120.0 + 70.0 * (1.0 - v) + 50.0 * shapes - 20.0 * u,
                 200.0 * (1.0 - v) + 40.0 + 30.0 * shapes,
             ];
             for (c, b) in base.into_iter().enumerate() {
-                let noise = (rng.next() % 13) as f32 - 6.0;
+                let noise = (rng.next() % 21) as f32 - 10.0;
                 let tint = [50.0, 40.0, 30.0][c];
                 rgb.push((b + tint * (detail - 0.5) * 2.0 + noise).clamp(0.0, 255.0) as u8);
             }
