@@ -2,7 +2,7 @@
 //! `vipsthumbnail` (when it is on PATH) making the same outputs from the same file.
 //!
 //! ```sh
-//! cargo run --release -p bench --bin images -- [--runs N] [--no-vips] [--no-record]
+//! cargo run --release -p bench --bin images -- [--runs N] [--no-vips] [--no-record] [--worst-case]
 //! ```
 //!
 //! The process pins itself to one CPU before anything else (so every thread it or its
@@ -16,6 +16,10 @@
 //!   `VIPS_CONCURRENCY=1`), timed the same way, and prints the ratio.
 //!
 //! Each run appends a dated section to `bench/RESULTS.md` (unless `--no-record`).
+//!
+//! `--worst-case` also processes the largest files accepted (40 MP: an 8000×5000 JPEG,
+//! and an 8000×5000 RGBA PNG), each in a fresh child process, and reports their time
+//! and peak memory (maximum resident set size of that process).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -31,18 +35,22 @@ struct Options {
     runs: usize,
     vips: bool,
     record: bool,
+    worst_case: bool,
 }
 
 fn options() -> Options {
-    let mut o = Options { runs: 10, vips: true, record: true };
+    let mut o = Options { runs: 10, vips: true, record: true, worst_case: false };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--runs" => o.runs = args.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0).expect("--runs N (N ≥ 1)"),
             "--no-vips" => o.vips = false,
             "--no-record" => o.record = false,
+            "--worst-case" => o.worst_case = true,
+            // Internal: the child process of --worst-case.
+            "--process-file" => process_file(&PathBuf::from(args.next().expect("--process-file PATH"))),
             other => {
-                eprintln!("unknown argument {other}; usage: images [--runs N] [--no-vips] [--no-record]");
+                eprintln!("unknown argument {other}; usage: images [--runs N] [--no-vips] [--no-record] [--worst-case]");
                 std::process::exit(2);
             }
         }
@@ -54,7 +62,7 @@ fn main() {
     let options = options();
     let machine = Machine::read(); // before pinning, which the core count would reflect
     let cpu = pin_to_one_cpu();
-    println!("machine: {} ({} cores); pinned to CPU {cpu}", machine.cpu, machine.cores);
+    println!("machine: {} ({} cores, load average {}); pinned to CPU {cpu}", machine.cpu, machine.cores, machine.load);
 
     let t = Instant::now();
     let jpeg = photo_jpeg(WIDTH, HEIGHT);
@@ -115,14 +123,31 @@ fn main() {
                 ratio(v.all.cpu_median(), ours.cpu_median()),
                 if v.all.median() > ours.median() { "ours is faster" } else { "vipsthumbnail is faster" }
             );
+            println!(
+                "  without vipsthumbnail's {} process start-ups: {} per image, ratio {:.2}× wall",
+                v.per_output.len(),
+                ms(v.without_startup()),
+                ratio(v.without_startup(), ours.median())
+            );
         }
         None if options.vips => println!("\nvipsthumbnail not on PATH: comparison skipped (Debian: apt-get install libvips-tools)"),
         None => {}
     }
 
+    let worst = options.worst_case.then(worst_cases);
+    if let Some(worst) = &worst {
+        println!("\nlargest accepted inputs (40 MP), each in a fresh process:");
+        for line in worst {
+            println!("  {line}");
+        }
+    }
+
     if options.record {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md");
-        let section = results_section(&machine, cpu, &jpeg, options.runs, &ours, &stage, &sizes, vips_result.as_ref());
+        let mut section = results_section(&machine, cpu, &jpeg, options.runs, &ours, &stage, &sizes, vips_result.as_ref());
+        if let Some(worst) = &worst {
+            let _ = writeln!(section, "\nLargest accepted inputs (40 MP), each in a fresh process: {}.", worst.join("; "));
+        }
         append(&path, &section);
         println!("\nappended to {}", path.display());
     }
@@ -288,6 +313,9 @@ fn pin_to_one_cpu() -> usize {
 struct Machine {
     cpu: String,
     cores: usize,
+    /// /proc/loadavg's 1-minute figure at start: other work on the machine inflates
+    /// wall times (CPU times much less).
+    load: String,
 }
 
 impl Machine {
@@ -297,7 +325,11 @@ impl Machine {
             .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_owned()))
             .unwrap_or_else(|| "unknown CPU".into());
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Machine { cpu, cores }
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_else(|| "?".into());
+        Machine { cpu, cores, load }
     }
 }
 
@@ -309,6 +341,13 @@ struct VipsResult {
     /// Per output: label, timings, size of the file made.
     per_output: Vec<(String, Samples, u64)>,
     startup: Samples,
+}
+
+impl VipsResult {
+    /// The median per image less one start-up per invocation: what libvips itself took.
+    fn without_startup(&self) -> Duration {
+        self.all.median().saturating_sub(self.startup.median() * self.per_output.len() as u32)
+    }
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -388,6 +427,91 @@ fn run_vips(exe: &Path, jpeg: &[u8], runs: usize) -> VipsResult {
     VipsResult { version, all, per_output, startup }
 }
 
+// ---- worst case: 40 MP inputs --------------------------------------------------------
+
+/// Writes the largest accepted JPEG and PNG to a temp dir and processes each in a child
+/// process (so each peak RSS is its own); one line per case.
+fn worst_cases() -> Vec<String> {
+    let (w, h) = (8000u32, 5000u32);
+    let dir = std::env::temp_dir().join(format!("media-bench-worst-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jpeg_path = dir.join("big.jpg");
+    std::fs::write(&jpeg_path, photo_jpeg(w, h)).unwrap();
+    let png_path = dir.join("big.png");
+    std::fs::write(&png_path, rgba_png(w, h)).unwrap();
+    let exe = std::env::current_exe().expect("own path");
+    let lines = [("8000×5000 JPEG", jpeg_path), ("8000×5000 RGBA PNG", png_path)]
+        .into_iter()
+        .map(|(label, path)| {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let out = Command::new(&exe).arg("--process-file").arg(&path).output().expect("run child");
+            let report = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            format!("{label} ({:.1} MB): {report}", size as f64 / 1e6)
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    lines
+}
+
+/// The child of [`worst_cases`]: reads the file, processes it once, prints time and
+/// peak memory, exits.
+fn process_file(path: &Path) -> ! {
+    let data = std::fs::read(path).expect("read input");
+    let before = max_rss_kb();
+    let t = Instant::now();
+    let result = media::process(&data, &VARIANT_WIDTHS);
+    let took = t.elapsed();
+    let peak = max_rss_kb();
+    match result {
+        Ok(p) => println!(
+            "{} in {}, peak RSS {:.0} MB ({:.0} MB before processing, input file included)",
+            {
+                let mut widths: Vec<String> = p.variants.iter().map(|v| v.width.to_string()).collect();
+                widths.dedup();
+                widths.join("/") + " px"
+            },
+            ms(took),
+            peak as f64 / 1024.0,
+            before as f64 / 1024.0
+        ),
+        Err(e) => println!("error {e:?} after {}", ms(took)),
+    }
+    std::process::exit(0)
+}
+
+/// This process's peak resident set size (VmHWM, which unlike `ru_maxrss` starts afresh
+/// at exec), in kB.
+fn max_rss_kb() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// An RGBA PNG with a soft alpha vignette over the synthetic photo's colours.
+fn rgba_png(width: u32, height: u32) -> Vec<u8> {
+    let mut rng = Rng(0x0BAD_5EED);
+    let mut rgba = Vec::with_capacity((width * height * 4) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            let (u, v) = (x as f32 / width as f32 - 0.5, y as f32 / height as f32 - 0.5);
+            let alpha = (255.0 * (1.0 - 2.0 * (u * u + v * v).sqrt())).clamp(0.0, 255.0) as u8;
+            let t = value_noise(x, y, 32, 7);
+            let n = (rng.next() % 9) as u8;
+            rgba.extend_from_slice(&[(200.0 * t) as u8 + n, (150.0 * (1.0 - t)) as u8 + n, 90 + n, alpha]);
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(png::Compression::Fast);
+    let mut writer = encoder.write_header().expect("PNG header");
+    writer.write_image_data(&rgba).expect("PNG data");
+    writer.finish().expect("PNG end");
+    out
+}
+
 // ---- RESULTS.md -----------------------------------------------------------------------
 
 #[allow(clippy::too_many_arguments)]
@@ -402,7 +526,14 @@ fn results_section(
     vips: Option<&VipsResult>,
 ) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "\n## {} — {} ({} cores), pinned to CPU {cpu}\n", today_utc(), machine.cpu, machine.cores);
+    let _ = writeln!(
+        s,
+        "\n## {} — {} ({} cores), pinned to CPU {cpu}, load average {} at start\n",
+        today_utc(),
+        machine.cpu,
+        machine.cores,
+        machine.load
+    );
     let _ = writeln!(
         s,
         "Input: synthetic {WIDTH}×{HEIGHT} photo, JPEG q90 4:2:0, {:.2} MB → widths {:?}, WebP q80 + JPEG q82 each. {runs} runs after a warm-up; wall time per image (median), CPU time in brackets.\n",
@@ -441,9 +572,12 @@ fn results_section(
             let _ = writeln!(s, "vipsthumbnail per output: {}; start-up alone (16×16 input): {}.", per.join(", "), ms(v.startup.median()));
             let _ = writeln!(
                 s,
-                "\n**Ratio vipsthumbnail / ours: {:.2}× wall, {:.2}× CPU.**",
+                "\n**Ratio vipsthumbnail / ours: {:.2}× wall, {:.2}× CPU.** Without vipsthumbnail's {} process start-ups: {} per image, {:.2}×.",
                 ratio(v.all.median(), ours.median()),
-                ratio(v.all.cpu_median(), ours.cpu_median())
+                ratio(v.all.cpu_median(), ours.cpu_median()),
+                v.per_output.len(),
+                ms(v.without_startup()),
+                ratio(v.without_startup(), ours.median())
             );
         }
         None => {

@@ -24,7 +24,26 @@ pub(crate) fn read(data: &[u8]) -> Meta {
     catch_unwind(AssertUnwindSafe(|| read_exif(data))).unwrap_or_default()
 }
 
+/// For a JPEG, the bytes before its first scan: where EXIF lives. (kamadak-exif would
+/// otherwise search a file without EXIF to its end, through all the scan data.)
+fn jpeg_headers(data: &[u8]) -> &[u8] {
+    let mut i = 2;
+    while i + 4 <= data.len() && data[i] == 0xFF {
+        let marker = data[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        if marker == 0xDA {
+            return &data[..i];
+        }
+        i += 2 + usize::from(u16::from_be_bytes([data[i + 2], data[i + 3]]));
+    }
+    &data[..i.min(data.len())]
+}
+
 fn read_exif(data: &[u8]) -> Meta {
+    let data = if data.starts_with(&[0xFF, 0xD8]) { jpeg_headers(data) } else { data };
     let Ok(exif) = exif::Reader::new().read_from_container(&mut Cursor::new(data)) else {
         return Meta::default();
     };
@@ -113,6 +132,14 @@ mod tests {
         assert_eq!(clean_text(b"Canon\0\0\0 ").as_deref(), Some("Canon"));
         assert_eq!(clean_text(b"  \0"), None);
         assert_eq!(clean_text(&[b'a'; 500]).map(|s| s.len()), Some(MAX_TEXT));
+    }
+
+    #[test]
+    fn jpeg_headers_stop_at_the_first_scan() {
+        let jpeg = [0xFF, 0xD8, 0xFF, 0xE1, 0, 4, 1, 2, 0xFF, 0xFF, 0xDB, 0, 2, 0xFF, 0xDA, 0, 2, 9, 9];
+        assert_eq!(jpeg_headers(&jpeg).len(), 13);
+        assert_eq!(jpeg_headers(&jpeg[..7]), &jpeg[..7]);
+        assert_eq!(jpeg_headers(&[0xFF, 0xD8, 0x00, 0x00]), &[0xFF, 0xD8]);
     }
 
     #[test]

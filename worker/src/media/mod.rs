@@ -242,7 +242,8 @@ pub(crate) fn plan(width: u32, height: u32, widths: &[u32]) -> Result<Vec<(u32, 
         let h = ((w as u64 * height as u64 + width as u64 / 2) / width as u64).max(1);
         (w, h.min(u32::MAX as u64) as u32)
     };
-    let planned: Vec<(u32, u32)> = chosen.into_iter().map(sized).filter(|&(_, h)| h <= MAX_VARIANT_SIDE).collect();
+    let planned: Vec<(u32, u32)> =
+        chosen.into_iter().map(sized).filter(|&(w, h)| w <= MAX_VARIANT_SIDE && h <= MAX_VARIANT_SIDE).collect();
     if planned.is_empty() {
         return Err(ProcessError::Unsupported(format!("{width}×{height}: proportions too extreme for any variant")));
     }
@@ -340,6 +341,8 @@ mod tests {
         // 1 : 40 — the 1600 px variant would be 64000 px tall.
         assert_eq!(plan(1000, 40_000, &VARIANT_WIDTHS).unwrap(), vec![(320, 12_800)]);
         assert!(matches!(plan(1, 40_000_000, &VARIANT_WIDTHS), Err(ProcessError::Unsupported(_))));
+        // Nor wider than WebP allows, whatever the caller asks for.
+        assert_eq!(plan(30_000, 1000, &[20_000, 1600]).unwrap(), vec![(1600, 53)]);
     }
 
     #[test]

@@ -118,14 +118,17 @@ mod tests {
         Pixels { width: 3, height: 2, channels: 3, data: (1..=6u8).flat_map(|v| [v, v, v]).collect() }
     }
 
-    fn layout(p: &Pixels) -> (u32, u32, Vec<u8>) {
+    /// Width, height and the pixel numbers in reading order.
+    type Layout = (u32, u32, Vec<u8>);
+
+    fn layout(p: &Pixels) -> Layout {
         (p.width, p.height, p.data.chunks_exact(3).map(|px| px[0]).collect())
     }
 
     #[test]
     fn all_eight_orientations() {
         // Expected upright layouts, from the EXIF specification's definitions.
-        let cases: [(u32, (u32, u32, Vec<u8>)); 8] = [
+        let cases: [(u32, Layout); 8] = [
             (1, (3, 2, vec![1, 2, 3, 4, 5, 6])),
             (2, (3, 2, vec![3, 2, 1, 6, 5, 4])),
             (3, (3, 2, vec![6, 5, 4, 3, 2, 1])),
