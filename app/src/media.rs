@@ -102,6 +102,21 @@ pub async fn create(
     Ok(id)
 }
 
+/// `create` for a form's optional image: the new media id, or None without an upload.
+pub async fn create_optional(
+    conn: &mut PgConnection,
+    storage: &crate::storage::Storage,
+    owner_id: i64,
+    purpose: Purpose,
+    upload: Option<&ImageUpload>,
+    request_id: Option<&str>,
+) -> Result<Option<i64>> {
+    match upload {
+        Some(upload) => Ok(Some(create(conn, storage, owner_id, purpose, upload, request_id).await?)),
+        None => Ok(None),
+    }
+}
+
 pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<Media>, sqlx::Error> {
     sqlx::query_as("SELECT id, owner_id, status, error, width, height, variants FROM media WHERE id = $1")
         .bind(id)

@@ -371,13 +371,15 @@ async fn settings(ctx: Ctx, req: &poem::Request, body: poem::Body) -> Result<Res
     }
     // The profile change, the avatar's media row and its processing job: one transaction.
     let mut tx = ctx.state.db.primary().begin().await?;
-    let avatar_id = match &avatar {
-        Some(upload) => Some(
-            crate::media::create(&mut tx, &ctx.state.storage, user.id, crate::media::Purpose::Avatar, upload, Some(&ctx.request_id))
-                .await?,
-        ),
-        None => None,
-    };
+    let avatar_id = crate::media::create_optional(
+        &mut tx,
+        &ctx.state.storage,
+        user.id,
+        crate::media::Purpose::Avatar,
+        avatar.as_ref(),
+        Some(&ctx.request_id),
+    )
+    .await?;
     users::update_profile(&mut *tx, user.id, display_name, bio, avatar_id).await?;
     tx.commit().await?;
     ctx.flash("success", "Your profile is saved.");

@@ -203,10 +203,8 @@ async fn create(ctx: Ctx, req: &Request, body: Body) -> Result<Response> {
     }
     // Story, tags, cover row and its processing job: one transaction.
     let mut tx = ctx.state.db.primary().begin().await?;
-    let cover_id = match &cover {
-        Some(upload) => Some(media::create(&mut tx, &ctx.state.storage, user.id, Purpose::Cover, upload, Some(&ctx.request_id)).await?),
-        None => None,
-    };
+    let cover_id =
+        media::create_optional(&mut tx, &ctx.state.storage, user.id, Purpose::Cover, cover.as_ref(), Some(&ctx.request_id)).await?;
     let id = db::insert(&mut tx, &db::NewStory { author_id: user.id, title: &input.title, summary: &input.summary, cover_id }).await?;
     db::set_tags(&mut tx, id, &input.tags).await?;
     tx.commit().await?;
@@ -281,10 +279,8 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
         );
     }
     let mut tx = ctx.state.db.primary().begin().await?;
-    let cover_id = match &cover {
-        Some(upload) => Some(media::create(&mut tx, &ctx.state.storage, user.id, Purpose::Cover, upload, Some(&ctx.request_id)).await?),
-        None => None,
-    };
+    let cover_id =
+        media::create_optional(&mut tx, &ctx.state.storage, user.id, Purpose::Cover, cover.as_ref(), Some(&ctx.request_id)).await?;
     db::update(&mut tx, id, &db::StoryUpdate { title: &input.title, summary: &input.summary, publish, cover_id }).await?;
     db::set_tags(&mut tx, id, &input.tags).await?;
     tx.commit().await?;
