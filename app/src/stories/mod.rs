@@ -79,6 +79,12 @@ fn story_value(story: &StoryRow, covers: &HashMap<i64, media::Media>) -> Value {
     }
 }
 
+/// One story for templates, with its cover.
+async fn story_with_cover(db: &sqlx::PgPool, story: &StoryRow) -> Result<Value> {
+    let covers = media::find_many(db, story.cover_id.as_slice()).await?;
+    Ok(story_value(story, &covers))
+}
+
 async fn story_values(ctx: &Ctx, stories: &[StoryRow]) -> Result<Vec<Value>> {
     let ids: Vec<i64> = stories.iter().filter_map(|s| s.cover_id).collect();
     let covers = media::find_many(ctx.state.db.replica(), &ids).await?;
@@ -216,12 +222,12 @@ async fn create(ctx: Ctx, req: &Request, body: Body) -> Result<Response> {
 async fn show(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
     let story = visible_story(&ctx, id).await?;
     let chapters = db::chapters_of(ctx.state.db.replica(), id).await?;
-    let covers = media::find_many(ctx.state.db.replica(), &story.cover_id.into_iter().collect::<Vec<_>>()).await?;
+    let story_v = story_with_cover(ctx.state.db.replica(), &story).await?;
     let author = is_author(ctx.user(), &story);
     ctx.render(
         "stories/show.html",
         context! {
-            story => story_value(&story, &covers),
+            story => story_v,
             chapters => Value::from(minijinja::value::Serde(&chapters)),
             is_author => author,
             can_publish => ctx.user().is_some_and(|u| u.email_verified),
@@ -234,11 +240,11 @@ async fn show(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
 #[handler]
 async fn edit_page(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
     let (story, user) = authored_story(&ctx, id).await?;
-    let covers = media::find_many(ctx.state.db.primary(), &story.cover_id.into_iter().collect::<Vec<_>>()).await?;
+    let story_v = story_with_cover(ctx.state.db.primary(), &story).await?;
     ctx.render(
         "stories/edit.html",
         context! {
-            story => story_value(&story, &covers),
+            story => story_v,
             values => context!{ title => &story.title, summary => &story.summary, tags => story.tags.join(", "), status => &story.status },
             errors => context!{},
             can_publish => user.email_verified,
@@ -265,13 +271,13 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
         errors.insert("status", "Confirm your email address before publishing: use the link we sent you, or send it again.".into());
     }
     if !errors.is_empty() {
-        let covers = media::find_many(ctx.state.db.primary(), &story.cover_id.into_iter().collect::<Vec<_>>()).await?;
+        let story_v = story_with_cover(ctx.state.db.primary(), &story).await?;
         return ctx.render_form(
             image_status,
             "stories/edit.html",
             "form",
             context! {
-                story => story_value(&story, &covers),
+                story => story_v,
                 values => context!{ title => input.title, summary => input.summary, tags => input.tags_raw, status => status },
                 errors => errors,
                 can_publish => user.email_verified,
@@ -318,13 +324,13 @@ async fn add_chapter(ctx: Ctx, Path(id): Path<i64>, form::Form(form): form::Form
     }
     if !errors.is_empty() {
         let chapters = db::chapters_of(ctx.state.db.primary(), id).await?;
-        let covers = media::find_many(ctx.state.db.primary(), &story.cover_id.into_iter().collect::<Vec<_>>()).await?;
+        let story_v = story_with_cover(ctx.state.db.primary(), &story).await?;
         return ctx.render_form(
             StatusCode::UNPROCESSABLE_ENTITY,
             "stories/show.html",
             "chapter_form",
             context! {
-                story => story_value(&story, &covers),
+                story => story_v,
                 chapters => Value::from(minijinja::value::Serde(&chapters)),
                 is_author => true,
                 can_publish => ctx.user().is_some_and(|u| u.email_verified),
