@@ -426,11 +426,13 @@ pg_write_conf() {
     echo "listen_addresses = '127.0.0.1'"
     echo "unix_socket_directories = '$(pg_socket_dir "$name")'"
     echo "shared_buffers = 128MB"
-    # Ready for a streaming replica (bin/dev --replica, to come).
+    # Streaming replicas (bin/dev --replica, bin/test) copy this cluster.
     echo "wal_level = replica"
     echo "max_wal_senders = 10"
     echo "hot_standby = on"
     echo "log_line_prefix = '%m [%p] %q%u@%d '"
+    # A streaming replica's own settings (pg_ensure_replica writes them).
+    echo "include_if_exists = 'replica.conf'"
     case $profile in
       test)
         echo "max_connections = 300"
@@ -621,6 +623,82 @@ pg_ensure_cluster() {
   pg_ensure_database "$name" quire
 }
 
-# Later: start_replica PRIMARY [NAME] will pg_basebackup -R from PRIMARY's port
-# into $(pg_data_dir NAME), then pg_start_cluster NAME dev and export
-# DATABASE_REPLICA_URLS=$(pg_url NAME quire). Everything it needs is above.
+# ---------------------------------------------------------------------------
+# Streaming replicas: another cluster under var/pg/NAME made by pg_basebackup -R
+# from a running primary. It has its own port, socket and log like any cluster;
+# quire.conf is rewritten on every start (pg_write_conf), plus the lines in
+# NAME/replica.conf (the apply delay), so the primary's port in the copied
+# quire.conf never leaks into the replica.
+# ---------------------------------------------------------------------------
+
+# pg_system_id NAME: the cluster's database system identifier ("" if none).
+pg_system_id() {
+  local data
+  data=$(pg_data_dir "$1")
+  [ -f "$data/global/pg_control" ] || return 0
+  pg_as_owner "$PG_BINDIR/pg_controldata" -D "$data" 2>/dev/null \
+    | sed -n 's/^Database system identifier: *//p'
+}
+
+# pg_basebackup_replica PRIMARY NAME: (re)create NAME as a fresh copy of the
+# running cluster PRIMARY, configured to stream from it (-R).
+pg_basebackup_replica() {
+  local primary=$1 name=$2 data
+  data=$(pg_data_dir "$name")
+  say "creating streaming replica $name of $primary (pg_basebackup -R)"
+  pg_clear_stale "$name"
+  rm -rf "$data"
+  mkdir -p "$(dirname "$data")"
+  if is_root; then chown postgres: "$(dirname "$data")" 2>/dev/null || true; fi
+  pg_as_owner "$PG_BINDIR/pg_basebackup" -D "$data" -h 127.0.0.1 -p "$(pg_port "$primary")" \
+    -U quire -R -X stream -c fast >"$data.basebackup.log" 2>&1 \
+    || { cat "$data.basebackup.log" >&2; die "pg_basebackup from $primary failed"; }
+  rm -f "$data.basebackup.log" "$data/postmaster.pid" "$data/postmaster.opts"
+}
+
+# pg_ensure_replica PRIMARY NAME PROFILE [DELAY]: start NAME as a streaming
+# replica of the running cluster PRIMARY, replaying DELAY behind it
+# (recovery_min_apply_delay, e.g. 2s; default 0). An existing replica is
+# reused when it is a copy of this primary and starts; otherwise it is made
+# again. Sets PG_PORT to the replica's port.
+pg_ensure_replica() {
+  local primary=$1 name=$2 profile=${3:-dev} delay=${4:-0} data
+  pg_setup
+  if pg_in_use "$name"; then
+    die "PostgreSQL in $(pg_data_dir "$name") is in use by another running script; stop that one first"
+  fi
+  data=$(pg_data_dir "$name")
+  pg_port "$name" >/dev/null
+  if [ ! -f "$data/standby.signal" ] || [ "$(pg_system_id "$name")" != "$(pg_system_id "$primary")" ]; then
+    pg_basebackup_replica "$primary" "$name"
+  fi
+  pg_clear_stale "$name"
+  printf "recovery_min_apply_delay = '%s'\nhot_standby_feedback = on\n" "$delay" >"$data/replica.conf"
+  if is_root; then chown postgres: "$data/replica.conf"; fi
+  if ! ( pg_start_cluster "$name" "$profile" ); then
+    # Typically: the primary no longer has the WAL this old copy needs.
+    warn "replica $name did not start; making it again from $primary"
+    pg_basebackup_replica "$primary" "$name"
+    printf "recovery_min_apply_delay = '%s'\nhot_standby_feedback = on\n" "$delay" >"$data/replica.conf"
+    if is_root; then chown postgres: "$data/replica.conf"; fi
+    pg_start_cluster "$name" "$profile"
+  else
+    PG_STARTED+=("$name")
+    PG_PORT=$(pg_port "$name")
+  fi
+  pg_wait_streaming "$primary" "$name"
+}
+
+# pg_wait_streaming PRIMARY NAME: wait (up to 30 s) until the primary lists the
+# replica's WAL receiver as streaming.
+pg_wait_streaming() {
+  local primary=$1 name=$2 i
+  for (( i = 0; i < 300; i++ )); do
+    if [ "$(pg_psql "$primary" postgres -tAc "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'" 2>/dev/null)" -ge 1 ] 2>/dev/null \
+      && [ "$(pg_psql "$name" postgres -tAc "SELECT pg_is_in_recovery()" 2>/dev/null)" = t ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "replica $name is not streaming from $primary after 30 s (log: $(pg_log_file "$name"))"
+}

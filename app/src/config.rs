@@ -23,6 +23,9 @@ pub struct Config {
     pub port: u16,
     pub database_url: String,
     pub replica_urls: Vec<String>,
+    /// A replica further behind than this leaves the read rotation (`DATABASE_REPLICA_MAX_LAG`,
+    /// seconds, default 10).
+    pub replica_max_lag: std::time::Duration,
     pub redis_url: Option<String>,
     pub smtp_url: Option<String>,
     pub media_root: PathBuf,
@@ -108,6 +111,13 @@ impl Config {
             })
             .transpose()?
             .unwrap_or_default();
+        let replica_max_lag = match var("DATABASE_REPLICA_MAX_LAG")? {
+            None => std::time::Duration::from_secs(10),
+            Some(v) => match v.trim().trim_end_matches('s').parse::<f64>() {
+                Ok(secs) if secs > 0.0 && secs <= 86_400.0 => std::time::Duration::from_secs_f64(secs),
+                _ => return Err(bad("DATABASE_REPLICA_MAX_LAG", format!("must be a number of seconds (e.g. 10), not `{v}`"))),
+            },
+        };
         let redis_url = var("REDIS_URL")?
             .map(|u| check_scheme("REDIS_URL", u, &["redis://", "rediss://"], "must start with redis:// or rediss://"))
             .transpose()?;
@@ -140,6 +150,7 @@ impl Config {
             port,
             database_url,
             replica_urls,
+            replica_max_lag,
             redis_url,
             smtp_url,
             media_root,
@@ -170,6 +181,7 @@ impl Config {
             port: 0,
             database_url: database_url.to_string(),
             replica_urls: Vec::new(),
+            replica_max_lag: std::time::Duration::from_secs(10),
             redis_url: None,
             smtp_url: None,
             media_root: mail_dir.join("media"),

@@ -32,11 +32,16 @@ pub async fn health(Data(state): Data<&AppState>) -> Response {
         Ok(Ok((oldest, heartbeat))) => {
             let queue_ok = oldest.is_none_or(|s| s < QUEUE_AGE_WARN_SECS);
             let workers_ok = heartbeat.is_some_and(|s| s < HEARTBEAT_WARN_SECS);
-            let status = if queue_ok && workers_ok { "ok" } else { "degraded" };
+            // A replica out of rotation costs capacity, not correctness (reads go to the
+            // primary), so it makes the process degraded, never down.
+            let replicas = state.db.replica_status();
+            let replicas_ok = replicas.iter().all(|r| r.in_rotation);
+            let status = if queue_ok && workers_ok && replicas_ok { "ok" } else { "degraded" };
             let body = json!({
                 "status": status,
                 "checks": {
                     "primary": { "status": "ok" },
+                    "replicas": replicas,
                     "queue": { "status": if queue_ok { "ok" } else { "degraded" }, "oldest_pending_secs": oldest.unwrap_or(0.0) },
                     "workers": { "status": if workers_ok { "ok" } else { "degraded" }, "last_heartbeat_secs": heartbeat },
                 }
@@ -49,7 +54,7 @@ pub async fn health(Data(state): Data<&AppState>) -> Response {
                 _ => "timed out".to_string(),
             };
             tracing::error!(%error, "health: primary unreachable");
-            let body = json!({ "status": "down", "checks": { "primary": { "status": "down" } } });
+            let body = json!({ "status": "down", "checks": { "primary": { "status": "down" }, "replicas": state.db.replica_status() } });
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod jobs;
 pub mod markdown;
 pub mod media;
+pub mod metrics;
 pub mod ratelimit;
 pub mod seed;
 pub mod sessions;

@@ -164,7 +164,7 @@ pub fn figure_value(media: &Media) -> Value {
 /// without the polling attributes, so polling stops by itself.
 #[handler]
 async fn figure(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
-    let media = find(ctx.state.db.replica(), id).await?.ok_or(Error::NotFound)?;
+    let media = crate::replica_read!(ctx.state.db, db => find(db, id))?.ok_or(Error::NotFound)?;
     let is_owner = ctx.user().is_some_and(|u| u.id == media.owner_id);
     let html = ctx.state.templates.render(
         "partials/figure.html",

@@ -17,10 +17,16 @@ use poem::{
 use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 
-use crate::{tokens, web::AppState};
+use crate::{
+    db::{Lsn, ReadScope},
+    tokens,
+    web::AppState,
+};
 
 pub const COOKIE: &str = "quire_session";
 pub const ANON_COOKIE: &str = "quire_anon";
+/// Signed; the WAL position of an anonymous visitor's last write (read-your-writes).
+pub const LSN_COOKIE: &str = "quire_lsn";
 pub const IDLE_DAYS: i64 = 14;
 pub const ABSOLUTE_DAYS: i64 = 90;
 
@@ -73,19 +79,31 @@ pub async fn create(conn: impl PgExecutor<'_>, user_id: i64, user_agent: &str, i
 struct Row {
     public_id: i64,
     last_seen_at: DateTime<Utc>,
+    read_lsn: i64,
     #[sqlx(flatten)]
     user: CurrentUser,
 }
 
+/// A live session as the middleware needs it.
+pub struct Found {
+    pub public_id: i64,
+    pub user: CurrentUser,
+    /// WAL position of this session's last write (0: none yet).
+    pub read_lsn: Lsn,
+}
+
 /// The live session for `token`, if any; touches `last_seen_at` when it is over an
 /// hour old (one small write per session per hour, not one per request).
-pub async fn lookup(db: &sqlx::PgPool, token: &str) -> Result<Option<(i64, CurrentUser)>, sqlx::Error> {
+///
+/// Always on the primary: a session created a moment ago (login on another web process)
+/// must be found, and a replica may not have it yet.
+pub async fn lookup(db: &sqlx::PgPool, token: &str) -> Result<Option<Found>, sqlx::Error> {
     if !tokens::is_well_formed(token) {
         return Ok(None);
     }
     let hash = tokens::hash_token(token);
     let row: Option<Row> = sqlx::query_as(
-        "SELECT s.public_id, s.last_seen_at, u.id, u.username, u.display_name, u.email, u.role,
+        "SELECT s.public_id, s.last_seen_at, s.read_lsn, u.id, u.username, u.display_name, u.email, u.role,
                 u.email_verified_at IS NOT NULL AS email_verified
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.id_hash = $1 AND s.expires_at > now()
@@ -102,7 +120,24 @@ pub async fn lookup(db: &sqlx::PgPool, token: &str) -> Result<Option<(i64, Curre
             .execute(db)
             .await?;
     }
-    Ok(Some((row.public_id, row.user)))
+    Ok(Some(Found { public_id: row.public_id, user: row.user, read_lsn: row.read_lsn.max(0) as Lsn }))
+}
+
+/// Records, after a request of this session wrote, the primary's WAL position (which is
+/// past that request's commits) as the session's read-your-writes floor. One statement:
+/// the position is read by the UPDATE itself. False when no such session exists.
+pub async fn remember_write_in_session(db: &sqlx::PgPool, token: &str) -> Result<bool, sqlx::Error> {
+    if !tokens::is_well_formed(token) {
+        return Ok(false);
+    }
+    let r = sqlx::query(
+        "UPDATE sessions SET read_lsn = greatest(read_lsn, (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint)
+         WHERE id_hash = $1",
+    )
+    .bind(tokens::hash_token(token))
+    .execute(db)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 pub async fn delete(db: impl PgExecutor<'_>, token: &str) -> Result<(), sqlx::Error> {
@@ -230,17 +265,21 @@ impl<E: Endpoint> Endpoint for SessionsEndpoint<E> {
         if let Some(c) = jar.get(COOKIE) {
             let token = c.value_str().to_string();
             match lookup(state.db.primary(), &token).await.map_err(crate::error::Error::from)? {
-                Some((public_id, user)) => session = Some((token, public_id, user)),
+                Some(found) => session = Some((token, found)),
                 None => expire(&jar, COOKIE, secure),
             }
         }
+        let mut floor = 0;
         let request_session = match session {
-            Some((token, public_id, user)) => RequestSession {
-                csrf_token: csrf_token_for(&state.config.secret_key, &token),
-                user: Some(user),
-                session_id: Some(public_id),
-                token: Some(token),
-            },
+            Some((token, found)) => {
+                floor = found.read_lsn;
+                RequestSession {
+                    csrf_token: csrf_token_for(&state.config.secret_key, &token),
+                    user: Some(found.user),
+                    session_id: Some(found.public_id),
+                    token: Some(token),
+                }
+            }
             None => {
                 let signed = jar.signed_with_key(&state.cookie_key);
                 let seed = match signed.get(ANON_COOKIE) {
@@ -263,7 +302,49 @@ impl<E: Endpoint> Endpoint for SessionsEndpoint<E> {
             let _ = slot.set(request_session.clone());
         }
         req.extensions_mut().insert(request_session);
-        self.inner.call(req).await.map(IntoResponse::into_response)
+
+        if !state.db.has_replicas() {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        }
+
+        // Read-your-writes (the `ReadRouting` layer outside opened the scope). The floor
+        // is the later of the session's stored position and the anonymous cookie's (a
+        // visitor who wrote, then logged in, keeps both).
+        let signed = jar.signed_with_key(&state.cookie_key);
+        let cookie_floor = signed.get(LSN_COOKIE).and_then(|c| c.value_str().parse::<Lsn>().ok());
+        ReadScope::raise_floor(floor.max(cookie_floor.unwrap_or(0)));
+        let writes = !req.method().is_safe();
+        let result = self.inner.call(req).await.map(IntoResponse::into_response);
+        if writes || ReadScope::current_wrote() {
+            remember_write(&state, &jar, secure).await;
+        } else if cookie_floor.is_some_and(|lsn| state.db.all_replicas_reached(lsn)) {
+            // Every replica has caught up with this visitor: stop pinning.
+            expire(&jar, LSN_COOKIE, secure);
+        }
+        result
+    }
+}
+
+/// After a request that wrote: store the primary's position where the visitor's next
+/// requests will find it — their session row (the one the response leaves them with:
+/// login may just have created it) or, for an anonymous visitor, a signed cookie. A
+/// failure here is logged, not shown: the write itself succeeded.
+async fn remember_write(state: &AppState, jar: &CookieJar, secure: bool) {
+    let db = state.db.primary();
+    let token = jar.get(COOKIE).map(|c| c.value_str().to_string()).filter(|t| !t.is_empty());
+    let stored = match token {
+        Some(token) => self::remember_write_in_session(db, &token).await,
+        None => Ok(false),
+    };
+    let result = match stored {
+        Ok(true) => Ok(()),
+        Ok(false) => state.db.current_lsn().await.map(|lsn| {
+            jar.signed_with_key(&state.cookie_key).add(cookie(LSN_COOKIE, &lsn.to_string(), Some(1), secure));
+        }),
+        Err(e) => Err(e),
+    };
+    if let Err(error) = result {
+        tracing::warn!(%error, "could not record the write position for read-your-writes");
     }
 }
 

@@ -59,6 +59,7 @@ impl Cursor {
 pub const PAGE_SIZE: i64 = 20;
 
 /// Which published stories a listing shows.
+#[derive(Debug, Clone, Copy)]
 pub enum Listing<'a> {
     All,
     Author(i64),

@@ -44,10 +44,15 @@ fn is_author(user: Option<&CurrentUser>, story: &StoryRow) -> bool {
     user.is_some_and(|u| u.id == story.author_id)
 }
 
-/// The story if this visitor may see it. Drafts are 404 for everyone but their author,
-/// so their existence does not leak.
+/// The story if this visitor may see it, read from a replica (reading pages). Drafts are
+/// 404 for everyone but their author, so their existence does not leak.
 async fn visible_story(ctx: &Ctx, id: i64) -> Result<StoryRow> {
-    let story = db::find(ctx.state.db.primary(), id).await?.ok_or(Error::NotFound)?;
+    let story = crate::replica_read!(ctx.state.db, db => db::find(db, id))?;
+    may_see(ctx, story)
+}
+
+fn may_see(ctx: &Ctx, story: Option<StoryRow>) -> Result<StoryRow> {
+    let story = story.ok_or(Error::NotFound)?;
     if story.status == "published" || is_author(ctx.user(), &story) {
         Ok(story)
     } else {
@@ -59,7 +64,8 @@ async fn visible_story(ctx: &Ctx, id: i64) -> Result<StoryRow> {
 /// published stories of others 403.
 async fn authored_story(ctx: &Ctx, id: i64) -> Result<(StoryRow, &CurrentUser)> {
     let user = ctx.require_user()?;
-    let story = visible_story(ctx, id).await?;
+    // From the primary: what an author changes, and who may change it, must be current.
+    let story = may_see(ctx, db::find(ctx.state.db.primary(), id).await?)?;
     if story.author_id != user.id {
         return Err(Error::Forbidden("Only the author can change this story.".into()));
     }
@@ -87,7 +93,7 @@ async fn story_with_cover(db: &sqlx::PgPool, story: &StoryRow) -> Result<Value> 
 
 async fn story_values(ctx: &Ctx, stories: &[StoryRow]) -> Result<Vec<Value>> {
     let ids: Vec<i64> = stories.iter().filter_map(|s| s.cover_id).collect();
-    let covers = media::find_many(ctx.state.db.replica(), &ids).await?;
+    let covers = crate::replica_read!(ctx.state.db, db => media::find_many(db, &ids))?;
     Ok(stories.iter().map(|s| story_value(s, &covers)).collect())
 }
 
@@ -100,7 +106,7 @@ pub struct PageQuery {
 /// A listing page, or with htmx just its next items (the "Load more" swap).
 async fn listing_page(ctx: &Ctx, template: &str, listing: Listing<'_>, q: &PageQuery, extra: Value) -> Result<Response> {
     let cursor = Cursor::decode(&q.after);
-    let (stories, next) = db::published(ctx.state.db.replica(), listing, cursor).await?;
+    let (stories, next) = crate::replica_read!(ctx.state.db, db => db::published(db, listing, cursor))?;
     let vars = context! {
         stories => story_values(ctx, &stories).await?,
         next => next.map(|c| c.encode()),
@@ -221,8 +227,9 @@ async fn create(ctx: Ctx, req: &Request, body: Body) -> Result<Response> {
 #[handler]
 async fn show(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
     let story = visible_story(&ctx, id).await?;
-    let chapters = db::chapters_of(ctx.state.db.replica(), id).await?;
-    let story_v = story_with_cover(ctx.state.db.replica(), &story).await?;
+    let chapters = crate::replica_read!(ctx.state.db, db => db::chapters_of(db, id))?;
+    let covers = crate::replica_read!(ctx.state.db, db => media::find_many(db, story.cover_id.as_slice()))?;
+    let story_v = story_value(&story, &covers);
     let author = is_author(ctx.user(), &story);
     ctx.render(
         "stories/show.html",
@@ -355,7 +362,7 @@ async fn read_chapter(ctx: Ctx, Path((id, n)): Path<(i64, i32)>) -> Result<Respo
     if n < 1 || n > story.chapter_count {
         return Err(Error::NotFound);
     }
-    let chapter = db::chapter(ctx.state.db.replica(), id, n).await?.ok_or(Error::NotFound)?;
+    let chapter = crate::replica_read!(ctx.state.db, db => db::chapter(db, id, n))?.ok_or(Error::NotFound)?;
     ctx.render(
         "stories/chapter.html",
         context! {
@@ -379,11 +386,11 @@ pub async fn home(ctx: Ctx, Query(q): Query<PageQuery>) -> Result<Response> {
 
 #[handler]
 async fn profile(ctx: Ctx, Path(username): Path<String>, Query(q): Query<PageQuery>) -> Result<Response> {
-    let author = users::find_by_username(ctx.state.db.replica(), &username).await?.ok_or(Error::NotFound)?;
+    let author = crate::replica_read!(ctx.state.db, db => users::find_by_username(db, &username))?.ok_or(Error::NotFound)?;
     let own = ctx.user().is_some_and(|u| u.id == author.id);
     let drafts = if own { db::drafts_of(ctx.state.db.primary(), author.id).await? } else { Vec::new() };
     let avatar = match author.avatar_id {
-        Some(id) => media::find(ctx.state.db.replica(), id).await?.map(|m| media::figure_value(&m)),
+        Some(id) => crate::replica_read!(ctx.state.db, db => media::find(db, id))?.map(|m| media::figure_value(&m)),
         None => None,
     };
     let extra = context! {

@@ -73,7 +73,7 @@ pub fn routes(state: &AppState) -> Route {
 
 /// The whole application: routes wrapped in the middleware stack, outermost last.
 ///
-/// `/health` and `/static` sit outside the session stack: they need no session, must not
+/// `/health`, `/metrics` and `/static` sit outside the session stack: they need no session, must not
 /// cost a session lookup, and health must answer even when the database does not.
 pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
     let secure = state.config.is_production();
@@ -81,9 +81,11 @@ pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
         .with(csrf::CsrfProtection)
         .with(Sessions)
         .with(error_pages::ErrorPages)
+        .with(crate::db::routing::ReadRouting { enabled: state.db.has_replicas(), expose: !secure })
         .with(CookieJarManager::with_key(state.cookie_key.clone()));
     Route::new()
         .at("/health", get(health::health))
+        .at("/metrics", get(crate::metrics::metrics))
         .nest("/static", state.statics.clone().endpoint().with(error_pages::ErrorPages))
         .nest("/media", crate::media::files().with(error_pages::ErrorPages))
         .nest("/", pages)

@@ -29,6 +29,30 @@ fn with_db(url: &str, db: &str) -> String {
     format!("{base}/{db}{query}")
 }
 
+/// Admin URL (database `postgres`) of the delayed streaming replica of the test server.
+pub fn replica_admin_url() -> Option<String> {
+    std::env::var("QUIRE_TEST_REPLICA_URL").ok().filter(|s| !s.is_empty())
+}
+
+/// Waits until the replica at `replica_admin` has replayed the primary's position `lsn`.
+pub async fn wait_replayed(replica_admin: &str, lsn: u64, timeout: std::time::Duration) {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Ok(mut c) = PgConnection::connect(replica_admin).await {
+            let replayed: Option<i64> = sqlx::query_scalar("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
+                .fetch_one(&mut c)
+                .await
+                .unwrap_or(None);
+            let _ = c.close().await;
+            if replayed.is_some_and(|r| r as u64 >= lsn) {
+                return;
+            }
+        }
+        assert!(t0.elapsed() < timeout, "replica did not replay {lsn} within {timeout:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// The template's name changes whenever a migration does, so a stale template is never used.
 fn template_name() -> String {
     use sha2::Digest;
@@ -169,10 +193,31 @@ impl TestApp {
         // Log lines (errors above all) show with a failing test's output.
         app::telemetry::init(app::config::LogFormat::Pretty);
         let db = TestDb::new().await;
+        let handle = db.db();
+        Self::assemble(db, handle, tweak)
+    }
+
+    /// An app whose reads may go to the real streaming replica `bin/test` starts (it
+    /// replays 2 s behind the primary, on purpose). None when no replica is configured
+    /// (`QUIRE_TEST_REPLICA_URL` unset): the caller reports the test as skipped.
+    pub async fn with_replica(max_lag: std::time::Duration) -> Option<TestApp> {
+        let replica_admin = replica_admin_url()?;
+        app::telemetry::init(app::config::LogFormat::Pretty);
+        let db = TestDb::new().await;
+        // The replica must have replayed CREATE DATABASE before we can connect to it there.
+        let lsn = app::db::routing::primary_lsn(&db.pool).await.expect("primary lsn");
+        wait_replayed(&replica_admin, lsn, std::time::Duration::from_secs(60)).await;
+        let replica_url = with_db(&replica_admin, &db.name);
+        let pool = app::db::routing::replica_pool(&replica_url, 4).expect("replica pool");
+        let handle = Db::with_replicas(db.pool.clone(), vec![(replica_url, pool)], max_lag).await;
+        Some(Self::assemble(db, handle, |_| {}))
+    }
+
+    fn assemble(db: TestDb, handle: Db, tweak: impl FnOnce(&mut Config)) -> TestApp {
         let mail_dir = mail_dir();
         let mut config = Config::for_tests(&db.url, mail_dir.clone());
         tweak(&mut config);
-        let state = AppState::new(config, db.db()).expect("app state");
+        let state = AppState::new(config, handle).expect("app state");
         let client = TestClient::new(app::web::app(state.clone()).boxed());
         TestApp { db, owns_mail_dir: true, state, client, mail_dir, cookies: Mutex::new(HashMap::new()) }
     }

@@ -1,0 +1,185 @@
+//! The database handle both binaries share.
+//!
+//! Every query site chooses: `primary()` for writes, transactions and reads that must be
+//! current; `replica()` (or `replica_read!`, which adds a retry on the primary) for page reads
+//! that may be a little behind. Which replica serves a read, and whether one may at all,
+//! is decided by `routing`: only replicas that are up, not too far behind and — for a
+//! visitor who just wrote — past that visitor's last write (read-your-writes). With no
+//! replicas configured both are the primary and none of that machinery runs.
+
+pub mod routing;
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::{PgPool, postgres::PgPoolOptions};
+
+use crate::config::Config;
+pub use routing::{Lsn, PoolStats, ReadScope, ReplicaStatus};
+use routing::{Replica, Router};
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    primary: PgPool,
+    router: Arc<Router>,
+}
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+impl Db {
+    /// Connects to the primary (failing when it is unreachable) and, lazily, to each
+    /// replica; starts the replica health loop and waits for its first round, so a fresh
+    /// process starts with its healthy replicas already in rotation.
+    pub async fn connect(config: &Config) -> Result<Db, sqlx::Error> {
+        let primary = PgPoolOptions::new()
+            .max_connections(config.db_pool_size)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .idle_timeout(Duration::from_secs(300))
+            .connect(&config.database_url)
+            .await?;
+        let mut replicas = Vec::new();
+        for (i, url) in config.replica_urls.iter().enumerate() {
+            replicas.push(Replica::new(i, url, routing::replica_pool(url, config.db_pool_size)?));
+        }
+        Ok(Db::assemble(primary, replicas, config.replica_max_lag).await)
+    }
+
+    /// A handle on one pool and no replicas (tests, one-off tools).
+    pub fn from_pool(primary: PgPool) -> Db {
+        Db { primary, router: Arc::new(Router::new(Vec::new(), Duration::from_secs(10))) }
+    }
+
+    /// A handle on a primary and the given replica pools (tests wire real replicas in).
+    pub async fn with_replicas(primary: PgPool, replicas: Vec<(String, PgPool)>, max_lag: Duration) -> Db {
+        let replicas = replicas.into_iter().enumerate().map(|(i, (url, pool))| Replica::new(i, &url, pool)).collect();
+        Db::assemble(primary, replicas, max_lag).await
+    }
+
+    async fn assemble(primary: PgPool, replicas: Vec<Replica>, max_lag: Duration) -> Db {
+        let router = Arc::new(Router::new(replicas, max_lag));
+        if router.has_replicas() {
+            routing::start_health_loop(primary.clone(), router.clone()).await;
+        }
+        Db { primary, router }
+    }
+
+    /// Writes, transactions, and reads that must see the latest commit.
+    pub fn primary(&self) -> &PgPool {
+        self.router.count_primary();
+        &self.primary
+    }
+
+    /// Reads that may lag slightly behind the primary: a healthy replica that has
+    /// replayed this request's read-your-writes floor, else the primary. No retry: prefer
+    /// `read()`, which falls back to the primary when the replica goes away mid-query.
+    pub fn replica(&self) -> &PgPool {
+        match self.router.pick() {
+            Some(i) => self.router.pool(i),
+            None => &self.primary,
+        }
+    }
+
+    /// Chooses the pool for one read (see `replica_read!`, which also retries).
+    pub fn pick_read(&self) -> ReadPick {
+        ReadPick { replica: self.router.pick() }
+    }
+
+    pub fn has_replicas(&self) -> bool {
+        self.router.has_replicas()
+    }
+
+    /// The primary's WAL insert position now: at least the commit of every transaction
+    /// this process has finished. Stored after a write for read-your-writes.
+    pub async fn current_lsn(&self) -> Result<Lsn, sqlx::Error> {
+        routing::primary_lsn(&self.primary).await
+    }
+
+    /// True when every replica has replayed `lsn`: a visitor pinned at `lsn` can stop
+    /// being pinned.
+    pub fn all_replicas_reached(&self, lsn: Lsn) -> bool {
+        self.router.all_reached(lsn)
+    }
+
+    /// State of each replica, for /health.
+    pub fn replica_status(&self) -> Vec<ReplicaStatus> {
+        self.router.status()
+    }
+
+    /// Queries handed out per pool, reads that fell back to the primary, retries.
+    pub fn stats(&self) -> PoolStats {
+        self.router.stats()
+    }
+
+    pub async fn close(&self) {
+        self.router.stop();
+        self.primary.close().await;
+        self.router.close().await;
+    }
+}
+
+/// Where one read goes; made by `Db::pick_read`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadPick {
+    replica: Option<usize>,
+}
+
+impl ReadPick {
+    pub fn pool<'a>(&self, db: &'a Db) -> &'a PgPool {
+        match self.replica {
+            Some(i) => db.router.pool(i),
+            None => &db.primary,
+        }
+    }
+
+    /// The read failed with `err`: true (after taking the replica out of rotation when it
+    /// looks gone) when it ran on a replica and is worth running again on the primary.
+    pub fn retry_on_primary(&self, db: &Db, err: &sqlx::Error) -> bool {
+        match self.replica {
+            Some(i) if routing::worth_retrying(err) => {
+                tracing::warn!(error = %err, "read failed on a replica; retrying on the primary");
+                db.router.failed(i, err);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `replica_read!(db, pool => expr)`: evaluates the read `expr` with `pool` bound to
+/// `db.replica()`; if it fails there because the replica went away (or is overloaded),
+/// takes that replica out of rotation and evaluates `expr` once more on the primary, so
+/// the visitor sees no error. `expr` yields `Result<_, sqlx::Error>`.
+///
+/// A macro rather than a closure-taking method: the expression borrows locals freely
+/// and the handler's future stays `Send` without higher-ranked closure bounds.
+#[macro_export]
+macro_rules! replica_read {
+    ($db:expr, $pool:ident => $read:expr) => {{
+        let db: &$crate::db::Db = &$db;
+        let pick = db.pick_read();
+        let first = {
+            let $pool = pick.pool(db);
+            $read.await
+        };
+        match first {
+            Err(e) if pick.retry_on_primary(db, &e) => {
+                let $pool = db.primary();
+                $read.await
+            }
+            other => other,
+        }
+    }};
+}
+
+/// Runs our migrations and the job queue's (apalis keeps its own tables in schema `apalis`).
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await?;
+    apalis_postgres::PostgresStorage::setup(pool).await?;
+    Ok(())
+}
+
+/// True when `err` is a violation of the named constraint (unique index, check, FK).
+/// Lets handlers turn the schema's verdict into a form error instead of a 500.
+pub fn is_constraint(err: &sqlx::Error, name: &str) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.constraint() == Some(name))
+}
