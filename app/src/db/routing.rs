@@ -410,8 +410,11 @@ impl Router {
                 r.set_state("not_standby", Some("server is not in recovery (not a standby)".into()), false)
             }
             Ok(Probe { replay_lsn, .. }) => {
-                r.replay_lsn.fetch_max(replay_lsn, Relaxed);
-                let lag = lag_behind(r.replay_lsn.load(Relaxed), history, Instant::now());
+                // Stored as read, not maximised: replay only moves forward, unless the
+                // replica was rebuilt from an older copy, and then the lower value is
+                // the truth read-your-writes must go by.
+                r.replay_lsn.store(replay_lsn, Relaxed);
+                let lag = lag_behind(replay_lsn, history, Instant::now());
                 r.lag_ms.store(lag.as_millis() as u64, Relaxed);
                 if lag <= self.max_lag {
                     r.set_state("ok", None, true)
