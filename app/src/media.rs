@@ -9,7 +9,7 @@ use minijinja::{Value, context};
 use poem::{
     Response, Route, get, handler,
     http::{StatusCode, header},
-    web::{Data, Path},
+    web::{Data, Path, Query},
 };
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
@@ -160,15 +160,24 @@ pub fn figure_value(media: &Media) -> Value {
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct FigureQuery {
+    alt: String,
+}
+
 /// The figure fragment: htmx polls it while the image is pending; once ready it answers
 /// without the polling attributes, so polling stops by itself.
+/// `alt` travels in the polling URL, so the image that replaces the placeholder keeps the
+/// text the page gave it (autoescaped; capped like any text we echo).
 #[handler]
-async fn figure(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
+async fn figure(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<FigureQuery>) -> Result<Response> {
     let media = crate::replica_read!(ctx.state.db, db => find(db, id))?.ok_or(Error::NotFound)?;
     let is_owner = ctx.user().is_some_and(|u| u.id == media.owner_id);
+    let alt: String = q.alt.chars().take(300).collect();
     let html = ctx.state.templates.render(
         "partials/figure.html",
-        context! { media => figure_value(&media), is_owner => is_owner, alt => "" },
+        context! { media => figure_value(&media), is_owner => is_owner, alt => alt },
     )?;
     Ok(html_response(StatusCode::OK, html))
 }

@@ -199,7 +199,14 @@ async fn verify_email(ctx: Ctx, Path(token): Path<String>) -> Result<Response> {
             // A GET that wrote: the next pages must show the address as verified.
             crate::db::ReadScope::note_write();
             tracing::info!(user_id, "email verified");
-            ctx.render("accounts/verified.html", context! {})
+            // The session was loaded before the update: show this page as verified already
+            // (no "please confirm" banner on the page that confirms it).
+            let me = ctx.user().filter(|u| u.id == user_id).map(|u| crate::sessions::CurrentUser { email_verified: true, ..u.clone() });
+            let extra = match me {
+                Some(u) => context! { current_user => Value::from(minijinja::value::Serde(&u)) },
+                None => context! {},
+            };
+            ctx.render("accounts/verified.html", extra)
         }
         TokenCheck::Invalid => ctx.render_status(
             StatusCode::BAD_REQUEST,

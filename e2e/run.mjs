@@ -1,0 +1,577 @@
+// Browser end-to-end journeys for Quire: Playwright (playwright-core) driving the
+// system Chromium, each journey once with JavaScript on (htmx) and once with it off
+// (plain HTML forms), axe-core on every page the JavaScript-on pass visits.
+//
+//   E2E_BASE_URL=http://127.0.0.1:8000 node run.mjs
+//
+// Usually started by ./run, which builds and starts a private web + worker first.
+// Environment: E2E_BASE_URL (default http://127.0.0.1:8000), CHROMIUM (default
+// /usr/bin/chromium), E2E_MODES (default "js,nojs"), E2E_HEADED=1 to watch.
+// Prints one summary line at the end and exits 1 when anything failed.
+
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { coverPng } from './png.mjs';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const BASE = (process.env.E2E_BASE_URL || 'http://127.0.0.1:8000').replace(/\/$/, '');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const MODES = (process.env.E2E_MODES || 'js,nojs').split(',').map((m) => m.trim()).filter(Boolean);
+const ARTIFACTS = join(HERE, 'artifacts');
+const PASSWORD = 'e2e-password-0123';
+const IMAGE_TIMEOUT = 90_000; // the worker decodes and resizes the cover
+const MAIL_TIMEOUT = 60_000;  // the worker writes the verification mail
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const RUN_ID = `${Date.now().toString(36)}${process.pid.toString(36)}`.slice(-8);
+
+// --- output -------------------------------------------------------------------------
+
+const T0 = Date.now();
+const secs = (ms) => `${(ms / 1000).toFixed(1)}s`;
+const log = (msg) => console.log(msg);
+const rel = (p) => relative(process.cwd(), p) || p;
+
+class StepError extends Error {}
+
+// --- the step runner ----------------------------------------------------------------
+
+/** One run of one journey (in one mode): steps, artifacts on failure, a11y findings. */
+class Run {
+  constructor(name, mode) {
+    this.name = name;
+    this.mode = mode;
+    this.js = mode === 'js';
+    this.page = null;      // the page artifacts are taken from
+    this.a11y = [];        // serious/critical axe violations found during this run
+    this.pageErrors = [];  // uncaught exceptions in the page (JS mode)
+  }
+
+  get label() { return `${this.name} [${this.js ? 'JS on' : 'JS off'}]`; }
+
+  /** Runs one step; on failure saves a screenshot and the HTML, then rethrows. */
+  async step(title, fn) {
+    const t = Date.now();
+    try {
+      const out = await fn();
+      log(`    ok   ${title} (${secs(Date.now() - t)})`);
+      return out;
+    } catch (e) {
+      log(`    FAIL ${title} (${secs(Date.now() - t)})`);
+      const saved = await this.artifacts(title);
+      const err = new StepError(`${title}: ${firstLines(e)}`);
+      err.saved = saved;
+      throw err;
+    }
+  }
+
+  /** Screenshot + HTML of the current page into e2e/artifacts/; returns the paths. */
+  async artifacts(title, page = this.page) {
+    if (!page || page.isClosed()) return [];
+    mkdirSync(ARTIFACTS, { recursive: true });
+    const base = join(ARTIFACTS, `${this.mode}-${this.name}-${title}`.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 90));
+    const saved = [];
+    try { await page.screenshot({ path: `${base}.png`, fullPage: true, timeout: 10_000 }); saved.push(`${base}.png`); } catch (e) { log(`         (no screenshot: ${e.message.split('\n')[0]})`); }
+    try { writeFileSync(`${base}.html`, `<!-- ${page.url()} -->\n${await page.content()}`); saved.push(`${base}.html`); } catch (e) { log(`         (no HTML: ${e.message.split('\n')[0]})`); }
+    for (const p of saved) log(`         saved ${rel(p)}`);
+    return saved;
+  }
+
+  /**
+   * axe-core on the page as it is now; records serious and critical violations. Only
+   * in the JavaScript-on pass: with scripts disabled axe's timers never fire. The no-JS
+   * pages are the same templates (the JS pass visits each of them).
+   */
+  async axe(page, what) {
+    if (!this.js) return;
+    const results = await withTimeout(30_000, `axe on ${what}`, async () => {
+      await page.evaluate(AXE_SOURCE); // CDP evaluation: not subject to the page's CSP
+      return page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+    });
+    const bad = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+    if (bad.length === 0) return;
+    const where = `${what} (${new URL(page.url()).pathname})`;
+    log(`    A11Y ${bad.length} serious/critical violation(s) on ${where}:`);
+    for (const v of bad) {
+      log(`         [${v.impact}] ${v.id}: ${v.help} — ${v.helpUrl}`);
+      for (const n of v.nodes.slice(0, 5)) log(`           ${n.target.join(' ')}: ${n.failureSummary.replace(/\s*\n\s*/g, ' | ')}`);
+      if (v.nodes.length > 5) log(`           … and ${v.nodes.length - 5} more`);
+    }
+    this.a11y.push({ where, violations: bad });
+    await this.artifacts(`a11y ${what}`, page);
+  }
+}
+
+// --- helpers the journeys use ----------------------------------------------------------
+
+async function withTimeout(ms, what, fn) {
+  let timer;
+  const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms / 1000}s`)), ms); });
+  try { return await Promise.race([fn(), timeout]); } finally { clearTimeout(timer); }
+}
+
+const firstLines = (e, n = 6) => `${e?.message ?? e}`.split('\n').slice(0, n).join('\n');
+
+function expect(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+async function expectText(locator, re, what) {
+  await locator.first().waitFor({ state: 'visible', timeout: 10_000 }).catch(() => {});
+  const text = (await locator.count()) ? (await locator.first().innerText()).trim() : '(missing)';
+  expect(re.test(text), `${what}: expected ${re}, got ${JSON.stringify(text.slice(0, 200))}`);
+}
+
+/** Waits until the page is at `path` (a string or a RegExp on the pathname). */
+async function expectPath(page, path, timeout = 15_000) {
+  const ok = (u) => (typeof path === 'string' ? u.pathname === path : path.test(u.pathname));
+  await page.waitForURL((u) => ok(u), { timeout, waitUntil: 'load' }).catch(() => {});
+  const now = new URL(page.url());
+  expect(ok(now), `expected to be at ${path}, but the page is ${now.pathname}${now.search}`);
+  return now;
+}
+
+/** The image really loaded: complete, with natural width and height > 0. */
+async function expectImageLoaded(img, what, timeout = 20_000) {
+  await img.scrollIntoViewIfNeeded({ timeout }); // covers on cards are loading="lazy"
+  const handle = await img.elementHandle({ timeout });
+  const page = img.page();
+  try {
+    await page.waitForFunction((el) => el.complete && el.naturalWidth > 0 && el.naturalHeight > 0, handle, { timeout, polling: 200 });
+  } catch {
+    const s = await img.evaluate((el) => ({ src: el.currentSrc || el.src, complete: el.complete, w: el.naturalWidth, h: el.naturalHeight }));
+    throw new Error(`${what} did not load: ${JSON.stringify(s)}`);
+  }
+  return img.evaluate((el) => ({ src: el.currentSrc || el.src, w: el.naturalWidth, h: el.naturalHeight }));
+}
+
+/** The logged-in header: the user's name and a "Log out" button. */
+async function expectLoggedIn(page, username) {
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await expectText(nav.getByRole('link', { name: username, exact: true }), new RegExp(`^${username}$`), 'user link in the header');
+  expect(await nav.getByRole('button', { name: 'Log out' }).isVisible(), 'no "Log out" button in the header');
+}
+
+async function expectLoggedOut(page) {
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  expect(await nav.getByRole('link', { name: 'Log in' }).isVisible(), 'no "Log in" link in the header');
+  expect(!(await nav.getByRole('button', { name: 'Log out' }).count()), 'still a "Log out" button in the header');
+}
+
+async function expectFlash(page, re) {
+  await expectText(page.locator('.flash').filter({ hasText: re }), re, 'flash message');
+}
+
+/** Signs up through the form; returns { username, email }. */
+async function signUp(run, page, prefix) {
+  const username = `${prefix}_${run.mode}_${RUN_ID}`.slice(0, 30);
+  const email = `${username}@example.test`;
+  await run.step(`open the signup page`, async () => {
+    await page.goto(`${BASE}/signup`);
+    await expectText(page.locator('h1'), /Create your account/, 'signup heading');
+    await run.axe(page, 'signup form');
+  });
+  await run.step(`sign up as ${username}`, async () => {
+    await page.getByLabel('Username').fill(username);
+    await page.getByLabel('Email').fill(email);
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign up' }).click();
+    await expectPath(page, '/');
+    await expectFlash(page, new RegExp(`Welcome to Quire, ${username}!`));
+    await expectLoggedIn(page, username);
+    await expectText(page.locator('.flash.info'), /Please confirm your email address/, 'verification banner');
+    await run.axe(page, 'home, just signed up');
+  });
+  return { username, email };
+}
+
+// --- the journeys ----------------------------------------------------------------------
+
+/** a. sign up → verification mail at /dev/mail → verify link → log out → log in. */
+async function journeyAccount(run, browser, shared) {
+  const context = await newContext(browser, run);
+  const page = (run.page = await context.newPage());
+  try {
+    const user = await signUp(run, page, 'writer');
+
+    let mailUrl;
+    await run.step('find the verification mail at /dev/mail', async () => {
+      const deadline = Date.now() + MAIL_TIMEOUT;
+      const row = page.locator('tbody tr').filter({ hasText: user.email });
+      for (;;) {
+        await page.goto(`${BASE}/dev/mail`);
+        if (await row.count()) break;
+        expect(Date.now() < deadline, `no mail to ${user.email} after ${MAIL_TIMEOUT / 1000}s (is the worker running?)`);
+        await page.waitForTimeout(500);
+      }
+      await run.axe(page, 'dev mail list');
+      await row.first().getByRole('link').click();
+      await expectPath(page, /^\/dev\/mail\/[\w-]+$/);
+      await expectText(page.locator('h1'), /confirm/i, 'mail subject');
+      await expectText(page.locator('pre'), /\/verify-email\//, 'mail text with the link');
+      await run.axe(page, 'dev mail message');
+      mailUrl = page.url();
+    });
+
+    await run.step('follow the link in the mail', async () => {
+      // The HTML part, as a mail client shows it; click its "Confirm my email" link.
+      await page.getByRole('link', { name: 'View the HTML part' }).click();
+      await expectPath(page, /^\/dev\/mail\/[\w-]+\/html$/);
+      const link = page.getByRole('link', { name: 'Confirm my email' });
+      const href = await link.getAttribute('href');
+      expect(href && href.startsWith(`${BASE}/verify-email/`), `verify link ${href} does not point at ${BASE}/verify-email/…`);
+      await link.click();
+      await expectPath(page, /^\/verify-email\/[^/]+$/);
+      await expectText(page.locator('h1'), /Your email address is confirmed/, 'confirmation heading');
+      await expectLoggedIn(page, user.username);
+      expect(
+        (await page.locator('.flash.info', { hasText: 'Please confirm your email' }).count()) === 0,
+        'the confirmation page still asks to confirm the email address',
+      );
+      await run.axe(page, 'email confirmed');
+      await page.getByRole('link', { name: 'Go to Quire' }).click();
+      await expectPath(page, '/');
+      expect(!(await page.locator('.flash.info', { hasText: 'Please confirm your email' }).count()), 'the "confirm your email" banner is still shown after confirming');
+      expect(mailUrl, 'no mail');
+    });
+
+    await run.step('log out', async () => {
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('button', { name: 'Log out' }).click();
+      await expectPath(page, '/');
+      await expectFlash(page, /You are logged out/);
+      await expectLoggedOut(page);
+      await run.axe(page, 'home, logged out');
+    });
+
+    await run.step('log in again', async () => {
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Log in' }).click();
+      await expectPath(page, '/login');
+      await run.axe(page, 'login form');
+      await page.getByLabel('Username or email').fill(user.email);
+      await page.getByLabel('Password').fill(PASSWORD);
+      await page.getByRole('button', { name: 'Log in' }).click();
+      await expectPath(page, '/');
+      await expectLoggedIn(page, user.username);
+      expect(!(await page.locator('.flash.info', { hasText: 'Please confirm your email' }).count()), 'the "confirm your email" banner is back after logging in');
+      await run.axe(page, 'home, logged in');
+    });
+
+    shared.writer = { ...user, context };
+  } catch (e) {
+    await context.close();
+    throw e;
+  }
+}
+
+/** b. story with a cover → two chapters → publish → read chapter 1, next, previous. */
+async function journeyStory(run, browser, shared) {
+  const { writer } = shared;
+  const page = (run.page = await writer.context.newPage());
+  const title = `The Lighthouse Keeper ${run.mode} ${RUN_ID}`;
+  const chapters = [
+    { title: 'The storm', body: 'The wind rose before dawn.\n\nBy noon the *lamp* was the only light on the coast.', shows: /By noon the lamp was the only light on the coast\./ },
+    { title: 'The visitor', body: 'A boat came in on the morning tide.\n\nShe carried a letter with **no name** on it.', shows: /She carried a letter with no name on it\./ },
+  ];
+  const cover = join(shared.tmp, 'cover.png');
+  writeFileSync(cover, coverPng(900, 600));
+  let storyPath;
+
+  await run.step('open the new story form', async () => {
+    await page.goto(`${BASE}/`);
+    await page.getByRole('link', { name: 'Start a new story' }).click();
+    await expectPath(page, '/stories/new');
+    await run.axe(page, 'new story form');
+  });
+
+  await run.step('create a draft with a cover image', async () => {
+    await page.getByLabel('Title').fill(title);
+    await page.getByLabel('Summary').fill('A keeper, a storm, and a letter nobody sent.');
+    await page.getByLabel('Tags').fill('e2e, sea');
+    await page.getByLabel('Cover image').setInputFiles(cover);
+    const submitted = waitForSubmit(page, run, 'POST', '/stories');
+    await page.getByRole('button', { name: 'Create draft' }).click();
+    await submitted;
+    storyPath = (await expectPath(page, /^\/s\/\d+$/)).pathname;
+    await expectText(page.locator('h1'), new RegExp(`^${title}$`), 'story title');
+    await expectFlash(page, /Your draft is saved/);
+    await expectText(page.locator('.flash.info'), /This is a draft/, 'draft notice');
+    await run.axe(page, 'draft story page');
+  });
+
+  await run.step('the cover appears once the worker has processed it', async () => {
+    const img = page.locator('.story .figure picture img');
+    const pending = await page.locator('.figure-pending').count();
+    if (run.js) {
+      // htmx polls the placeholder and swaps the picture in, without a reload.
+      if (pending) await run.axe(page, 'draft story page with the cover placeholder');
+      await page.evaluate(() => { window.e2eSamePage = true; });
+      await img.waitFor({ state: 'attached', timeout: IMAGE_TIMEOUT });
+      expect(await page.evaluate(() => window.e2eSamePage === true), 'the page reloaded instead of htmx swapping the picture in');
+      if (pending) {
+        expect(page.context().hxRequests.some((r) => /^GET \/m\/\d+\/figure(\?|$)/.test(r)), 'no htmx request polled /m/{id}/figure');
+        // The swapped-in cover keeps the text the full page gave it.
+        const alt = await img.getAttribute('alt');
+        expect(alt === `Cover of ${title}`, `the swapped-in cover has alt=${JSON.stringify(alt)}, the full page says "Cover of ${title}"`);
+      }
+    } else {
+      const deadline = Date.now() + IMAGE_TIMEOUT;
+      while (!(await img.count())) {
+        const failed = page.locator('.figure-failed');
+        if (await failed.count()) throw new Error(`the cover could not be processed: ${(await failed.innerText()).trim()}`);
+        await expectText(page.locator('.figure-pending'), /Preparing the image/, 'the placeholder');
+        expect(Date.now() < deadline, `no cover image after ${IMAGE_TIMEOUT / 1000}s (is the worker running?)`);
+        await page.waitForTimeout(1000);
+        await page.reload();
+      }
+    }
+    log(pending ? `         (a placeholder first, then the picture${run.js ? ', swapped in by htmx' : ' after reloading'})` : '         (the cover was ready at the first render)');
+    const loaded = await expectImageLoaded(img, 'the cover image', IMAGE_TIMEOUT);
+    expect(/\/media\/variants\//.test(loaded.src), `the cover is not a processed variant: ${loaded.src}`);
+    expect(Math.abs(loaded.w / loaded.h - 1.5) < 0.02, `the cover has the wrong shape: ${loaded.w}×${loaded.h} (uploaded 900×600)`);
+    expect(!(await page.locator('.figure-pending').count()), 'the "Preparing the image" placeholder is still shown');
+    await run.axe(page, 'draft story page with its cover');
+  });
+
+  for (const [i, ch] of chapters.entries()) {
+    const n = i + 1;
+    await run.step(`add chapter ${n}`, async () => {
+      if (new URL(page.url()).pathname !== storyPath) {
+        await page.getByRole('navigation', { name: 'Chapters' }).getByRole('link', { name: 'Contents' }).click();
+        await expectPath(page, storyPath);
+      }
+      await expectText(page.locator('#add-chapter'), new RegExp(`Add chapter ${n}`), 'chapter form heading');
+      await page.getByLabel('Chapter title').fill(ch.title);
+      await page.getByLabel('Text', { exact: true }).fill(ch.body);
+      const submitted = waitForSubmit(page, run, 'POST', `${storyPath}/chapters`);
+      await page.getByRole('button', { name: 'Save chapter' }).click();
+      await submitted;
+      await expectPath(page, `${storyPath}/c/${n}`);
+      await expectFlash(page, new RegExp(`Chapter ${n} is saved`));
+      await expectText(page.locator('h1'), new RegExp(`Chapter ${n}:\\s*${ch.title}`), 'chapter heading');
+      await expectText(page.locator('.story-body'), ch.shows, 'chapter text');
+      await run.axe(page, `chapter ${n} just saved`);
+    });
+  }
+
+  await run.step('publish', async () => {
+    await page.getByRole('navigation', { name: 'Chapters' }).getByRole('link', { name: 'Contents' }).click();
+    await expectPath(page, storyPath);
+    await expectText(page.locator('.chapter-list'), /The storm[\s\S]*The visitor/, 'chapter list');
+    await page.getByRole('button', { name: 'Publish' }).click();
+    await expectPath(page, storyPath);
+    expect(!(await page.locator('.flash.info', { hasText: 'This is a draft' }).count()), 'still marked as a draft after publishing');
+    await expectText(page.locator('.story .meta').first(), /published/, 'published date');
+    expect(!(await page.getByRole('button', { name: 'Publish' }).count()), 'the Publish button is still there');
+    await run.axe(page, 'published story page');
+  });
+
+  await run.step('the published story shows its cover', async () => {
+    const loaded = await expectImageLoaded(page.locator('.story .figure picture img'), 'the cover image');
+    expect(/\/media\/variants\//.test(loaded.src), `the cover is not a processed variant: ${loaded.src}`);
+  });
+
+  await run.step('read chapter 1, then "next" to chapter 2', async () => {
+    await page.getByRole('link', { name: 'Start reading' }).click();
+    await expectPath(page, `${storyPath}/c/1`);
+    await expectText(page.locator('h1'), /Chapter 1:\s*The storm/, 'chapter 1 heading');
+    expect(!(await page.getByRole('link', { name: /Previous chapter/ }).count()), 'chapter 1 has a "previous" link');
+    await run.axe(page, 'chapter 1');
+    await page.getByRole('link', { name: /Next chapter/ }).click();
+    await expectPath(page, `${storyPath}/c/2`);
+    await expectText(page.locator('h1'), /Chapter 2:\s*The visitor/, 'chapter 2 heading');
+    await expectText(page.locator('.story-body'), chapters[1].shows, 'chapter 2 text');
+    await expectText(page.locator('.story-body strong'), /^no name$/, 'Markdown bold in chapter 2');
+    expect(!(await page.getByRole('link', { name: /Next chapter/ }).count()), 'the last chapter has a "next" link');
+    await expectText(page.getByRole('navigation', { name: 'Chapters' }), /The latest chapter/, 'end of the story');
+    await run.axe(page, 'chapter 2');
+  });
+
+  await run.step('"previous" goes back to chapter 1', async () => {
+    await page.getByRole('link', { name: /Previous chapter/ }).click();
+    await expectPath(page, `${storyPath}/c/1`);
+    await expectText(page.locator('h1'), /Chapter 1:\s*The storm/, 'chapter 1 heading');
+    await expectText(page.locator('.story-body'), chapters[0].shows, 'chapter 1 text');
+  });
+
+  shared.story = { title, path: storyPath, author: writer.username };
+  await page.close();
+}
+
+/** c. a second user, in a browser context of their own, finds the story on the home page. */
+async function journeyReader(run, browser, shared) {
+  const { story } = shared;
+  const context = await newContext(browser, run);
+  const page = (run.page = await context.newPage());
+  try {
+    const reader = await signUp(run, page, 'reader');
+
+    let card;
+    await run.step('find the story on the home page', async () => {
+      await page.goto(`${BASE}/`);
+      await expectText(page.getByRole('heading', { level: 2, name: 'Latest stories' }), /Latest stories/, 'home listing heading');
+      card = page.locator('article.story-card').filter({ has: page.getByRole('link', { name: story.title, exact: true }) });
+      expect(await card.count() === 1, `the story "${story.title}" is not on the home page`);
+      await expectText(card.locator('.meta'), new RegExp(`by ${story.author}\\b[\\s\\S]*2 chapters`), 'card byline');
+      await expectImageLoaded(card.locator('.card-cover img'), 'the cover on the home page card');
+      await run.axe(page, 'home with the story');
+    });
+
+    await run.step('open the story', async () => {
+      await card.getByRole('link', { name: story.title, exact: true }).click();
+      await expectPath(page, story.path);
+      await expectText(page.locator('h1'), new RegExp(`^${story.title}$`), 'story title');
+      await expectText(page.locator('.story .meta').first(), new RegExp(`by ${story.author}`), 'byline');
+      expect(await page.locator('.chapter-list li').count() === 2, 'the story does not list 2 chapters');
+      expect(!(await page.getByRole('link', { name: 'Edit story' }).count()), 'a reader sees "Edit story"');
+      expect(!(await page.getByLabel('Chapter title').count()), 'a reader sees the chapter form');
+      const cover = page.locator('.story .figure picture img');
+      await expectImageLoaded(cover, 'the cover on the story page');
+      expect((await cover.getAttribute('alt')) === `Cover of ${story.title}`, `cover alt text is ${JSON.stringify(await cover.getAttribute('alt'))}`);
+      await run.axe(page, 'story page as a reader');
+    });
+
+    await run.step('start reading', async () => {
+      await page.getByRole('link', { name: 'Start reading' }).click();
+      await expectPath(page, `${story.path}/c/1`);
+      await expectText(page.locator('h1'), /Chapter 1:\s*The storm/, 'chapter 1 heading');
+      await expectLoggedIn(page, reader.username);
+    });
+  } finally {
+    await context.close();
+  }
+}
+
+// --- browser plumbing ------------------------------------------------------------------
+
+async function newContext(browser, run) {
+  const context = await browser.newContext({
+    javaScriptEnabled: run.js,
+    viewport: { width: 1280, height: 900 },
+    locale: 'en-GB',
+  });
+  context.setDefaultTimeout(15_000);
+  context.setDefaultNavigationTimeout(30_000);
+  // Only our server: nothing else should be fetched.
+  await context.route((url) => !url.href.startsWith(BASE) && !/^(data|blob|about):/.test(url.protocol), (route) => {
+    log(`         (blocked a request to ${route.request().url()})`);
+    return route.abort();
+  });
+  context.on('page', (page) => watchPage(page, run));
+  context.hxRequests = [];
+  context.on('request', (req) => {
+    if (req.headers()['hx-request']) context.hxRequests.push(`${req.method()} ${new URL(req.url()).pathname}`);
+  });
+  return context;
+}
+
+function watchPage(page, run) {
+  page.on('pageerror', (e) => {
+    log(`         page error on ${page.url()}: ${e.message}`);
+    run.pageErrors.push(`${page.url()}: ${e.message}`);
+  });
+  page.on('console', (m) => {
+    if (m.type() === 'error') log(`         console error on ${page.url()}: ${m.text()}`);
+  });
+}
+
+/** Resolves when the form's POST has gone out; checks htmx sent it (JS) or did not (no JS). */
+function waitForSubmit(page, run, method, path) {
+  return page.waitForRequest((r) => r.method() === method && new URL(r.url()).pathname === path, { timeout: 15_000 })
+    .then((r) => {
+      const hx = r.headers()['hx-request'] === 'true';
+      if (run.js) {
+        expect(hx, `${method} ${path} was a plain form post, not an htmx request (is htmx loaded?)`);
+        expect(r.headers()['x-csrf-token'], `htmx ${method} ${path} had no X-CSRF-Token header`);
+      } else {
+        expect(!hx, `${method} ${path} was an htmx request with JavaScript off`);
+      }
+    });
+}
+
+// --- main ------------------------------------------------------------------------------
+
+const JOURNEYS = [
+  { name: 'account', title: 'sign up, verify the email, log out, log in', fn: journeyAccount, needs: [] },
+  { name: 'story', title: 'a story with a cover and two chapters, published and read', fn: journeyStory, needs: ['account'] },
+  { name: 'reader', title: 'a second user finds the story on the home page', fn: journeyReader, needs: ['story'] },
+];
+
+async function main() {
+  log(`e2e: ${BASE}, Chromium ${CHROMIUM}, modes ${MODES.join(', ')}`);
+  for (const m of MODES) expect(m === 'js' || m === 'nojs', `E2E_MODES: unknown mode ${m}`);
+  // Reachable at all? A clear message beats six timeouts.
+  try {
+    const r = await fetch(`${BASE}/health`);
+    expect(r.ok, `GET /health answered ${r.status}`);
+  } catch (e) {
+    console.error(`e2e: the server at ${BASE} is not answering /health: ${e.message}`);
+    process.exit(2);
+  }
+  rmSync(ARTIFACTS, { recursive: true, force: true });
+  const tmp = mkdtempSync(join(tmpdir(), 'quire-e2e-'));
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: !process.env.E2E_HEADED,
+    // launch() gives the browser a fresh temporary profile (user-data dir) of its own.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
+  });
+  log(`e2e: Chromium ${browser.version()}`);
+
+  const results = [];
+  try {
+    for (const mode of MODES) {
+      const shared = { tmp };
+      const passed = new Set();
+      for (const j of JOURNEYS) {
+        const run = new Run(j.name, mode);
+        log(`\n--- ${run.label}: ${j.title}`);
+        const t = Date.now();
+        const missing = j.needs.filter((n) => !passed.has(n));
+        let error = null;
+        if (missing.length) {
+          error = `not run: needs ${missing.join(', ')}, which failed`;
+        } else {
+          try {
+            await j.fn(run, browser, shared);
+            if (run.a11y.length) {
+              const n = run.a11y.reduce((s, a) => s + a.violations.length, 0);
+              error = `accessibility: ${n} serious/critical violation(s) on ${run.a11y.map((a) => a.where).join('; ')}`;
+            } else if (run.pageErrors.length) {
+              error = `JavaScript errors in the page: ${run.pageErrors.join('; ')}`;
+            }
+          } catch (e) {
+            error = e instanceof StepError ? e.message : firstLines(e);
+            if (!(e instanceof StepError) && run.page) await run.artifacts('error');
+          }
+        }
+        const ms = Date.now() - t;
+        if (!error) passed.add(j.name);
+        results.push({ label: run.label, error, ms });
+        log(error ? `--- FAILED ${run.label} (${secs(ms)}): ${error}` : `--- passed ${run.label} (${secs(ms)})`);
+      }
+      await shared.writer?.context.close().catch(() => {});
+      shared.writer = null;
+    }
+  } finally {
+    await browser.close().catch(() => {});
+    rmSync(tmp, { recursive: true, force: true });
+  }
+
+  const failed = results.filter((r) => r.error);
+  if (failed.length) {
+    log('\nFailures:');
+    for (const f of failed) log(`  ${f.label}: ${f.error}`);
+    log(`Screenshots and HTML of failing steps: ${rel(ARTIFACTS)}/`);
+  }
+  log(`\ne2e: ${results.length} journeys, ${results.length - failed.length} passed, ${failed.length} failed (${secs(Date.now() - T0)})`);
+  process.exitCode = failed.length ? 1 : 0;
+}
+
+main().catch((e) => {
+  console.error(`e2e: ${e.stack || e}`);
+  process.exitCode = 1;
+});
