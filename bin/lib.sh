@@ -673,32 +673,40 @@ pg_ensure_replica() {
     pg_basebackup_replica "$primary" "$name"
   fi
   pg_clear_stale "$name"
-  printf "recovery_min_apply_delay = '%s'\nhot_standby_feedback = on\n" "$delay" >"$data/replica.conf"
-  if is_root; then chown postgres: "$data/replica.conf"; fi
-  if ! ( pg_start_cluster "$name" "$profile" ); then
-    # Typically: the primary no longer has the WAL this old copy needs.
-    warn "replica $name did not start; making it again from $primary"
-    pg_basebackup_replica "$primary" "$name"
-    printf "recovery_min_apply_delay = '%s'\nhot_standby_feedback = on\n" "$delay" >"$data/replica.conf"
-    if is_root; then chown postgres: "$data/replica.conf"; fi
-    pg_start_cluster "$name" "$profile"
-  else
+  pg_replica_conf "$name" "$delay"
+  if ( pg_start_cluster "$name" "$profile" ) && pg_wait_streaming "$primary" "$name" 15; then
     PG_STARTED+=("$name")
     PG_PORT=$(pg_port "$name")
+    return 0
   fi
-  pg_wait_streaming "$primary" "$name"
+  # Typically the primary no longer has the WAL this old copy needs: it does not start,
+  # or starts and never streams. Make it again.
+  warn "replica $name did not start streaming; making it again from $primary"
+  pg_as_owner "$PG_BINDIR/pg_ctl" stop -D "$data" -m immediate -w -t 10 -s >/dev/null 2>&1 || true
+  pg_basebackup_replica "$primary" "$name"
+  pg_replica_conf "$name" "$delay"
+  pg_start_cluster "$name" "$profile"
+  pg_wait_streaming "$primary" "$name" 30 \
+    || die "replica $name is not streaming from $primary after 30 s (log: $(pg_log_file "$name"))"
 }
 
-# pg_wait_streaming PRIMARY NAME: wait (up to 30 s) until the primary lists the
-# replica's WAL receiver as streaming.
+# pg_replica_conf NAME DELAY: the replica's own settings (read via quire.conf).
+pg_replica_conf() {
+  local data
+  data=$(pg_data_dir "$1")
+  printf "recovery_min_apply_delay = '%s'\nhot_standby_feedback = on\n" "$2" >"$data/replica.conf"
+  if is_root; then chown postgres: "$data/replica.conf"; fi
+}
+
+# pg_wait_streaming PRIMARY NAME [SECONDS]: wait (default 30 s) until NAME's WAL
+# receiver streams (from PRIMARY, its only upstream); fails otherwise.
 pg_wait_streaming() {
-  local primary=$1 name=$2 i
-  for (( i = 0; i < 300; i++ )); do
-    if [ "$(pg_psql "$primary" postgres -tAc "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'" 2>/dev/null)" -ge 1 ] 2>/dev/null \
-      && [ "$(pg_psql "$name" postgres -tAc "SELECT pg_is_in_recovery()" 2>/dev/null)" = t ]; then
+  local name=$2 secs=${3:-30} i
+  for (( i = 0; i < secs * 10; i++ )); do
+    if [ "$(pg_psql "$name" postgres -tAc "SELECT status FROM pg_stat_wal_receiver" 2>/dev/null)" = streaming ]; then
       return 0
     fi
     sleep 0.1
   done
-  die "replica $name is not streaming from $primary after 30 s (log: $(pg_log_file "$name"))"
+  return 1
 }

@@ -11,6 +11,16 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The token a link mail carries, derived from the secret key and the mail job's own
+/// random key rather than drawn afresh on each run. Why: SMTP cannot be made exactly
+/// once — a worker killed after the server accepted a message but before its transaction
+/// committed sends again on retry. With a derived token that second copy is identical
+/// (same link, same Message-ID) and the first copy's link works, instead of being dead.
+/// Same shape as `random_token`; unguessable without the secret key.
+pub fn link_token(secret_key: &[u8], job_key: &str) -> String {
+    hmac(secret_key, format!("link-token|{job_key}").as_bytes())
+}
+
 /// What the database stores instead of a token: its SHA-256.
 pub fn hash_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()

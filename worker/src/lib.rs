@@ -1,6 +1,7 @@
 //! The `worker` binary's library: job handlers and the runtime that drives them.
 //! Payload types live in `app::jobs` (the web side enqueues them); handlers live here.
 
+pub mod acks;
 pub mod jobs;
 pub mod mailer;
 pub mod media;

@@ -1,11 +1,11 @@
-//! The `worker` binary: `worker [--queues mail,default] [--concurrency N]`.
+//! The `worker` binary: `worker [--queues mail,default] [--concurrency N] [--batch-size N]`.
 
 use std::{process::ExitCode, sync::Arc};
 
 use app::{config::Config, db::Db, templates::Templates};
 use worker::{jobs::JobContext, mailer::Mailer, runtime::Options};
 
-const USAGE: &str = "usage: worker [--queues mail,default] [--concurrency N]";
+const USAGE: &str = "usage: worker [--queues mail,default] [--concurrency N] [--batch-size N]";
 
 fn parse_args() -> Result<Options, String> {
     let mut options = Options::default();
@@ -29,6 +29,9 @@ fn parse_args() -> Result<Options, String> {
             }
             "--concurrency" => {
                 options.concurrency = value()?.parse().ok().filter(|n| *n > 0).ok_or("--concurrency must be a positive number")?;
+            }
+            "--batch-size" => {
+                options.batch_size = value()?.parse().ok().filter(|n| *n > 0).ok_or("--batch-size must be a positive number")?;
             }
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`")),
@@ -63,7 +66,7 @@ async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     let mailer = Mailer::from_config(&config)?;
     let storage = app::storage::Storage::local(&config.media_root)?;
     let ctx = Arc::new(JobContext { db: db.clone(), storage, config: Arc::new(config), templates, mailer });
-    tracing::info!(queues = ?options.queues, concurrency = options.concurrency, "worker starting");
+    tracing::info!(queues = ?options.queues, concurrency = options.concurrency, batch_size = options.batch_size, "worker starting");
     let scheduler = tokio::spawn(worker::scheduler::run(db.clone()));
     let result = worker::runtime::monitor(ctx, &options)
         .run_with_signal(async {

@@ -135,20 +135,28 @@ impl TokenPurpose {
 
 /// Creates a single-use token for `user` and returns the raw value (only its hash is
 /// stored). Used by the mail jobs.
+/// A fresh random token for `user`, stored hashed.
 pub async fn create_token(conn: &mut PgConnection, user: &User, purpose: TokenPurpose) -> Result<String, sqlx::Error> {
     let token = tokens::random_token();
+    store_token(conn, user, purpose, &token).await?;
+    Ok(token)
+}
+
+/// Stores `token` (hashed) for `user`. The mail jobs derive it from their job key (see
+/// `tokens::link_token`), so a retried send mails the same, still valid link.
+pub async fn store_token(conn: &mut PgConnection, user: &User, purpose: TokenPurpose, token: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO user_tokens (token_hash, user_id, purpose, email, expires_at)
          VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
     )
-    .bind(tokens::hash_token(&token))
+    .bind(tokens::hash_token(token))
     .bind(user.id)
     .bind(purpose.as_str())
     .bind(&user.email)
     .bind(purpose.lifetime_secs() as f64)
     .execute(conn)
     .await?;
-    Ok(token)
+    Ok(())
 }
 
 #[derive(Debug, PartialEq, Eq)]

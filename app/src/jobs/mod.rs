@@ -76,3 +76,24 @@ pub async fn enqueue_with_key<J: Job>(
     apalis_postgres::queries::push_tasks(conn, J::QUEUE, vec![task.build()]).await?;
     Ok(())
 }
+
+/// Inserts all of `jobs` with one statement (a multi-row `INSERT … SELECT unnest(…)`),
+/// for callers that enqueue many jobs at once: far cheaper than `enqueue` in a loop.
+pub async fn enqueue_many<J: Job>(conn: &mut PgConnection, jobs: &[J], request_id: Option<&str>) -> Result<(), EnqueueError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let tasks = jobs
+        .iter()
+        .map(|job| {
+            let envelope = Envelope {
+                name: J::NAME.to_string(),
+                args: serde_json::to_value(job)?,
+                request_id: request_id.map(str::to_string),
+            };
+            Ok(TaskBuilder::new(serde_json::to_vec(&envelope)?).priority(J::PRIORITY).max_attempts(J::MAX_ATTEMPTS).build())
+        })
+        .collect::<Result<Vec<_>, serde_json::Error>>()?;
+    apalis_postgres::queries::push_tasks(conn, J::QUEUE, tasks).await?;
+    Ok(())
+}

@@ -1,7 +1,9 @@
 //! Mail handlers. Each is idempotent: it records its key in `sent_emails` in the same
 //! transaction that creates the link token, sends, then commits. A retry after a
 //! successful send finds the key and stops; a concurrent duplicate blocks on the key's
-//! row lock until the first commits, then finds it.
+//! row lock until the first commits, then finds it. The one window SMTP leaves open — a
+//! crash after the server accepted the message, before the commit — sends an identical
+//! second copy (the token derives from the job key; see `tokens::link_token`).
 
 use app::{
     accounts::users::{self, TokenPurpose, User},
@@ -58,7 +60,8 @@ async fn send_link_mail(
         tracing::info!(key, "already sent; skipping");
         return Ok(());
     }
-    let token = users::create_token(&mut tx, &user, purpose).await?;
+    let token = app::tokens::link_token(&ctx.config.secret_key, key);
+    users::store_token(&mut tx, &user, purpose, &token).await?;
     let url = format!("{}{path}/{token}", ctx.config.base_url);
     let email = render(ctx, template, &user, subject, &url)?;
     ctx.mailer.send(key, email).await?;

@@ -61,6 +61,7 @@ pub async fn run_envelope(envelope: Envelope, ctx: &JobContext) -> Result<(), Jo
         SendVerificationEmail::NAME => run_typed::<SendVerificationEmail>(envelope.args, ctx).await,
         SendPasswordReset::NAME => run_typed::<SendPasswordReset>(envelope.args, ctx).await,
         PurgeExpired::NAME => run_typed::<PurgeExpired>(envelope.args, ctx).await,
+        Noop::NAME => run_typed::<Noop>(envelope.args, ctx).await,
         ProcessImage::NAME => run_typed::<ProcessImage>(envelope.args, ctx).await,
         other => Err(JobError::Permanent(format!("unknown job `{other}`"))),
     }

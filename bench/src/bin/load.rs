@@ -1,0 +1,1553 @@
+//! `bench/load`: the whole stack under HTTP load, against three ceilings measured in the
+//! same run.
+//!
+//! ```sh
+//! cargo run --release -p bench --bin load -- [--duration S] [--connections 64,256]
+//!     [--quick] [--reseed] [--no-build] [--no-record]
+//! ```
+//!
+//! What it does, from a fresh Debian machine (root or sudo for apt):
+//!
+//! 1. builds the release `web`, `worker` and `bare` binaries (`cargo build --release`;
+//!    `--no-build` uses what is in the target directory), installs `wrk` with apt when it
+//!    is missing (`oha` is not packaged in Debian);
+//! 2. starts its own PostgreSQL cluster `benchload` through `bin/lib.sh` (under `var/pg/`,
+//!    own port), creates database `bench`, runs `web migrate`, and seeds it with SQL
+//!    (`generate_series`): 5,000 users (one precomputed argon2id hash for all, password
+//!    `bench-load-password`), 10,000 published stories with a processed cover, three
+//!    tags each, 50,000 chapters of about 2,000 words. The seed is kept between runs
+//!    (`--reseed` redoes it);
+//! 3. starts two `web serve` (APP_ENV=production, SECRET_KEY, BASE_URL: the production
+//!    configuration) on two ports and one `worker`;
+//! 4. drives it with wrk, 2 threads: thread 1's connections go to the first web process,
+//!    thread 2's to the second (`thread.addr` in the Lua `setup`), so each process gets
+//!    half the connections — a round-robin balancer with sticky connections. At each
+//!    connection count, for `--duration` seconds (default 20): the home page, the story
+//!    page anonymous and logged in, a chapter page, the htmx "Load more" fragment and the
+//!    login POST. For each: requests/s, p50/p99 latency, errors, bytes per response, and
+//!    the peak RSS of each web process and the worker during that scenario (VmHWM,
+//!    reset before each scenario through /proc/PID/clear_refs);
+//! 5. measures the references: `GET /ping` of the bare server (no database: the HTTP
+//!    ceiling of poem here), a static file through the real app's middleware,
+//!    `pgbench` running the story page's three statements (the database ceiling), and
+//!    the bare story page (`bench/src/bin/bare.rs`: same SQL and template, nothing else),
+//!    also as two processes with the same pool size;
+//! 6. unless `--quick`: pool-size sweeps (bare server and pgbench), two diagnostics
+//!    (the story page with `Accept-Encoding: br, gzip`; web processes restarted with
+//!    `RUST_LOG=warn`, i.e. without the per-request log line) and the statements each
+//!    page sends (PostgreSQL's statement log, filtered by application_name, one request);
+//! 7. prints everything with the ratios against the targets (PASS/FAIL) and appends a
+//!    dated section to `bench/RESULTS.md` (unless `--no-record`).
+//!
+//! Everything it started (processes, the cluster) is stopped at the end, on error and on
+//! Ctrl-C/SIGTERM. Logs: `var/bench/load/`.
+//!
+//! Everything runs on the same machine: wrk, PostgreSQL and the servers share the cores,
+//! so the numbers are for the whole box, and noisy while anything else runs — the load
+//! average is printed at start and end.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    fs,
+    io::{Read, Write},
+    net::TcpStream,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+type R<T> = Result<T, String>;
+
+const CLUSTER: &str = "benchload";
+const DATABASE: &str = "bench";
+const USERS: u32 = 5_000;
+const STORIES: u32 = 10_000;
+const CHAPTERS_PER_STORY: u32 = 5;
+const PASSWORD: &str = "bench-load-password";
+const SECRET_KEY: &str = "bench-load-secret-key-0123456789-0123456789-abcdef";
+const WRK_THREADS: u32 = 2;
+
+const LOGIN_NOTE: &str = "Login POST: every attempt verifies an argon2id hash (19 MiB, t=2: the CPU column above, per login) on the blocking pool; the load is honest about the limits: accounts are cycled (thread t logs in user t, t+2, …, each far under 10 per 15 min) and each request comes from its own client address in `X-Forwarded-For`, whose last hop the app trusts; a 429 would count as an error. Its throughput is bounded by argon2 by design; what fails is that nothing bounds how many hashes run at once (peak RSS).";
+
+// Targets from the issue.
+const TARGET_ANON_VS_BARE: f64 = 0.80;
+const TARGET_LOGGED_VS_ANON: f64 = 0.85;
+const TARGET_P99_MS: f64 = 50.0;
+const TARGET_RSS_MIB: f64 = 64.0;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn interrupted() -> R<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) { Err("interrupted".into()) } else { Ok(()) }
+}
+
+// ---- options ---------------------------------------------------------------------------
+
+struct Options {
+    duration: u64,
+    connections: Vec<u32>,
+    quick: bool,
+    reseed: bool,
+    build: bool,
+    record: bool,
+}
+
+fn options() -> Options {
+    let mut o = Options { duration: 20, connections: vec![64, 256], quick: false, reseed: false, build: true, record: true };
+    let usage = "usage: load [--duration S] [--connections 64,256] [--quick] [--reseed] [--no-build] [--no-record]";
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--duration" => o.duration = args.next().and_then(|n| n.parse().ok()).filter(|&n| n > 0).expect("--duration S (S ≥ 1)"),
+            "--connections" => {
+                o.connections = args
+                    .next()
+                    .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).filter(|&c| c >= WRK_THREADS).collect())
+                    .filter(|v: &Vec<u32>| !v.is_empty())
+                    .expect("--connections 64,256")
+            }
+            "--quick" => o.quick = true,
+            "--reseed" => o.reseed = true,
+            "--no-build" => o.build = false,
+            "--no-record" => o.record = false,
+            "-h" | "--help" => {
+                println!("{usage}");
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("unknown argument {other}; {usage}");
+                std::process::exit(2);
+            }
+        }
+    }
+    o
+}
+
+// ---- main ------------------------------------------------------------------------------
+
+fn main() {
+    let options = options();
+    // SAFETY: installing a handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let mut stack = Stack::new();
+    let result = run(&options, &mut stack);
+    drop(stack); // stops the processes and the cluster, also after an error
+    if let Err(e) = result {
+        eprintln!("load: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(o: &Options, stack: &mut Stack) -> R<()> {
+    let root = root();
+    let machine = Machine::read();
+    println!("machine: {} ({} cores), load average at start: {}", machine.cpu, machine.cores, machine.load);
+    let bins = binaries(&root, o.build)?;
+    ensure_wrk()?;
+    let logs = root.join("var/bench/load");
+    fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
+
+    // ---- PostgreSQL, schema, data ----
+    let pg = stack.start_cluster(&root)?;
+    println!("PostgreSQL: cluster {CLUSTER} on port {} ({})", pg.port, pg.bindir.display());
+    let t = Instant::now();
+    prepare_database(&pg, &bins, o.reseed, &logs)?;
+    println!("database ready in {:.1} s", t.elapsed().as_secs_f64());
+    let pool_size = 2 * machine.cores.clamp(2, 8);
+
+    // ---- the stack ----
+    let (p1, p2, b1, b2) = (free_port()?, free_port()?, free_port()?, free_port()?);
+    let web1 = stack.spawn("web1", web_command(&bins.web, &pg, p1, "web1", &[]), &logs)?;
+    let web2 = stack.spawn("web2", web_command(&bins.web, &pg, p2, "web2", &[]), &logs)?;
+    let worker = stack.spawn("worker", worker_command(&bins.worker, &pg, &root), &logs)?;
+    let bare1 = stack.spawn("bare1", bare_command(&bins.bare, &pg, b1, pool_size, "bare1"), &logs)?;
+    let bare2 = stack.spawn("bare2", bare_command(&bins.bare, &pg, b2, pool_size, "bare2"), &logs)?;
+    for (port, path) in [(p1, "/health"), (p2, "/health"), (b1, "/ping"), (b2, "/ping")] {
+        wait_http(port, path, Duration::from_secs(30))?;
+    }
+    println!("web on :{p1} and :{p2} (pid {web1}, {web2}), worker pid {worker}, bare on :{b1} and :{b2} (pid {bare1}, {bare2})");
+    println!("pool: the app sizes each process's pool to 2 × cores clamped to 4..16 = {pool_size} here (no override variable); bare uses the same");
+
+    // ---- what the scenarios need ----
+    let prep = Prepared::fetch(p1, p2, b1, &pg)?;
+    println!(
+        "page sizes: story anonymous {} B (bare {} B), logged in {} B, home {} B, chapter {} B, load-more fragment {} B",
+        prep.sizes["story"], prep.sizes["bare"], prep.sizes["story_logged_in"], prep.sizes["home"], prep.sizes["chapter"], prep.sizes["load_more"]
+    );
+    let dir = logs.clone();
+    let watched = [("web1", web1), ("web2", web2), ("worker", worker)];
+    let wrk = Wrk { dir: &dir, duration: o.duration, ports: [p1, p2], postmaster: pg.postmaster };
+    let bare_wrk = Wrk { ports: [b1, b2], ..wrk };
+
+    // ---- scenarios (the login POST last: argon2 leaves the processes' memory grown) ----
+    let mut rows: Vec<Row> = Vec::new();
+    let pages = Scenario::ALL.into_iter().filter(|s| *s != Scenario::Login).collect::<Vec<_>>();
+    let scenario_run = |rows: &mut Vec<Row>, scenario: Scenario, c: u32| -> R<()> {
+        interrupted()?;
+        let script = scenario.script(&prep);
+        let m = wrk.run(&format!("{}-{c}", scenario.name()), scenario.path(), &script, c, &watched)?;
+        println!("{}", m.line(scenario.label(), c));
+        rows.push(Row { name: scenario.label().into(), key: scenario.name(), conns: c, m });
+        Ok(())
+    };
+    // The bare story page runs right after the real one, so that both see the same
+    // machine (other load comes and goes).
+    let mut refs: Vec<Row> = Vec::new();
+    let bare_watch = [("bare1", bare1), ("bare2", bare2)];
+    for &c in &o.connections {
+        for &scenario in &pages {
+            scenario_run(&mut rows, scenario, c)?;
+            if scenario == Scenario::StoryAnon {
+                interrupted()?;
+                let m = bare_wrk.run(&format!("bare-{c}"), "/s/1", &story_script(&[b1, b2], ""), c, &bare_watch)?;
+                println!("{}", m.line("reference: bare story page", c));
+                refs.push(Row { name: "crates ceiling: bare story page".into(), key: "bare", conns: c, m });
+            }
+        }
+    }
+
+    // ---- references ----
+    for &c in &o.connections {
+        interrupted()?;
+        let m = bare_wrk.run(&format!("ping-{c}"), "/ping", &lua(&[b1, b2], "", ""), c, &bare_watch)?;
+        println!("{}", m.line("reference: bare /ping (no database)", c));
+        refs.push(Row { name: "HTTP ceiling: bare `/ping`, no database".into(), key: "ping", conns: c, m });
+        let m = wrk.run(&format!("static-{c}"), &prep.static_path, &lua(&[p1, p2], "", ""), c, &watched)?;
+        println!("{}", m.line("reference: static file through the app's middleware", c));
+        refs.push(Row { name: format!("app static file `{}` (middleware, no database)", prep.static_path), key: "static", conns: c, m });
+    }
+    interrupted()?;
+    let pgb = pgbench(&pg, &logs, 2 * pool_size, o.duration)?;
+    println!("reference: pgbench, the story page's 3 statements, -c {} -j 2: {:.0} pages/s (latency {:.2} ms)", 2 * pool_size, pgb.tps, pgb.latency_ms);
+
+    // ---- extras (before the login POST, which grows the web processes) ----
+    let mut extras = Extras::default();
+    let max_c = *o.connections.iter().max().unwrap_or(&256);
+    if !o.quick {
+        // Pool sizes: the bare server at several pool sizes (two processes each), pgbench.
+        let short = (o.duration / 2).max(3);
+        for size in [1u32, 2, 4, 8, 16] {
+            interrupted()?;
+            let (q1, q2) = (free_port()?, free_port()?);
+            let s1 = stack.spawn(&format!("bare1-pool{size}"), bare_command(&bins.bare, &pg, q1, size, "bare1"), &logs)?;
+            let s2 = stack.spawn(&format!("bare2-pool{size}"), bare_command(&bins.bare, &pg, q2, size, "bare2"), &logs)?;
+            wait_http(q1, "/ping", Duration::from_secs(20))?;
+            wait_http(q2, "/ping", Duration::from_secs(20))?;
+            let w = Wrk { ports: [q1, q2], duration: short, ..wrk };
+            let m = w.run(&format!("bare-pool{size}-{max_c}"), "/s/1", &story_script(&[q1, q2], ""), max_c, &[("bare1", s1), ("bare2", s2)])?;
+            println!("pool sweep: bare, pool {size} per process ({} connections in all): {}", 2 * size, m.brief());
+            extras.bare_pools.push((size, m));
+            stack.stop(s1);
+            stack.stop(s2);
+        }
+        for clients in [2u32, 4, 8, 16, 32] {
+            interrupted()?;
+            let r = pgbench(&pg, &logs, clients, (o.duration / 4).max(3))?;
+            println!("pool sweep: pgbench -c {clients}: {:.0} pages/s, {:.2} ms", r.tps, r.latency_ms);
+            extras.pgbench_clients.push((clients, r));
+        }
+        // Compression: a browser's Accept-Encoding.
+        interrupted()?;
+        let m = wrk.run(&format!("story-br-{max_c}"), "/s/1", &story_script(&[p1, p2], "wrk.headers[\"Accept-Encoding\"] = \"br, gzip\""), max_c, &watched)?;
+        println!("{}", m.line("diagnostic: story page anonymous, Accept-Encoding: br, gzip", max_c));
+        extras.diagnostics.push(("story page anonymous, `Accept-Encoding: br, gzip` (compressed HTML)".into(), max_c, m));
+        // Statements per request.
+        extras.statements = statements_per_request(&pg, p1, &prep)?;
+        for (what, list) in &extras.statements {
+            println!("statements: {what}: {} — {}", list.len(), list.join(" | "));
+        }
+    }
+
+    // ---- the login POST ----
+    let load_before_login = loadavg();
+    for &c in &o.connections {
+        scenario_run(&mut rows, Scenario::Login, c)?;
+    }
+
+    if !o.quick {
+        // The request log: the web processes restarted with RUST_LOG=warn.
+        interrupted()?;
+        stack.stop(web1);
+        stack.stop(web2);
+        let w1 = stack.spawn("web1-quiet", web_command(&bins.web, &pg, p1, "web1", &[("RUST_LOG", "warn")]), &logs)?;
+        let w2 = stack.spawn("web2-quiet", web_command(&bins.web, &pg, p2, "web2", &[("RUST_LOG", "warn")]), &logs)?;
+        wait_http(p1, "/health", Duration::from_secs(30))?;
+        wait_http(p2, "/health", Duration::from_secs(30))?;
+        let quiet_watch = [("web1", w1), ("web2", w2), ("worker", worker)];
+        let m = wrk.run(&format!("story-quiet-{max_c}"), "/s/1", &story_script(&[p1, p2], ""), max_c, &quiet_watch)?;
+        println!("{}", m.line("diagnostic: story page anonymous, RUST_LOG=warn (no request log)", max_c));
+        extras.diagnostics.push(("story page anonymous, web with `RUST_LOG=warn` (no per-request log line)".into(), max_c, m));
+        // argon2's 19 MiB blocks and glibc: restarted with a fixed mmap threshold, so
+        // every block is mmapped and given back when freed.
+        stack.stop(w1);
+        stack.stop(w2);
+        let env = [("MALLOC_MMAP_THRESHOLD_", "131072")];
+        let w1 = stack.spawn("web1-mmap", web_command(&bins.web, &pg, p1, "web1", &env), &logs)?;
+        let w2 = stack.spawn("web2-mmap", web_command(&bins.web, &pg, p2, "web2", &env), &logs)?;
+        wait_http(p1, "/health", Duration::from_secs(30))?;
+        wait_http(p2, "/health", Duration::from_secs(30))?;
+        let c = *o.connections.iter().min().unwrap_or(&64);
+        let m = wrk.run(&format!("login-mmap-{c}"), "/login", &Scenario::Login.script(&prep), c, &[("web1", w1), ("web2", w2)])?;
+        println!("{}", m.line("diagnostic: login POST, MALLOC_MMAP_THRESHOLD_=131072", c));
+        extras.diagnostics.push(("login POST, web with `MALLOC_MMAP_THRESHOLD_=131072` (argon2 blocks returned to the OS)".into(), c, m));
+    }
+
+    // ---- report ----
+    let machine_end = Machine::read();
+    let report = Report { machine: &machine, load_end: format!("{} before the login POST scenarios (whose argon2 threads raise it), {}", load_before_login, machine_end.load), o, pool_size, rows: &rows, refs: &refs, pgbench: &pgb, extras: &extras, prep: &prep };
+    let text = report.render();
+    println!("\n{text}");
+    if o.record {
+        let path = root.join("bench/RESULTS.md");
+        append_results(&path, &text)?;
+        println!("appended to {}", path.display());
+    }
+    Ok(())
+}
+
+// ---- processes -------------------------------------------------------------------------
+
+/// Everything this run started; dropping it stops them (processes first, then PostgreSQL).
+struct Stack {
+    children: Vec<(String, Child)>,
+    cluster: Option<PathBuf>,
+}
+
+struct Pg {
+    port: u16,
+    bindir: PathBuf,
+    log: PathBuf,
+    postmaster: u32,
+}
+
+impl Pg {
+    fn url(&self, app: &str) -> String {
+        format!("postgres://quire@127.0.0.1:{}/{DATABASE}?application_name={app}", self.port)
+    }
+
+    fn psql(&self, db: &str, sql: &str) -> R<String> {
+        let out = Command::new(self.bindir.join("psql"))
+            .args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "quire", "-d", db, "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("psql: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("psql failed: {}\n{}", String::from_utf8_lossy(&out.stderr).trim(), truncate(sql, 300)));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Stack {
+    fn new() -> Stack {
+        Stack { children: Vec::new(), cluster: None }
+    }
+
+    fn start_cluster(&mut self, root: &Path) -> R<Pg> {
+        choose_cluster_port(root)?;
+        self.cluster = Some(root.to_path_buf());
+        let out = lib_sh(
+            root,
+            &format!("pg_ensure_cluster {CLUSTER} dev >&2; echo \"$PG_PORT\"; echo \"$PG_BINDIR\"; pg_log_file {CLUSTER}; head -n 1 \"$(pg_data_dir {CLUSTER})/postmaster.pid\""),
+        )?;
+        let mut lines = out.lines();
+        let port = lines.next().and_then(|p| p.trim().parse().ok()).ok_or("no port from pg_ensure_cluster")?;
+        let bindir = PathBuf::from(lines.next().ok_or("no PG_BINDIR")?.trim());
+        let log = PathBuf::from(lines.next().ok_or("no log file")?.trim());
+        let postmaster = lines.next().and_then(|p| p.trim().parse().ok()).ok_or("no postmaster pid")?;
+        Ok(Pg { port, bindir, log, postmaster })
+    }
+
+    /// Starts `cmd` in its own process group, output to `logs/NAME.log`; returns its pid.
+    fn spawn(&mut self, name: &str, mut cmd: Command, logs: &Path) -> R<u32> {
+        let log = fs::File::create(logs.join(format!("{name}.log"))).map_err(|e| format!("log for {name}: {e}"))?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("starting {name}: {e}"))?;
+        let pid = child.id();
+        self.children.push((name.to_string(), child));
+        Ok(pid)
+    }
+
+    /// SIGTERM, up to 10 s, then SIGKILL.
+    fn stop(&mut self, pid: u32) {
+        if let Some(i) = self.children.iter().position(|(_, c)| c.id() == pid) {
+            let (name, mut child) = self.children.remove(i);
+            terminate(&name, &mut child);
+        }
+    }
+}
+
+fn terminate(name: &str, child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    // SAFETY: signalling a process group we created.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("{name} did not stop within 10 s; killing it");
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (name, mut child) in self.children.drain(..).rev() {
+            terminate(&name, &mut child);
+        }
+        if let Some(root) = self.cluster.take() {
+            println!("stopping PostgreSQL ({CLUSTER})");
+            if let Err(e) = lib_sh(&root, &format!("pg_setup >&2; pg_stop_cluster {CLUSTER} >&2")) {
+                eprintln!("stopping the cluster: {e}");
+            }
+        }
+    }
+}
+
+/// Remembers a port for the cluster above Linux's ephemeral range (32768–60999 by default):
+/// bin/lib.sh picks from 55432 up, where a busy machine's outgoing connections (TIME_WAIT
+/// included) can hold the port and the server then fails with "Address already in use".
+fn choose_cluster_port(root: &Path) -> R<()> {
+    let dir = root.join("var/pg");
+    let file = dir.join(format!("{CLUSTER}.port"));
+    let current: Option<u16> = fs::read_to_string(&file).ok().and_then(|s| s.trim().parse().ok());
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    if let Some(p) = current
+        && p > 61000
+        && free(p)
+    {
+        return Ok(());
+    }
+    let taken: Vec<u16> = fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "port")).filter_map(|e| fs::read_to_string(e.path()).ok()?.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    let port = (61432..65000).find(|p| !taken.contains(p) && free(*p)).ok_or("no free port for PostgreSQL above 61432")?;
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    fs::write(&file, format!("{port}\n")).map_err(|e| e.to_string())
+}
+
+/// Runs `script` in bash with bin/lib.sh sourced; returns its stdout.
+fn lib_sh(root: &Path, script: &str) -> R<String> {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -euo pipefail; ROOT='{}'; . \"$ROOT/bin/lib.sh\"; {script}", root.display()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("bash: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("bin/lib.sh: `{script}` failed ({})", out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a command to completion in its own process group, stdout+stderr to `log`;
+/// Ctrl-C stops it.
+fn run_logged(mut cmd: Command, log: &Path) -> R<ExitStatus> {
+    let f = fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().map_err(|e| e.to_string())?)
+        .stderr(f)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("starting {cmd:?}: {e}"))?;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status);
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            terminate("child", &mut child);
+            return Err("interrupted".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ has a parent").to_path_buf()
+}
+
+struct Binaries {
+    web: PathBuf,
+    worker: PathBuf,
+    bare: PathBuf,
+}
+
+fn binaries(root: &Path, build: bool) -> R<Binaries> {
+    let dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).ok_or("where am I?")?;
+    let bins = Binaries { web: dir.join("web"), worker: dir.join("worker"), bare: dir.join("bare") };
+    let release = dir.ends_with("release");
+    if build {
+        println!("building release web, worker and bare (cargo build --release)…");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "-p", "app", "-p", "worker", "-p", "bench", "--bin", "web", "--bin", "worker", "--bin", "bare"])
+            .env("SQLX_OFFLINE", "true")
+            .current_dir(root)
+            .status()
+            .map_err(|e| format!("cargo: {e}"))?;
+        if !status.success() {
+            return Err("cargo build --release failed".into());
+        }
+    }
+    for b in [&bins.web, &bins.worker, &bins.bare] {
+        if !b.exists() {
+            return Err(format!(
+                "{} is missing: run `SQLX_OFFLINE=true cargo build --release -p app -p worker -p bench --bin web --bin worker --bin bare` first",
+                b.display()
+            ));
+        }
+    }
+    if !release {
+        eprintln!("warning: not a release build ({}): numbers will be meaningless; use cargo run --release", dir.display());
+    }
+    Ok(bins)
+}
+
+fn ensure_wrk() -> R<()> {
+    if which("wrk").is_some() {
+        return Ok(());
+    }
+    if Path::new("/etc/debian_version").exists() && which("apt-get").is_some() {
+        println!("installing wrk (apt-get)…");
+        let sudo = if unsafe { libc::geteuid() } == 0 { vec![] } else { vec!["sudo"] };
+        for args in [vec!["apt-get", "update", "-qq"], vec!["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"]] {
+            let all: Vec<&str> = sudo.iter().copied().chain(args).collect();
+            let status = Command::new(all[0]).args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive").stdin(Stdio::null()).status();
+            if !status.is_ok_and(|s| s.success()) {
+                return Err("could not install wrk with apt-get".into());
+            }
+        }
+        if which("wrk").is_some() {
+            return Ok(());
+        }
+    }
+    Err("wrk is missing: install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)".into())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
+}
+
+fn free_port() -> R<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// The production configuration, minus anything inherited from the environment or a
+/// `.env` (explicitly empty means unset, and real variables win over `.env`).
+fn app_env(cmd: &mut Command, pg: &Pg, app: &str, port: u16) {
+    let media = root().join("var/bench/load/media");
+    cmd.env("APP_ENV", "production")
+        .env("DATABASE_URL", pg.url(app))
+        .env("SECRET_KEY", SECRET_KEY)
+        .env("BASE_URL", format!("http://localhost:{port}"))
+        .env("MEDIA_ROOT", media)
+        .env("PORT", port.to_string())
+        .env("DATABASE_REPLICA_URLS", "")
+        .env("REDIS_URL", "")
+        .env("SMTP_URL", "")
+        .env("LOG_FORMAT", "")
+        .env_remove("RUST_LOG")
+        .current_dir(root().join("var/bench/load"));
+}
+
+fn web_command(web: &Path, pg: &Pg, port: u16, app: &str, extra_env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(web);
+    cmd.arg("serve");
+    app_env(&mut cmd, pg, app, port);
+    cmd.envs(extra_env.iter().copied());
+    cmd
+}
+
+fn worker_command(worker: &Path, pg: &Pg, _root: &Path) -> Command {
+    let mut cmd = Command::new(worker);
+    app_env(&mut cmd, pg, "worker", 0);
+    cmd.env("PORT", "8000");
+    cmd
+}
+
+fn bare_command(bare: &Path, pg: &Pg, port: u16, pool: u32, app: &str) -> Command {
+    let mut cmd = Command::new(bare);
+    cmd.env("DATABASE_URL", pg.url(app))
+        .env("PORT", port.to_string())
+        .env("POOL", pool.to_string())
+        .env("TEMPLATES_DIR", root().join("templates"));
+    cmd
+}
+
+fn wait_http(port: u16, path: &str, timeout: Duration) -> R<()> {
+    let t = Instant::now();
+    loop {
+        interrupted()?;
+        if let Ok(r) = http(port, "GET", path, &[], "")
+            && r.status == 200
+        {
+            return Ok(());
+        }
+        if t.elapsed() > timeout {
+            return Err(format!("127.0.0.1:{port}{path} did not answer 200 within {} s (see var/bench/load/*.log)", timeout.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+// ---- peak RSS ----------------------------------------------------------------------------
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resets the peak RSS (VmHWM) to the current RSS (Linux ≥ 4.0; needs to own the process).
+fn reset_peak(pid: u32) {
+    let _ = fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+// ---- CPU time ---------------------------------------------------------------------------------
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
+}
+
+/// (ppid, utime + stime in seconds) of a process.
+fn stat_of(pid: u32) -> Option<(u32, f64)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // after the command: state(0) ppid(1) … utime(11) stime(12)
+    let ppid = f.get(1)?.parse().ok()?;
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some((ppid, ticks / clock_ticks()))
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    stat_of(pid).map(|(_, t)| t).unwrap_or(0.0)
+}
+
+/// CPU seconds of the postmaster and each of its children (backends, walwriter, …).
+fn pg_cpu(postmaster: u32) -> BTreeMap<u32, f64> {
+    let mut out = BTreeMap::new();
+    if let Ok(dir) = fs::read_dir("/proc") {
+        for e in dir.filter_map(|e| e.ok()) {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if let Some((ppid, t)) = stat_of(pid)
+                && (pid == postmaster || ppid == postmaster)
+            {
+                out.insert(pid, t);
+            }
+        }
+    }
+    out
+}
+
+/// CPU seconds of the children this process has reaped (wrk, between two readings).
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+// ---- minimal HTTP client (setup only) ---------------------------------------------------
+
+struct HttpResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl HttpResponse {
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .filter_map(|(_, v)| v.split(';').next())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .map(str::to_string)
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> R<HttpResponse> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!(":{port}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nUser-Agent: bench-load\r\n");
+    for (k, v) in headers {
+        let _ = write!(req, "{k}: {v}\r\n");
+    }
+    if !body.is_empty() || method == "POST" {
+        let _ = write!(req, "Content-Length: {}\r\n", body.len());
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no header end")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    Ok(HttpResponse { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..end]).split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        if size == 0 || end + 2 + size > data.len() {
+            break;
+        }
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[(end + 4 + size).min(data.len())..];
+    }
+    out
+}
+
+fn attr_after<'a>(html: &'a str, marker: &str) -> Option<&'a str> {
+    let start = html.find(marker)? + marker.len();
+    let len = html[start..].find('"')?;
+    Some(&html[start..start + len])
+}
+
+// ---- database ----------------------------------------------------------------------------
+
+fn prepare_database(pg: &Pg, bins: &Binaries, reseed: bool, logs: &Path) -> R<()> {
+    let exists = pg.psql("postgres", &format!("SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"))? == "1";
+    if exists && !reseed {
+        let counts = pg
+            .psql(DATABASE, "SELECT (SELECT count(*) FROM users) || ',' || (SELECT count(*) FROM stories) || ',' || (SELECT count(*) FROM chapters)")
+            .unwrap_or_default();
+        if counts == format!("{USERS},{STORIES},{}", STORIES * CHAPTERS_PER_STORY) {
+            println!("database {DATABASE}: already seeded ({counts}); migrating");
+            return migrate(pg, bins, logs);
+        }
+        println!("database {DATABASE}: counts {counts:?} are not the seed's; recreating it");
+    }
+    pg.psql("postgres", &format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))?;
+    pg.psql("postgres", &format!("CREATE DATABASE {DATABASE}"))?;
+    migrate(pg, bins, logs)?;
+    let t = Instant::now();
+    let sql = seed_sql();
+    let file = logs.join("seed.sql");
+    fs::write(&file, &sql).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(pg.bindir.join("psql"));
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "quire", "-d", DATABASE, "-f"])
+        .arg(&file);
+    let status = run_logged(cmd, &logs.join("seed.log"))?;
+    if !status.success() {
+        return Err(format!("seeding failed: see {}", logs.join("seed.log").display()));
+    }
+    pg.psql(DATABASE, "VACUUM (ANALYZE)")?;
+    println!("seeded {USERS} users, {STORIES} stories, {} chapters in {:.1} s", STORIES * CHAPTERS_PER_STORY, t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn migrate(pg: &Pg, bins: &Binaries, logs: &Path) -> R<()> {
+    let mut cmd = Command::new(&bins.web);
+    cmd.arg("migrate");
+    app_env(&mut cmd, pg, "migrate", 8000);
+    let status = run_logged(cmd, &logs.join("migrate.log"))?;
+    if !status.success() {
+        return Err(format!("web migrate failed: see {}", logs.join("migrate.log").display()));
+    }
+    Ok(())
+}
+
+/// One argon2id hash (the app's default parameters) for every seeded user.
+fn password_hash() -> String {
+    use argon2::{Argon2, PasswordHasher, password_hash::SaltString};
+    let salt = SaltString::encode_b64(b"bench-load-salt!").expect("16 bytes of salt");
+    Argon2::default().hash_password(PASSWORD.as_bytes(), &salt).expect("argon2").to_string()
+}
+
+fn chapter_text() -> (String, String, u32) {
+    const PARAGRAPHS: &[&str] = &[
+        "The morning came in grey and slow, the way it always did on this part of the coast. Nothing moved on the water but the light, and the light moved as if it had somewhere better to be.",
+        "She read the line twice, then a third time, as if the words might rearrange themselves into something kinder. They did not. They sat on the page with the patience of stones.",
+        "\"You're late,\" he said, without looking up from the work in his hands. \"The tide won't wait for either of us, and I have stopped asking it to.\"",
+        "There are places where the map simply stops, not at a border but at a question. This was one of them, and everyone in the village knew better than to ask it aloud.",
+        "By the time the lamps were lit, the whole street knew. Nobody said it, which is how you could tell; the bakery closed early and the church bell did not ring at six.",
+    ];
+    let mut md = String::new();
+    let mut html = String::new();
+    let mut words = 0;
+    let mut i = 0;
+    while words < 2_000 {
+        let p = PARAGRAPHS[i % PARAGRAPHS.len()];
+        md.push_str(p);
+        md.push_str("\n\n");
+        let _ = write!(html, "<p>{}</p>\n", p.replace('"', "&quot;"));
+        words += p.split_whitespace().count() as u32;
+        i += 1;
+    }
+    (md, html, words)
+}
+
+fn seed_sql() -> String {
+    let hash = password_hash();
+    let (md, html, words) = chapter_text();
+    let tags = [
+        "mystery", "fantasy", "science-fiction", "romance", "horror", "thriller", "historical", "literary", "short", "slow-burn",
+        "cozy", "space", "adventure", "humor", "drama", "poetry", "fairy-tale", "noir", "western", "dystopia",
+    ];
+    let tag_list = tags.iter().map(|t| format!("('{t}')")).collect::<Vec<_>>().join(", ");
+    let chapters = STORIES * CHAPTERS_PER_STORY;
+    format!(
+        r#"
+BEGIN;
+INSERT INTO users (username, email, password_hash, display_name, bio, email_verified_at, created_at)
+SELECT 'user' || i, 'user' || i || '@example.com', '{hash}', 'Writer ' || i,
+       'Writes stories chapter by chapter.', now() - interval '300 days', now() - interval '400 days'
+FROM generate_series(1, {USERS}) i;
+
+-- covers, processed: 320/800/1600 px in WebP and JPEG, like the worker leaves them
+INSERT INTO media (owner_id, purpose, original_key, content_type, byte_size, status, width, height, variants, processed_at)
+SELECT ((i - 1) % {USERS}) + 1, 'cover', 'originals/bench-' || i || '.jpg', 'image/jpeg', 512000, 'ready', 1600, 1067,
+       (SELECT jsonb_agg(jsonb_build_object('width', w, 'height', (w * 2) / 3, 'format', f,
+                                            'key', 'variants/' || md5(i::text) || '-' || w || '.' || CASE f WHEN 'jpeg' THEN 'jpg' ELSE f END))
+        FROM unnest(ARRAY[320, 800, 1600]) w, unnest(ARRAY['webp', 'jpeg']) f),
+       now()
+FROM generate_series(1, {STORIES}) i;
+
+-- published newest = highest id, one every 7 minutes
+INSERT INTO stories (author_id, title, summary, status, published_at, cover_id, chapter_count, word_count, created_at, updated_at)
+SELECT ((i - 1) % {USERS}) + 1,
+       (ARRAY['The Lighthouse Keeper''s Ledger', 'Salt on the Windowsill', 'Drydock', 'The Paper Dragon', 'Low Tide', 'A Map That Stops', 'The Extra Bunk', 'Two Hands'])[1 + i % 8] || ', part ' || i,
+       'When the keeper of Carrow Point vanishes, his ledger is the only witness, and it has been written in two hands. '
+         || 'A slow-burning mystery in a harbour town that remembers everything except the night of the storm (story ' || i || ').',
+       'published', now() - ({STORIES} + 1 - i) * interval '7 minutes', i, {CHAPTERS_PER_STORY}, {CHAPTERS_PER_STORY} * {words},
+       now() - ({STORIES} + 1 - i) * interval '7 minutes' - interval '1 day', now()
+FROM generate_series(1, {STORIES}) i;
+
+INSERT INTO tags (name) VALUES {tag_list};
+INSERT INTO story_tags (story_id, tag_id)
+SELECT s, ((s * 7 + k) % 20) + 1 FROM generate_series(1, {STORIES}) s, generate_series(0, 2) k;
+
+INSERT INTO chapters (story_id, number, title, body_markdown, body_html, word_count, created_at)
+SELECT s, n, (ARRAY['The Ledger', 'Two Hands', 'Low Tide', 'The Storm', 'Pressure'])[n] || ' (' || s || '.' || n || ')',
+       'Chapter ' || n || ' of story ' || s || E'.\n\n' || $md${md}$md$,
+       '<p>Chapter ' || n || ' of story ' || s || E'.</p>\n' || $html${html}$html$,
+       {words}, now() - ({STORIES} + 1 - s) * interval '7 minutes' + n * interval '1 minute'
+FROM generate_series(1, {STORIES}) s, generate_series(1, {CHAPTERS_PER_STORY}) n;
+COMMIT;
+SELECT 'seeded', (SELECT count(*) FROM chapters) = {chapters};
+"#
+    )
+}
+
+// ---- what the scenarios need --------------------------------------------------------------
+
+struct Prepared {
+    /// `quire_session=…` cookies, one per web process (logged in there).
+    sessions: Vec<String>,
+    /// `quire_anon=…` and its CSRF token, for the login POST.
+    anon_cookie: String,
+    csrf: String,
+    /// Keyset cursors along the home listing, for "Load more".
+    cursors: Vec<String>,
+    static_path: String,
+    sizes: BTreeMap<&'static str, usize>,
+}
+
+impl Prepared {
+    fn fetch(p1: u16, p2: u16, bare: u16, pg: &Pg) -> R<Prepared> {
+        let mut sizes = BTreeMap::new();
+        // Anonymous: the login form gives the anon cookie and its CSRF token.
+        let login_page = http(p1, "GET", "/login", &[], "")?;
+        let anon_cookie = login_page.cookie("quire_anon").ok_or("GET /login set no quire_anon cookie")?;
+        let csrf = attr_after(&login_page.body, "name=\"csrf_token\" value=\"").ok_or("no csrf_token on /login")?.to_string();
+        // One session per web process (user1 on the first, user2 on the second).
+        let mut sessions = Vec::new();
+        for (i, port) in [p1, p2].into_iter().enumerate() {
+            let body = format!("csrf_token={csrf}&login=user{}&password={PASSWORD}", i + 1);
+            let r = http(
+                port,
+                "POST",
+                "/login",
+                &[("Content-Type", "application/x-www-form-urlencoded"), ("Cookie", &anon_cookie)],
+                &body,
+            )?;
+            if r.status != 303 {
+                return Err(format!("login as user{} on :{port} answered {} (expected 303)", i + 1, r.status));
+            }
+            sessions.push(r.cookie("quire_session").ok_or("login set no quire_session cookie")?);
+        }
+        // The pages, once each: status and size.
+        let story = http(p1, "GET", "/s/1", &[], "")?;
+        check(&story, "/s/1")?;
+        sizes.insert("story", story.body.len());
+        let logged = http(p1, "GET", "/s/1", &[("Cookie", &sessions[0])], "")?;
+        check(&logged, "/s/1 (logged in)")?;
+        if !logged.body.contains("Log out") {
+            return Err("the logged-in story page does not show a logged-in user".into());
+        }
+        sizes.insert("story_logged_in", logged.body.len());
+        let bare_page = http(bare, "GET", "/s/1", &[], "")?;
+        check(&bare_page, "bare /s/1")?;
+        sizes.insert("bare", bare_page.body.len());
+        let home = http(p1, "GET", "/", &[], "")?;
+        check(&home, "/")?;
+        sizes.insert("home", home.body.len());
+        let chapter = http(p1, "GET", "/s/1/c/1", &[], "")?;
+        check(&chapter, "/s/1/c/1")?;
+        sizes.insert("chapter", chapter.body.len());
+        // "Load more": the URL the home page puts in hx-get.
+        // (minijinja's autoescape writes `/` as `&#x2f;` in attributes)
+        let load_more_url = home
+            .body
+            .split("hx-get=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .map(|url| url.replace("&#x2f;", "/").replace("&amp;", "&"))
+            .find(|url| url.contains("after="))
+            .ok_or("the home page has no hx-get \"Load more\" link")?;
+        let more = load_more_url.strip_prefix("/?after=").ok_or_else(|| format!("unexpected Load more URL {load_more_url}"))?;
+        let fragment = http(p1, "GET", &load_more_url, &[("HX-Request", "true")], "")?;
+        check(&fragment, "/?after= (htmx)")?;
+        if fragment.body.contains("<html") {
+            return Err("the Load more answer to HX-Request is a whole page, not a fragment".into());
+        }
+        sizes.insert("load_more", fragment.body.len());
+        // Cursors spread over the listing (every 20th story, as the pages would produce).
+        let cursors: Vec<String> = pg
+            .psql(
+                DATABASE,
+                "SELECT (extract(epoch FROM published_at) * 1000000)::bigint || '_' || id FROM
+                   (SELECT published_at, id, row_number() OVER (ORDER BY published_at DESC, id DESC) AS n
+                    FROM stories WHERE status = 'published') s
+                 WHERE n % 20 = 0 ORDER BY n LIMIT 400",
+            )?
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if !cursors.iter().any(|c| c == more) {
+            return Err(format!("cursor format mismatch: the home page's {more} is not among the computed cursors"));
+        }
+        let css = attr_after(&home.body, "rel=\"stylesheet\" href=\"").ok_or("no stylesheet link on the home page")?.replace("&#x2f;", "/");
+        let r = http(p1, "GET", &css, &[], "")?;
+        check(&r, &css)?;
+        let _ = r.header("content-type");
+        Ok(Prepared { sessions, anon_cookie, csrf, cursors, static_path: css, sizes })
+    }
+}
+
+fn check(r: &HttpResponse, what: &str) -> R<()> {
+    if r.status == 200 { Ok(()) } else { Err(format!("{what} answered {} (expected 200): {}", r.status, truncate(&r.body, 300))) }
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+// ---- wrk ----------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq)]
+enum Scenario {
+    Home,
+    StoryAnon,
+    StoryLoggedIn,
+    Chapter,
+    LoadMore,
+    Login,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 6] =
+        [Scenario::Home, Scenario::StoryAnon, Scenario::StoryLoggedIn, Scenario::Chapter, Scenario::LoadMore, Scenario::Login];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Home => "home",
+            Scenario::StoryAnon => "story",
+            Scenario::StoryLoggedIn => "story_logged_in",
+            Scenario::Chapter => "chapter",
+            Scenario::LoadMore => "load_more",
+            Scenario::Login => "login",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Scenario::Home => "home `/`",
+            Scenario::StoryAnon => "story page, anonymous",
+            Scenario::StoryLoggedIn => "story page, logged in",
+            Scenario::Chapter => "chapter page",
+            Scenario::LoadMore => "\"Load more\" fragment (htmx)",
+            Scenario::Login => "login POST",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Scenario::Home => "/",
+            Scenario::Login => "/login",
+            _ => "/s/1",
+        }
+    }
+
+    fn script(self, p: &Prepared) -> String {
+        match self {
+            Scenario::Home => lua_ports("", ""),
+            Scenario::StoryAnon => story_lua(""),
+            Scenario::StoryLoggedIn => {
+                let cookies = p.sessions.iter().map(|c| format!("[[{c}]]")).collect::<Vec<_>>().join(", ");
+                story_lua(&format!("local cookies = {{{cookies}}}\nwrk.headers[\"Cookie\"] = cookies[(tid - 1) % #cookies + 1]"))
+            }
+            Scenario::Chapter => lua_ports(
+                "",
+                &format!(
+                    "function request() return wrk.format(\"GET\", \"/s/\" .. math.random(1, {STORIES}) .. \"/c/\" .. math.random(1, {CHAPTERS_PER_STORY})) end"
+                ),
+            ),
+            Scenario::LoadMore => {
+                let list = p.cursors.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(",");
+                lua_ports(
+                    &format!("cursors = {{{list}}}\nwrk.headers[\"HX-Request\"] = \"true\""),
+                    "function request() return wrk.format(\"GET\", \"/?after=\" .. cursors[math.random(1, #cursors)]) end",
+                )
+            }
+            Scenario::Login => lua_ports(
+                &format!(
+                    "anon = [[{}]]\ncsrf = \"{}\"",
+                    p.anon_cookie, p.csrf
+                ),
+                &format!(
+                    r#"function request()
+  n = n + 1
+  -- accounts: thread t logs in users t, t+{WRK_THREADS}, t+{}, ... in turn (each account well
+  -- under its 10 per 15 min); every request from its own client address (X-Forwarded-For)
+  local user = ((n - 1) * {WRK_THREADS} + tid - 1) % {USERS} + 1
+  local ip = string.format("10.%d.%d.%d", tid, math.floor(n / 256) % 256, n % 256)
+  local body = "csrf_token=" .. csrf .. "&login=user" .. user .. "&password={PASSWORD}"
+  -- (wrk.format does not merge wrk.headers when given a table: all of them here)
+  return wrk.format("POST", "/login", {{["Content-Type"] = "application/x-www-form-urlencoded",
+    ["Cookie"] = anon, ["User-Agent"] = "bench-load (wrk)", ["X-Forwarded-For"] = ip}}, body)
+end
+function response(status, headers, body)
+  if status ~= 303 then bad = bad + 1 end
+end"#,
+                    2 * WRK_THREADS
+                ),
+            ),
+        }
+    }
+}
+
+/// Replaced by the real ports when the script is written (see `Wrk::run`).
+const PORTS_PLACEHOLDER: &str = "@PORTS@";
+
+/// The common part of every script: connections split over the ports by thread, a
+/// per-thread seed, and a JSON summary line at the end.
+fn lua_ports(init: &str, body: &str) -> String {
+    format!(
+        r#"local ports = {{{PORTS_PLACEHOLDER}}}
+local threads = {{}}
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread.addr = wrk.lookup("127.0.0.1", tostring(ports[(counter - 1) % #ports + 1]))[1]
+  thread:set("tid", counter)
+  table.insert(threads, thread)
+end
+function init(args)
+  math.randomseed(tid * 7919 + os.time())
+  n = 0
+  bad = 0
+  wrk.headers["User-Agent"] = "bench-load (wrk)"
+{init}
+end
+{body}
+function done(summary, latency, requests)
+  local b = 0
+  for _, t in ipairs(threads) do b = b + (t:get("bad") or 0) end
+  local e = summary.errors
+  io.write(string.format('BENCHJSON {{"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%d,"bad":%d}}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
+    math.floor(latency:percentile(50)), math.floor(latency:percentile(99)), math.floor(latency.max), math.floor(latency.mean), b))
+end
+"#
+    )
+}
+
+fn story_lua(init: &str) -> String {
+    lua_ports(init, &format!("function request() return wrk.format(\"GET\", \"/s/\" .. math.random(1, {STORIES})) end"))
+}
+
+/// A script with the ports filled in already (references, sweeps).
+fn lua(ports: &[u16], init: &str, body: &str) -> String {
+    fill_ports(&lua_ports(init, body), ports)
+}
+
+fn story_script(ports: &[u16], init: &str) -> String {
+    fill_ports(&story_lua(init), ports)
+}
+
+fn fill_ports(script: &str, ports: &[u16]) -> String {
+    script.replace(PORTS_PLACEHOLDER, &ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", "))
+}
+
+#[derive(Clone, Copy)]
+struct Wrk<'a> {
+    dir: &'a Path,
+    duration: u64,
+    ports: [u16; 2],
+    postmaster: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Measure {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+    error_detail: String,
+    bytes_per_response: f64,
+    /// Peak RSS in MiB of each watched process during the scenario.
+    rss: Vec<(String, f64)>,
+    /// CPU time per request, µs: the watched servers (all of them), PostgreSQL (all its
+    /// processes), wrk.
+    cpu_servers_us: f64,
+    cpu_pg_us: f64,
+    cpu_wrk_us: f64,
+}
+
+impl Measure {
+    fn line(&self, label: &str, c: u32) -> String {
+        format!("{label} @ {c}: {}", self.brief())
+    }
+    fn brief(&self) -> String {
+        let rss = self.rss.iter().map(|(n, m)| format!("{n} {m:.0} MiB")).collect::<Vec<_>>().join(", ");
+        format!(
+            "{:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors{}{}",
+            self.rps,
+            self.p50_ms,
+            self.p99_ms,
+            self.errors,
+            if self.error_detail.is_empty() { String::new() } else { format!(" ({})", self.error_detail) },
+            if rss.is_empty() { String::new() } else { format!("; peak RSS {rss}") }
+        ) + &format!("; CPU per request: servers {:.0} µs, PostgreSQL {:.0} µs, wrk {:.0} µs", self.cpu_servers_us, self.cpu_pg_us, self.cpu_wrk_us)
+    }
+}
+
+impl Wrk<'_> {
+    fn run(&self, name: &str, path: &str, script: &str, connections: u32, watch: &[(&str, u32)]) -> R<Measure> {
+        let script = fill_ports(script, &self.ports);
+        let file = self.dir.join(format!("wrk-{name}.lua"));
+        fs::write(&file, script).map_err(|e| e.to_string())?;
+        for (_, pid) in watch {
+            reset_peak(*pid);
+        }
+        let servers0: f64 = watch.iter().filter(|(n, _)| *n != "worker").map(|(_, p)| cpu_seconds(*p)).sum();
+        let pg0 = pg_cpu(self.postmaster);
+        let wrk0 = children_cpu();
+        let mut cmd = Command::new("wrk");
+        cmd.args(["-t", &WRK_THREADS.to_string(), "-c", &connections.to_string(), "-d", &format!("{}s", self.duration), "--timeout", "5s", "-s"])
+            .arg(&file)
+            .arg(format!("http://127.0.0.1:{}{path}", self.ports[0]));
+        let out_file = self.dir.join(format!("wrk-{name}.txt"));
+        let status = run_logged(cmd, &out_file)?;
+        let servers1: f64 = watch.iter().filter(|(n, _)| *n != "worker").map(|(_, p)| cpu_seconds(*p)).sum();
+        let pg1 = pg_cpu(self.postmaster);
+        let wrk1 = children_cpu();
+        let out = fs::read_to_string(&out_file).unwrap_or_default();
+        let json = out
+            .lines()
+            .find_map(|l| l.strip_prefix("BENCHJSON "))
+            .ok_or_else(|| format!("wrk ({name}) printed no summary ({status}): {}", truncate(&out, 500)))?;
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("wrk summary: {e}: {json}"))?;
+        let g = |k: &str| v[k].as_f64().unwrap_or(0.0);
+        let requests = g("requests") as u64;
+        let (connect, read, write, status_errs, timeout, bad) = (g("connect"), g("read"), g("write"), g("status"), g("timeout"), g("bad"));
+        let mut detail = Vec::new();
+        for (label, n) in [("connect", connect), ("read", read), ("write", write), ("HTTP ≥ 400", status_errs), ("timeout > 5 s", timeout), ("not 303", bad)] {
+            if n > 0.0 {
+                detail.push(format!("{label}: {n:.0}"));
+            }
+        }
+        // A 4xx/5xx answer to the login POST is counted both as a status error and as
+        // "not 303": count it once.
+        let errors = (connect + read + write + timeout + status_errs.max(bad)) as u64;
+        let rss = watch
+            .iter()
+            .map(|(n, pid)| (n.to_string(), status_kib(*pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0))
+            .collect();
+        let per = |secs: f64| secs * 1e6 / requests.max(1) as f64;
+        let pg_secs: f64 = pg1.iter().map(|(pid, t)| t - pg0.get(pid).copied().unwrap_or(0.0)).sum();
+        Ok(Measure {
+            cpu_servers_us: per(servers1 - servers0),
+            cpu_pg_us: per(pg_secs),
+            cpu_wrk_us: per(wrk1 - wrk0),
+            rps: requests as f64 / (g("duration_us") / 1e6).max(1e-9),
+            p50_ms: g("p50_us") / 1000.0,
+            p99_ms: g("p99_us") / 1000.0,
+            errors,
+            error_detail: detail.join(", "),
+            bytes_per_response: g("bytes") / (requests.max(1) as f64),
+            rss,
+        })
+    }
+}
+
+// ---- pgbench --------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, Default)]
+struct PgbenchResult {
+    tps: f64,
+    latency_ms: f64,
+    clients: u32,
+    per_statement: Vec<String>,
+}
+
+fn pgbench(pg: &Pg, dir: &Path, clients: u32, duration: u64) -> R<PgbenchResult> {
+    // The story page's statements, as sqlx sends them: prepared, one round trip each.
+    let script = format!(
+        r#"\set id random(1, {STORIES})
+SELECT s.id, s.author_id, u.username AS author_username, u.display_name AS author_display_name, s.title, s.summary, s.status, s.published_at, s.cover_id, s.chapter_count, s.word_count, s.created_at, coalesce((SELECT array_agg(t.name ORDER BY t.name) FROM story_tags st JOIN tags t ON t.id = st.tag_id WHERE st.story_id = s.id), ARRAY[]::text[]) AS tags FROM stories s JOIN users u ON u.id = s.author_id WHERE s.id = :id;
+SELECT number, title, word_count, created_at FROM chapters WHERE story_id = :id ORDER BY number;
+SELECT id, owner_id, status, error, width, height, variants FROM media WHERE id = ANY(ARRAY[:id]::bigint[]);
+"#
+    );
+    let file = dir.join("pgbench-story.sql");
+    fs::write(&file, script).map_err(|e| e.to_string())?;
+    let log = dir.join(format!("pgbench-c{clients}.txt"));
+    let mut cmd = Command::new(pg.bindir.join("pgbench"));
+    cmd.args(["-n", "-M", "prepared", "-r", "-c", &clients.to_string(), "-j", &clients.min(WRK_THREADS).to_string(), "-T", &duration.to_string()])
+        .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "quire", "-f"])
+        .arg(&file)
+        .arg(DATABASE);
+    let status = run_logged(cmd, &log)?;
+    let out = fs::read_to_string(&log).unwrap_or_default();
+    if !status.success() {
+        return Err(format!("pgbench failed: {}", truncate(&out, 800)));
+    }
+    let num_after = |marker: &str| -> Option<f64> {
+        let line = out.lines().find(|l| l.trim_start().starts_with(marker))?;
+        line.split('=').nth(1)?.split_whitespace().next()?.parse().ok()
+    };
+    let per_statement = out
+        .lines()
+        .skip_while(|l| !l.contains("statement latencies"))
+        .skip(1)
+        .filter(|l| !l.trim().is_empty() && !l.contains("\\set"))
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            let ms = parts.next().unwrap_or("?").to_string();
+            // ms, failures, retries?, statement… : keep the ms and the statement start
+            let text: String = l.split_whitespace().skip_while(|w| !w.starts_with("SELECT")).collect::<Vec<_>>().join(" ");
+            format!("{ms} ms {}", truncate(&text, 40))
+        })
+        .collect();
+    Ok(PgbenchResult {
+        tps: num_after("tps").ok_or_else(|| format!("no tps in pgbench output: {}", truncate(&out, 500)))?,
+        latency_ms: num_after("latency average").unwrap_or(0.0),
+        clients,
+        per_statement,
+    })
+}
+
+// ---- statements per request ------------------------------------------------------------------
+
+/// PostgreSQL's statement log (log_min_duration_statement = 0) for one request of each
+/// page, keeping the web processes' sessions (application_name web1/web2).
+fn statements_per_request(pg: &Pg, port: u16, p: &Prepared) -> R<Vec<(String, Vec<String>)>> {
+    pg.psql("postgres", "ALTER SYSTEM SET log_min_duration_statement = 0")?;
+    pg.psql("postgres", "ALTER SYSTEM SET log_line_prefix = '%m [%p] app=%a '")?;
+    pg.psql("postgres", "SELECT pg_reload_conf()")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let result = (|| {
+        let cursor = p.cursors.first().cloned().unwrap_or_default();
+        let login_body = format!("csrf_token={}&login=user4999&password={PASSWORD}", p.csrf);
+        let requests: Vec<(&str, &str, String, Vec<(&str, &str)>, String)> = vec![
+            ("home", "GET", "/".into(), vec![], String::new()),
+            ("story page, anonymous", "GET", "/s/2".into(), vec![], String::new()),
+            ("story page, logged in", "GET", "/s/2".into(), vec![("Cookie", p.sessions[0].as_str())], String::new()),
+            ("chapter page", "GET", "/s/2/c/2".into(), vec![], String::new()),
+            ("Load more", "GET", format!("/?after={cursor}"), vec![("HX-Request", "true")], String::new()),
+            (
+                "login POST",
+                "POST",
+                "/login".into(),
+                vec![("Cookie", p.anon_cookie.as_str()), ("Content-Type", "application/x-www-form-urlencoded"), ("X-Forwarded-For", "10.250.0.1")],
+                login_body,
+            ),
+        ];
+        let mut out = Vec::new();
+        for (what, method, path, headers, body) in requests {
+            let before = fs::metadata(&pg.log).map(|m| m.len()).unwrap_or(0);
+            let r = http(port, method, &path, &headers, &body)?;
+            std::thread::sleep(Duration::from_millis(400));
+            let log = fs::read(&pg.log).map_err(|e| format!("{}: {e}", pg.log.display()))?;
+            let new = String::from_utf8_lossy(&log[(before as usize).min(log.len())..]).into_owned();
+            let statements: Vec<String> = new
+                .lines()
+                .filter(|l| l.contains(" app=web") && l.contains("duration:"))
+                .filter_map(|l| {
+                    // "duration: 0.123 ms  execute sqlx_s_3: SELECT …" / "statement: …"; parse and
+                    // bind steps of the same statement are not separate round trips
+                    let rest = l.split("duration:").nth(1)?;
+                    let kind = if rest.contains(" execute ") {
+                        "execute"
+                    } else if rest.contains(" statement: ") {
+                        "statement"
+                    } else {
+                        return None;
+                    };
+                    let text = rest.split_once(": ").map(|x| x.1).unwrap_or("").trim();
+                    Some(format!("{kind}: {}", truncate(text, 60)))
+                })
+                .collect();
+            out.push((format!("{what} ({})", r.status), statements));
+        }
+        Ok(out)
+    })();
+    pg.psql("postgres", "ALTER SYSTEM RESET log_min_duration_statement")?;
+    pg.psql("postgres", "ALTER SYSTEM RESET log_line_prefix")?;
+    pg.psql("postgres", "SELECT pg_reload_conf()")?;
+    result
+}
+
+// ---- machine --------------------------------------------------------------------------------
+
+struct Machine {
+    cpu: String,
+    cores: u32,
+    load: String,
+}
+
+impl Machine {
+    fn read() -> Machine {
+        let cpu = fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_owned()))
+            .unwrap_or_else(|| "unknown CPU".into());
+        let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        Machine { cpu, cores, load: loadavg() }
+    }
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg").ok().map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
+// ---- report -----------------------------------------------------------------------------------
+
+struct Row {
+    name: String,
+    key: &'static str,
+    conns: u32,
+    m: Measure,
+}
+
+#[derive(Default)]
+struct Extras {
+    bare_pools: Vec<(u32, Measure)>,
+    pgbench_clients: Vec<(u32, PgbenchResult)>,
+    diagnostics: Vec<(String, u32, Measure)>,
+    statements: Vec<(String, Vec<String>)>,
+}
+
+struct Report<'a> {
+    machine: &'a Machine,
+    load_end: String,
+    o: &'a Options,
+    pool_size: u32,
+    rows: &'a [Row],
+    refs: &'a [Row],
+    pgbench: &'a PgbenchResult,
+    extras: &'a Extras,
+    prep: &'a Prepared,
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "FAIL" }
+}
+
+impl Report<'_> {
+    fn find<'b>(rows: &'b [Row], key: &str, c: u32) -> Option<&'b Measure> {
+        rows.iter().find(|r| r.key == key && r.conns == c).map(|r| &r.m)
+    }
+
+    fn render(&self) -> String {
+        let mut s = String::new();
+        let today = chrono::Utc::now().format("%Y-%m-%d");
+        let _ = writeln!(
+            s,
+            "## {today} — HTTP load: {} ({} cores), load average {} at start, {} at end\n",
+            self.machine.cpu, self.machine.cores, self.machine.load, self.load_end
+        );
+        let _ = writeln!(
+            s,
+            "`cargo run --release -p bench --bin load` ({} s per scenario). Private PostgreSQL (bin/lib.sh `dev` profile), \
+             2 × `web serve` (APP_ENV=production, pool {} each) + 1 `worker`, all on this machine with wrk (2 threads: \
+             thread 1's connections to web 1, thread 2's to web 2). Data: {USERS} users, {STORIES} published stories with \
+             covers and 3 tags, {} chapters of ~2,000 words. No `Accept-Encoding` (identity), no keep-alive limits; \
+             anonymous requests carry no cookie (each gets a fresh `quire_anon`). Errors: socket errors, timeouts (> 5 s), \
+             HTTP ≥ 400, and for the login POST any answer but 303. Peak RSS: VmHWM during the scenario (reset before it).\n",
+            self.o.duration,
+            self.pool_size,
+            STORIES * CHAPTERS_PER_STORY
+        );
+        let _ = writeln!(s, "| scenario | conns | req/s | p50 | p99 | errors | bytes/resp | peak RSS web1 / web2 / worker | CPU µs/req: servers / PostgreSQL / wrk |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        for r in self.rows.iter().chain(self.refs.iter()) {
+            let rss = if r.m.rss.is_empty() { "—".to_string() } else { r.m.rss.iter().map(|(_, m)| format!("{m:.0}")).collect::<Vec<_>>().join(" / ") + " MiB" };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} | {:.2} ms | {:.2} ms | {}{} | {:.0} | {} | {:.0} / {:.0} / {:.0} |",
+                r.name,
+                r.conns,
+                r.m.rps,
+                r.m.p50_ms,
+                r.m.p99_ms,
+                r.m.errors,
+                if r.m.error_detail.is_empty() { String::new() } else { format!(" ({})", r.m.error_detail) },
+                r.m.bytes_per_response,
+                rss,
+                r.m.cpu_servers_us,
+                r.m.cpu_pg_us,
+                r.m.cpu_wrk_us
+            );
+        }
+        let _ = writeln!(
+            s,
+            "| database ceiling: pgbench, the story page's 3 statements (-M prepared -c {} -j 2) | — | {:.0} pages/s | — | {:.2} ms avg | — | — | — | — |\n",
+            self.pgbench.clients, self.pgbench.tps, self.pgbench.latency_ms
+        );
+        let _ = writeln!(
+            s,
+            "Page sizes: story anonymous {} B, bare story {} B, logged in {} B.\n",
+            self.prep.sizes["story"], self.prep.sizes["bare"], self.prep.sizes["story_logged_in"]
+        );
+
+        // Targets.
+        let _ = writeln!(s, "| target | measured | |");
+        let _ = writeln!(s, "|---|---|---|");
+        for &c in &self.o.connections {
+            let (anon, bare, logged) = (Self::find(self.rows, "story", c), Self::find(self.refs, "bare", c), Self::find(self.rows, "story_logged_in", c));
+            if let (Some(a), Some(b)) = (anon, bare) {
+                let r = a.rps / b.rps;
+                let _ = writeln!(s, "| anonymous story page ≥ {:.0} % of bare, {c} conns | {:.0} % ({:.0} vs {:.0} req/s) | {} |", TARGET_ANON_VS_BARE * 100.0, r * 100.0, a.rps, b.rps, pass(r >= TARGET_ANON_VS_BARE));
+            }
+            if let (Some(l), Some(a)) = (logged, anon) {
+                let r = l.rps / a.rps;
+                let _ = writeln!(s, "| logged-in story page ≥ {:.0} % of anonymous, {c} conns | {:.0} % ({:.0} vs {:.0} req/s) | {} |", TARGET_LOGGED_VS_ANON * 100.0, r * 100.0, l.rps, a.rps, pass(r >= TARGET_LOGGED_VS_ANON));
+            }
+        }
+        let max_c = *self.o.connections.iter().max().unwrap_or(&256);
+        for r in self.rows.iter().filter(|r| r.conns == max_c) {
+            let note = if r.key == "login" { " (argon2id by design: see below)" } else { "" };
+            if r.m.rps == 0.0 || r.m.p99_ms == 0.0 {
+                // wrk records no latency when nothing completed in time (all > 5 s)
+                let _ = writeln!(s, "| p99 ≤ {TARGET_P99_MS:.0} ms at {max_c} conns: {}{note} | no latency recorded (requests timed out) | FAIL |", r.name);
+                continue;
+            }
+            let _ = writeln!(s, "| p99 ≤ {TARGET_P99_MS:.0} ms at {max_c} conns: {}{note} | {:.1} ms | {} |", r.name, r.m.p99_ms, pass(r.m.p99_ms <= TARGET_P99_MS));
+        }
+        let web_peak = |login: bool| {
+            self.rows
+                .iter()
+                .filter(|r| (r.key == "login") == login)
+                .flat_map(|r| r.m.rss.iter().filter(|(n, _)| n.starts_with("web")).map(|(_, m)| *m))
+                .fold(0.0f64, f64::max)
+        };
+        let pages = web_peak(false);
+        let _ = writeln!(s, "| web RSS ≤ {TARGET_RSS_MIB:.0} MiB, page scenarios | {pages:.0} MiB peak | {} |", pass(pages <= TARGET_RSS_MIB));
+        let login = web_peak(true);
+        let _ = writeln!(s, "| web RSS ≤ {TARGET_RSS_MIB:.0} MiB, login POST | {login:.0} MiB peak | {} |", pass(login <= TARGET_RSS_MIB));
+
+        let _ = writeln!(s, "\n{LOGIN_NOTE}");
+
+        // Ceilings.
+        let _ = writeln!(s);
+        for &c in &self.o.connections {
+            if let (Some(a), Some(p), Some(st)) = (Self::find(self.rows, "story", c), Self::find(self.refs, "ping", c), Self::find(self.refs, "static", c)) {
+                let _ = writeln!(
+                    s,
+                    "At {c} conns the anonymous story page runs at {:.0} % of the HTTP ceiling (bare /ping {:.0} req/s), {:.0} % of the app's static-file rate ({:.0} req/s) and {:.0} % of the database ceiling (pgbench {:.0} pages/s).",
+                    a.rps / p.rps * 100.0,
+                    p.rps,
+                    a.rps / st.rps * 100.0,
+                    st.rps,
+                    a.rps / self.pgbench.tps * 100.0,
+                    self.pgbench.tps
+                );
+            }
+        }
+        if !self.pgbench.per_statement.is_empty() {
+            let _ = writeln!(s, "\npgbench per statement: {}.", self.pgbench.per_statement.join("; "));
+        }
+
+        if !self.extras.bare_pools.is_empty() {
+            let _ = writeln!(s, "\nPool size (bare story page, 2 processes, {max_c} conns): {}.",
+                self.extras.bare_pools.iter().map(|(n, m)| format!("pool {n}: {:.0} req/s, p99 {:.1} ms, PostgreSQL {:.0} µs/page", m.rps, m.p99_ms, m.cpu_pg_us)).collect::<Vec<_>>().join("; "));
+        }
+        if !self.extras.pgbench_clients.is_empty() {
+            let _ = writeln!(s, "pgbench clients: {}.",
+                self.extras.pgbench_clients.iter().map(|(n, r)| format!("-c {n}: {:.0} pages/s", r.tps)).collect::<Vec<_>>().join("; "));
+        }
+        for (what, c, m) in &self.extras.diagnostics {
+            let key = if what.starts_with("login") { "login" } else { "story" };
+            let base = Self::find(self.rows, key, *c).map(|a| format!(" ({:+.0} % vs the plain run)", (m.rps / a.rps - 1.0) * 100.0)).unwrap_or_default();
+            let rss = m.rss.iter().filter(|(n, _)| n.starts_with("web")).map(|(n, v)| format!("{n} {v:.0} MiB")).collect::<Vec<_>>().join(", ");
+            let _ = writeln!(s, "Diagnostic, {what}, {c} conns: {:.0} req/s{base}, p99 {:.1} ms, {} errors, {:.0} bytes/resp, peak RSS {rss}, web CPU {:.0} µs/req.", m.rps, m.p99_ms, m.errors, m.bytes_per_response, m.cpu_servers_us);
+        }
+        if !self.extras.statements.is_empty() {
+            let _ = writeln!(s, "\nStatements per request (PostgreSQL statement log):\n");
+            for (what, list) in &self.extras.statements {
+                let _ = writeln!(s, "- {what}: {} — {}", list.len(), list.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "));
+            }
+        }
+        s
+    }
+}
+
+fn append_results(path: &Path, section: &str) -> R<()> {
+    let mut text = fs::read_to_string(path).unwrap_or_default();
+    if !text.contains("bench --bin load") {
+        text.push_str("\n# HTTP load benchmark results\n\nAppended by `cargo run --release -p bench --bin load` (see bench/src/bin/load.rs).\n");
+    }
+    if !text.ends_with("\n\n") {
+        text.push('\n');
+    }
+    text.push_str(section);
+    fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
