@@ -304,7 +304,9 @@ newest_debian_pg_bindir() {
 PG_BINDIR=
 PG_STARTED=()          # clusters this script started; pg_stop_started stops them
 PG_PORT=               # port of the last cluster ensured
-PG_FIRST_PORT=55432
+# Above Linux's range for outgoing connections (32768-60999), so a client socket
+# can never hold the port a cluster wants.
+PG_FIRST_PORT=61432
 
 # pg_find_bindir: set PG_BINDIR to a directory holding initdb, pg_ctl, postgres
 # and psql; install PostgreSQL on Debian if there is none.

@@ -118,6 +118,15 @@ impl Config {
                 _ => return Err(bad("DATABASE_REPLICA_MAX_LAG", format!("must be a number of seconds (e.g. 10), not `{v}`"))),
             },
         };
+        // Per process, for the primary and each replica. PostgreSQL does best with few busy
+        // connections in all: with several processes on a small server, fewer each.
+        let db_pool_size = match var("DATABASE_POOL_SIZE")? {
+            None => default_pool_size(),
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) if (1..=200).contains(&n) => n,
+                _ => return Err(bad("DATABASE_POOL_SIZE", format!("must be a number of connections from 1 to 200, not `{v}`"))),
+            },
+        };
         let redis_url = var("REDIS_URL")?
             .map(|u| check_scheme("REDIS_URL", u, &["redis://", "rediss://"], "must start with redis:// or rediss://"))
             .transpose()?;
@@ -158,7 +167,7 @@ impl Config {
             base_url,
             log_format,
             mail_dir: PathBuf::from("var/mail"),
-            db_pool_size: default_pool_size(),
+            db_pool_size,
         })
     }
 

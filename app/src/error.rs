@@ -17,6 +17,9 @@ pub enum Error {
     Unprocessable(String),
     #[error("Too many attempts. Please wait a little and try again.")]
     TooManyRequests { retry_after_secs: u64 },
+    /// Too much work queued (password hashing under a login flood): 503 with Retry-After.
+    #[error("We are very busy right now. Please try again in a moment.")]
+    Busy { retry_after_secs: u64 },
     /// Not an error page: the error-page middleware turns it into a redirect to
     /// `/login?next=…`.
     #[error("Please log in to continue.")]
@@ -36,6 +39,7 @@ impl ResponseError for Error {
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::LoginRequired(_) => StatusCode::SEE_OTHER,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -29,6 +29,9 @@ fn bad_configuration_stops_with_one_line_naming_the_variable_and_exit_2() {
         (&[("DATABASE_URL", "postgres://x@127.0.0.1/x"), ("LOG_FORMAT", "xml")], "LOG_FORMAT"),
         (&[("DATABASE_URL", "postgres://x@127.0.0.1/x"), ("SECRET_KEY", "short")], "SECRET_KEY"),
         (&[("DATABASE_URL", "postgres://x@127.0.0.1/x"), ("BASE_URL", "localhost")], "BASE_URL"),
+        (&[("DATABASE_URL", "postgres://x@127.0.0.1/x"), ("DATABASE_REPLICA_URLS", "postgres://r@h/x,redis://h")], "DATABASE_REPLICA_URLS"),
+        (&[("DATABASE_URL", "postgres://x@127.0.0.1/x"), ("DATABASE_REPLICA_MAX_LAG", "soon")], "DATABASE_REPLICA_MAX_LAG"),
+        (&[("DATABASE_URL", "postgres://x@127.0.0.1/x"), ("DATABASE_POOL_SIZE", "0")], "DATABASE_POOL_SIZE"),
     ];
     let dir = std::env::temp_dir().join("quire-config-test");
     std::fs::create_dir_all(&dir).unwrap();

@@ -1,35 +1,101 @@
 //! argon2id password hashing. Hashing is deliberately slow (tens of milliseconds), so it
 //! runs on the blocking pool and never stalls the async workers serving other requests.
+//!
+//! At most one hash per core runs at a time (`GATE`). argon2 is CPU-bound, so more at once
+//! gains nothing, and each holds a 19 MiB block: bench/load's login flood, ungated, took a
+//! web process to several GB (glibc keeps freed blocks) and starved page serving. Beyond
+//! `MAX_WAITING` queued hashes a request is turned away with 503 and Retry-After instead
+//! of waiting for seconds.
+
+use std::sync::{
+    LazyLock,
+    atomic::{AtomicUsize, Ordering},
+};
 
 use argon2::{
     Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
     password_hash::{SaltString, rand_core::OsRng},
 };
+use tokio::sync::{Semaphore, SemaphorePermit};
 
-pub async fn hash(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
+use crate::error::Error;
+
+static GATE: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)));
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+/// About a second of work on a 2-core machine (~40 ms of CPU per hash).
+const MAX_WAITING: usize = 48;
+
+/// A turn to hash, or `Error::Busy` when too many are already waiting.
+async fn turn() -> Result<SemaphorePermit<'static>, Error> {
+    if WAITING.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
+        WAITING.fetch_sub(1, Ordering::Relaxed);
+        return Err(Error::Busy { retry_after_secs: 2 });
+    }
+    let permit = GATE.acquire().await;
+    WAITING.fetch_sub(1, Ordering::Relaxed);
+    permit.map_err(|e| Error::Internal(e.into()))
+}
+
+pub async fn hash(password: String) -> Result<String, Error> {
+    let _turn = turn().await?;
+    let hashed = tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
     })
-    .await?
+    .await
+    .map_err(anyhow::Error::from)??;
+    Ok(hashed)
 }
 
 /// Verifies `password` against `stored`. With no stored hash (unknown account) it still
 /// does the same work against a fixed hash, so response time does not reveal whether an
 /// account exists.
-pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
-    tokio::task::spawn_blocking(move || {
+pub async fn verify(password: String, stored: Option<String>) -> Result<bool, Error> {
+    let _turn = turn().await?;
+    let ok = tokio::task::spawn_blocking(move || {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| DUMMY_HASH.to_string());
         let parsed = PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
         let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
-        Ok(ok && known)
+        Ok::<_, anyhow::Error>(ok && known)
     })
-    .await?
+    .await
+    .map_err(anyhow::Error::from)??;
+    Ok(ok)
 }
 
 /// argon2id hash of a random password nobody knows, with the default parameters.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3MaMvJ9Kg7pcwDAzxaO34I7MLd9o2Utcnf3Qqk7pR2U";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_hashes_is_gated_and_the_excess_turned_away() {
+        let tasks: Vec<_> = (0..MAX_WAITING + 30).map(|i| tokio::spawn(hash(format!("pw-{i}")))).collect();
+        let (mut ok, mut busy) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(h) => {
+                    assert!(h.starts_with("$argon2id$"));
+                    ok += 1
+                }
+                Err(Error::Busy { retry_after_secs }) => {
+                    assert!(retry_after_secs > 0);
+                    busy += 1
+                }
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert!(busy > 0, "no request was turned away ({ok} hashed)");
+        assert!(ok >= MAX_WAITING, "too few hashed: {ok}");
+        assert_eq!(WAITING.load(Ordering::Relaxed), 0);
+        // And afterwards a single request goes through.
+        assert!(verify("pw".into(), None).await.is_ok());
+    }
+}

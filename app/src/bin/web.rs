@@ -7,8 +7,30 @@ use app::{config::Config, db::Db, web::AppState};
 
 const USAGE: &str = "usage: web <serve|migrate|seed>";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// glibc raises its mmap threshold each time a large block is freed, so after the first
+/// password hash (a 19 MiB argon2 block) such blocks come from per-thread heaps that are
+/// never given back: bench/load saw web processes grow to GBs under a login flood. A
+/// fixed threshold keeps large blocks mmapped, so they return to the OS when freed.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator parameters; called before any other thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+fn main() -> ExitCode {
+    tune_allocator();
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(async_main()),
+        Err(e) => {
+            eprintln!("web: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn async_main() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_default();
     if !matches!(command.as_str(), "serve" | "migrate" | "seed") {
         eprintln!("{USAGE}");

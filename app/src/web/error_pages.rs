@@ -69,7 +69,7 @@ impl<E: Endpoint> Endpoint for ErrorPagesEndpoint<E> {
             None => (err.status(), err.to_string()),
         };
         let retry_after = match err.downcast_ref::<Error>() {
-            Some(Error::TooManyRequests { retry_after_secs }) => Some(*retry_after_secs),
+            Some(Error::TooManyRequests { retry_after_secs } | Error::Busy { retry_after_secs }) => Some(*retry_after_secs),
             _ => None,
         };
         let template = match status.as_u16() {
