@@ -58,7 +58,7 @@ pub struct VariantRef {
     pub key: String,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Media {
     pub id: i64,
     pub owner_id: i64,
@@ -68,6 +68,20 @@ pub struct Media {
     pub height: i32,
     #[sqlx(json)]
     pub variants: Vec<VariantRef>,
+}
+
+/// `media_json!("s.cover_id")`: a scalar subquery giving the `Media` row with that id as
+/// JSON (or NULL), for other areas' queries to embed — a page then needs no second round
+/// trip for its pictures. Decode the column with `#[sqlx(json(nullable))] Option<Media>`.
+#[macro_export]
+macro_rules! media_json {
+    ($id:literal) => {
+        concat!(
+            "(SELECT to_jsonb(m) FROM (SELECT id, owner_id, status, error, width, height, variants FROM media WHERE id = ",
+            $id,
+            ") m)"
+        )
+    };
 }
 
 /// Stores the original privately and inserts its `pending` row plus the `ProcessImage`
@@ -205,19 +219,6 @@ async fn serve(Data(state): Data<&AppState>, Path(key): Path<String>, req: &poem
         .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
         .header(header::ETAG, etag)
         .body(bytes))
-}
-
-/// Several media rows in one query (listings: no N+1).
-pub async fn find_many(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<std::collections::HashMap<i64, Media>, sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(Default::default());
-    }
-    let rows: Vec<Media> =
-        sqlx::query_as("SELECT id, owner_id, status, error, width, height, variants FROM media WHERE id = ANY($1)")
-            .bind(ids)
-            .fetch_all(db)
-            .await?;
-    Ok(rows.into_iter().map(|m| (m.id, m)).collect())
 }
 
 // ---- for the worker's ProcessImage job ----------------------------------------------

@@ -76,25 +76,17 @@ fn reading_minutes(words: i32) -> i32 {
     ((words + WORDS_PER_MINUTE - 1) / WORDS_PER_MINUTE).max(1)
 }
 
-/// A story for templates, with its cover figure (from `covers`, loaded in one query).
-fn story_value(story: &StoryRow, covers: &HashMap<i64, media::Media>) -> Value {
-    let cover = story.cover_id.and_then(|id| covers.get(&id)).map(media::figure_value);
+/// A story for templates, with its cover figure (the cover row comes joined to the story).
+fn story_value(story: &StoryRow) -> Value {
+    let cover = story.cover.as_ref().map(media::figure_value);
     context! {
         ..Value::from(minijinja::value::Serde(story)),
         ..context! { cover => cover, reading_minutes => reading_minutes(story.word_count) }
     }
 }
 
-/// One story for templates, with its cover.
-async fn story_with_cover(db: &sqlx::PgPool, story: &StoryRow) -> Result<Value> {
-    let covers = media::find_many(db, story.cover_id.as_slice()).await?;
-    Ok(story_value(story, &covers))
-}
-
-async fn story_values(ctx: &Ctx, stories: &[StoryRow]) -> Result<Vec<Value>> {
-    let ids: Vec<i64> = stories.iter().filter_map(|s| s.cover_id).collect();
-    let covers = crate::replica_read!(ctx.state.db, db => media::find_many(db, &ids))?;
-    Ok(stories.iter().map(|s| story_value(s, &covers)).collect())
+fn story_values(stories: &[StoryRow]) -> Vec<Value> {
+    stories.iter().map(story_value).collect()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,7 +100,7 @@ async fn listing_page(ctx: &Ctx, template: &str, listing: Listing<'_>, q: &PageQ
     let cursor = Cursor::decode(&q.after);
     let (stories, next) = crate::replica_read!(ctx.state.db, db => db::published(db, listing, cursor))?;
     let vars = context! {
-        stories => story_values(ctx, &stories).await?,
+        stories => story_values(&stories),
         next => next.map(|c| c.encode()),
         ..extra
     };
@@ -226,10 +218,9 @@ async fn create(ctx: Ctx, req: &Request, body: Body) -> Result<Response> {
 
 #[handler]
 async fn show(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
-    let story = visible_story(&ctx, id).await?;
-    let chapters = crate::replica_read!(ctx.state.db, db => db::chapters_of(db, id))?;
-    let covers = crate::replica_read!(ctx.state.db, db => media::find_many(db, story.cover_id.as_slice()))?;
-    let story_v = story_value(&story, &covers);
+    let (story, chapters) = crate::replica_read!(ctx.state.db, db => db::page(db, id))?.ok_or(Error::NotFound)?;
+    let story = may_see(&ctx, Some(story))?;
+    let story_v = story_value(&story);
     let author = is_author(ctx.user(), &story);
     ctx.render(
         "stories/show.html",
@@ -247,7 +238,7 @@ async fn show(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
 #[handler]
 async fn edit_page(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
     let (story, user) = authored_story(&ctx, id).await?;
-    let story_v = story_with_cover(ctx.state.db.primary(), &story).await?;
+    let story_v = story_value(&story);
     ctx.render(
         "stories/edit.html",
         context! {
@@ -278,7 +269,7 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
         errors.insert("status", "Confirm your email address before publishing: use the link we sent you, or send it again.".into());
     }
     if !errors.is_empty() {
-        let story_v = story_with_cover(ctx.state.db.primary(), &story).await?;
+        let story_v = story_value(&story);
         return ctx.render_form(
             image_status,
             "stories/edit.html",
@@ -331,7 +322,7 @@ async fn add_chapter(ctx: Ctx, Path(id): Path<i64>, form::Form(form): form::Form
     }
     if !errors.is_empty() {
         let chapters = db::chapters_of(ctx.state.db.primary(), id).await?;
-        let story_v = story_with_cover(ctx.state.db.primary(), &story).await?;
+        let story_v = story_value(&story);
         return ctx.render_form(
             StatusCode::UNPROCESSABLE_ENTITY,
             "stories/show.html",
@@ -397,7 +388,7 @@ async fn profile(ctx: Ctx, Path(username): Path<String>, Query(q): Query<PageQue
         author => Value::from(minijinja::value::Serde(&author)),
         avatar => avatar,
         own => own,
-        drafts => story_values(&ctx, &drafts).await?,
+        drafts => story_values(&drafts),
         page_url => format!("/u/{}", author.username),
     };
     listing_page(&ctx, "stories/profile.html", Listing::Author(author.id), &q, extra).await

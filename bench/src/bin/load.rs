@@ -29,7 +29,7 @@
 //!    reset before each scenario through /proc/PID/clear_refs);
 //! 5. measures the references: `GET /ping` of the bare server (no database: the HTTP
 //!    ceiling of poem here), a static file through the real app's middleware,
-//!    `pgbench` running the story page's three statements (the database ceiling), and
+//!    `pgbench` running the story page's statement (the database ceiling), and
 //!    the bare story page (`bench/src/bin/bare.rs`: same SQL and template, nothing else),
 //!    also as two processes with the same pool size;
 //! 6. unless `--quick`: pool-size sweeps (bare server and pgbench), two diagnostics
@@ -228,7 +228,7 @@ fn run(o: &Options, stack: &mut Stack) -> R<()> {
     }
     interrupted()?;
     let pgb = pgbench(&pg, &logs, 2 * pool_size, o.duration)?;
-    println!("reference: pgbench, the story page's 3 statements, -c {} -j 2: {:.0} pages/s (latency {:.2} ms)", 2 * pool_size, pgb.tps, pgb.latency_ms);
+    println!("reference: pgbench, the story page's statement, -c {} -j 2: {:.0} pages/s (latency {:.2} ms)", 2 * pool_size, pgb.tps, pgb.latency_ms);
 
     // ---- extras (before the login POST, which grows the web processes) ----
     let mut extras = Extras::default();
@@ -1238,14 +1238,10 @@ struct PgbenchResult {
 }
 
 fn pgbench(pg: &Pg, dir: &Path, clients: u32, duration: u64) -> R<PgbenchResult> {
-    // The story page's statements, as sqlx sends them: prepared, one round trip each.
-    let script = format!(
-        r#"\set id random(1, {STORIES})
-SELECT s.id, s.author_id, u.username AS author_username, u.display_name AS author_display_name, s.title, s.summary, s.status, s.published_at, s.cover_id, s.chapter_count, s.word_count, s.created_at, coalesce((SELECT array_agg(t.name ORDER BY t.name) FROM story_tags st JOIN tags t ON t.id = st.tag_id WHERE st.story_id = s.id), ARRAY[]::text[]) AS tags FROM stories s JOIN users u ON u.id = s.author_id WHERE s.id = :id;
-SELECT number, title, word_count, created_at FROM chapters WHERE story_id = :id ORDER BY number;
-SELECT id, owner_id, status, error, width, height, variants FROM media WHERE id = ANY(ARRAY[:id]::bigint[]);
-"#
-    );
+    // The story page's statement, as sqlx sends it (prepared), taken from the app itself;
+    // pgbench wants it on one line.
+    let sql = app::stories::db::PAGE_SQL.replace("$1", ":id").split_whitespace().collect::<Vec<_>>().join(" ");
+    let script = format!("\\set id random(1, {STORIES})\n{sql};\n");
     let file = dir.join("pgbench-story.sql");
     fs::write(&file, script).map_err(|e| e.to_string())?;
     let log = dir.join(format!("pgbench-c{clients}.txt"));
@@ -1449,7 +1445,7 @@ impl Report<'_> {
         }
         let _ = writeln!(
             s,
-            "| database ceiling: pgbench, the story page's 3 statements (-M prepared -c {} -j 2) | — | {:.0} pages/s | — | {:.2} ms avg | — | — | — | — |\n",
+            "| database ceiling: pgbench, the story page's statement (-M prepared -c {} -j 2) | — | {:.0} pages/s | — | {:.2} ms avg | — | — | — | — |\n",
             self.pgbench.clients, self.pgbench.tps, self.pgbench.latency_ms
         );
         let _ = writeln!(
