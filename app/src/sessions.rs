@@ -85,6 +85,7 @@ struct Row {
 }
 
 /// A live session as the middleware needs it.
+#[derive(Debug, Clone)]
 pub struct Found {
     pub public_id: i64,
     pub user: CurrentUser,
@@ -236,6 +237,63 @@ pub fn csrf_token_for(secret_key: &[u8], seed: &str) -> String {
     tokens::hmac(secret_key, format!("csrf|{seed}").as_bytes())
 }
 
+// ---- lookup cache ------------------------------------------------------------------
+
+/// Signed, short-lived: this visitor wrote a moment ago, so every web process looks their
+/// session up afresh instead of trusting its cache (their own changes show at once).
+pub const WROTE_COOKIE: &str = "quire_w";
+
+/// Recently looked-up sessions, per process, for `CACHE_TTL`. A logged-in page then
+/// costs one round trip, like an anonymous one (bench/load: the lookup was a quarter of
+/// the logged-in story page). What it costs: a session revoked or deleted through
+/// another web process keeps working here for up to `CACHE_TTL`; through this process,
+/// never (logout, revocation and password changes evict at once). After a write the
+/// visitor carries `WROTE_COOKIE` for longer than the TTL, so no process serves them a
+/// cached (older) view of their own account.
+pub struct SessionCache {
+    entries: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (std::time::Instant, Found)>>,
+}
+
+pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+const CACHE_MAX: usize = 50_000;
+
+impl Default for SessionCache {
+    fn default() -> Self {
+        SessionCache { entries: std::sync::Mutex::new(std::collections::HashMap::new()) }
+    }
+}
+
+impl SessionCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Vec<u8>, (std::time::Instant, Found)>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, token: &str) -> Option<Found> {
+        let map = self.lock();
+        map.get(&tokens::hash_token(token)).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, f)| f.clone())
+    }
+
+    fn put(&self, token: &str, found: &Found) {
+        let mut map = self.lock();
+        if map.len() >= CACHE_MAX {
+            map.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+            if map.len() >= CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert(tokens::hash_token(token), (std::time::Instant::now(), found.clone()));
+    }
+
+    pub fn forget(&self, token: &str) {
+        self.lock().remove(&tokens::hash_token(token));
+    }
+
+    /// Drops every cached session of `user_id` (revocation, password change).
+    pub fn forget_user(&self, user_id: i64) {
+        self.lock().retain(|_, (_, f)| f.user.id != user_id);
+    }
+}
+
 // ---- middleware --------------------------------------------------------------------
 
 /// Resolves the request's session (one indexed query when a cookie is present, none
@@ -262,11 +320,19 @@ impl<E: Endpoint> Endpoint for SessionsEndpoint<E> {
         let jar = req.cookie().clone();
 
         let mut session = None;
+        let wrote_lately = jar.signed_with_key(&state.cookie_key).get(WROTE_COOKIE).is_some();
         if let Some(c) = jar.get(COOKIE) {
             let token = c.value_str().to_string();
-            match lookup(state.db.primary(), &token).await.map_err(crate::error::Error::from)? {
+            let cached = if wrote_lately { None } else { state.session_cache.get(&token) };
+            match cached {
                 Some(found) => session = Some((token, found)),
-                None => expire(&jar, COOKIE, secure),
+                None => match lookup(state.db.primary(), &token).await.map_err(crate::error::Error::from)? {
+                    Some(found) => {
+                        state.session_cache.put(&token, &found);
+                        session = Some((token, found))
+                    }
+                    None => expire(&jar, COOKIE, secure),
+                },
             }
         }
         let mut floor = 0;
@@ -301,10 +367,16 @@ impl<E: Endpoint> Endpoint for SessionsEndpoint<E> {
         if let Some(slot) = req.extensions().get::<SessionSlot>() {
             let _ = slot.set(request_session.clone());
         }
+        let old_token = request_session.token.clone();
         req.extensions_mut().insert(request_session);
 
+        let writes = !req.method().is_safe();
         if !state.db.has_replicas() {
-            return self.inner.call(req).await.map(IntoResponse::into_response);
+            let result = self.inner.call(req).await.map(IntoResponse::into_response);
+            if writes || ReadScope::current_wrote() {
+                after_write(&state, &jar, old_token.as_deref(), secure);
+            }
+            return result;
         }
 
         // Read-your-writes (the `ReadRouting` layer outside opened the scope). The floor
@@ -313,15 +385,30 @@ impl<E: Endpoint> Endpoint for SessionsEndpoint<E> {
         let signed = jar.signed_with_key(&state.cookie_key);
         let cookie_floor = signed.get(LSN_COOKIE).and_then(|c| c.value_str().parse::<Lsn>().ok());
         ReadScope::raise_floor(floor.max(cookie_floor.unwrap_or(0)));
-        let writes = !req.method().is_safe();
         let result = self.inner.call(req).await.map(IntoResponse::into_response);
         if writes || ReadScope::current_wrote() {
+            after_write(&state, &jar, old_token.as_deref(), secure);
             remember_write(&state, &jar, secure).await;
         } else if cookie_floor.is_some_and(|lsn| state.db.all_replicas_reached(lsn)) {
             // Every replica has caught up with this visitor: stop pinning.
             expire(&jar, LSN_COOKIE, secure);
         }
         result
+    }
+}
+
+/// After a request that wrote: this process forgets the visitor's cached session (before
+/// and after: login and logout change it), and the visitor is marked as having written,
+/// so the other processes skip their caches for them too.
+fn after_write(state: &AppState, jar: &CookieJar, old_token: Option<&str>, secure: bool) {
+    if let Some(t) = old_token {
+        state.session_cache.forget(t);
+    }
+    if let Some(c) = jar.get(COOKIE) {
+        state.session_cache.forget(c.value_str());
+        let mut w = cookie(WROTE_COOKIE, "1", None, secure);
+        w.set_max_age(CACHE_TTL + std::time::Duration::from_secs(2));
+        jar.signed_with_key(&state.cookie_key).add(w);
     }
 }
 

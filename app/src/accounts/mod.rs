@@ -308,6 +308,7 @@ async fn reset(ctx: Ctx, Path(token): Path<String>, Form(form): Form<ResetForm>)
     // Whoever had the old password is logged out everywhere.
     let ended = sessions::delete_all_for_user(&mut tx, user_id).await?;
     tx.commit().await?;
+    ctx.state.session_cache.forget_user(user_id);
     tracing::info!(user_id, sessions_ended = ended, "password reset");
     sessions::expire(ctx.cookies(), sessions::COOKIE, ctx.secure_cookies());
     ctx.flash("success", "Your password has been changed. Log in with your new password.");
@@ -408,6 +409,7 @@ async fn revoke_session(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
     if !sessions::revoke(ctx.state.db.primary(), user.id, id).await? {
         return Err(Error::NotFound);
     }
+    ctx.state.session_cache.forget_user(user.id);
     if ctx.session.session_id == Some(id) {
         sessions::expire(ctx.cookies(), sessions::COOKIE, ctx.secure_cookies());
         ctx.flash("info", "You ended this session and are now logged out.");

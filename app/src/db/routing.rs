@@ -130,24 +130,22 @@ impl ReadScope {
 /// Development and test only: which pools answered the request's reads.
 pub const READ_POOL_HEADER: &str = "x-read-pool";
 
-/// Middleware: runs each page request inside a `ReadScope` (when replicas are configured)
-/// and, outside production, names the pools that answered its reads in `X-Read-Pool`.
-/// It sits outside the error pages, so a 404 says where its read went too.
+/// Middleware: runs each page request inside a `ReadScope` and, outside production with
+/// replicas, names the pools that answered its reads in `X-Read-Pool`. It sits outside
+/// the error pages, so a 404 says where its read went too.
 pub struct ReadRouting {
-    pub enabled: bool,
     pub expose: bool,
 }
 
 impl<E: poem::Endpoint> poem::Middleware<E> for ReadRouting {
     type Output = ReadRoutingEndpoint<E>;
     fn transform(&self, inner: E) -> Self::Output {
-        ReadRoutingEndpoint { inner, enabled: self.enabled, expose: self.expose }
+        ReadRoutingEndpoint { inner, expose: self.expose }
     }
 }
 
 pub struct ReadRoutingEndpoint<E> {
     inner: E,
-    enabled: bool,
     expose: bool,
 }
 
@@ -156,9 +154,6 @@ impl<E: poem::Endpoint> poem::Endpoint for ReadRoutingEndpoint<E> {
 
     async fn call(&self, req: poem::Request) -> poem::Result<poem::Response> {
         use poem::IntoResponse;
-        if !self.enabled {
-            return self.inner.call(req).await.map(IntoResponse::into_response);
-        }
         let scope = ReadScope::new(0);
         let mut response = scope.run(self.inner.call(req)).await.map(IntoResponse::into_response)?;
         let served_by = scope.served_by();

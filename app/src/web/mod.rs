@@ -34,6 +34,8 @@ pub struct Inner {
     pub cookie_key: CookieKey,
     /// Uploaded originals (private) and their processed variants.
     pub storage: crate::storage::Storage,
+    /// Recently looked-up sessions (see `sessions::SessionCache`).
+    pub session_cache: crate::sessions::SessionCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -58,6 +60,7 @@ impl AppState {
             statics,
             limiter: RateLimiter::in_process(),
             cookie_key,
+            session_cache: Default::default(),
         })))
     }
 }
@@ -81,7 +84,7 @@ pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
         .with(csrf::CsrfProtection)
         .with(Sessions)
         .with(error_pages::ErrorPages)
-        .with(crate::db::routing::ReadRouting { enabled: state.db.has_replicas(), expose: !secure })
+        .with(crate::db::routing::ReadRouting { expose: !secure && state.db.has_replicas() })
         .with(CookieJarManager::with_key(state.cookie_key.clone()));
     Route::new()
         .at("/health", get(health::health))

@@ -176,7 +176,7 @@ fn run(o: &Options, stack: &mut Stack) -> R<()> {
         wait_http(port, path, Duration::from_secs(30))?;
     }
     println!("web on :{p1} and :{p2} (pid {web1}, {web2}), worker pid {worker}, bare on :{b1} and :{b2} (pid {bare1}, {bare2})");
-    println!("pool: the app sizes each process's pool to 2 × cores clamped to 4..16 = {pool_size} here (no override variable); bare uses the same");
+    println!("pool: the app sizes each process's pool to 2 × cores clamped to 4..16 = {pool_size} here (DATABASE_POOL_SIZE overrides it); bare uses the same");
 
     // ---- what the scenarios need ----
     let prep = Prepared::fetch(p1, p2, b1, &pg)?;
