@@ -21,6 +21,11 @@ use tracing::Instrument;
 use crate::mailer::Mailer;
 
 /// What every handler may use.
+///
+/// Handlers read and write through `db.primary()`: a job is enqueued in the same
+/// transaction as the rows it is about, and a replica may not have replayed them yet. A
+/// job that only reads data known to be old (a nightly export, say) may choose
+/// `db.replica()` explicitly; none does today.
 pub struct JobContext {
     pub db: Db,
     pub storage: app::storage::Storage,
