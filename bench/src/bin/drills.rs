@@ -36,6 +36,7 @@
 //! A dated section with the machine's CPU and core count and the summary table is appended
 //! to `bench/RESULTS.md` (unless `--no-record`). Not part of `bin/test`.
 
+use bench::Machine;
 use std::{
     collections::HashMap,
     fmt::Write as _,
@@ -1397,26 +1398,6 @@ fn pool_figures(before: &Res<Vec<String>>, after: &Res<Vec<String>>) -> String {
 
 // ---- machine and RESULTS.md -----------------------------------------------------------
 
-struct Machine {
-    cpu: String,
-    cores: usize,
-    load: String,
-}
-
-impl Machine {
-    fn read() -> Machine {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_owned()))
-            .unwrap_or_else(|| "unknown CPU".into());
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let load = std::fs::read_to_string("/proc/loadavg")
-            .ok()
-            .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-            .unwrap_or_else(|| "?".into());
-        Machine { cpu, cores, load }
-    }
-}
 
 fn results_section(machine: &Machine, options: &Options, outcomes: &[Outcome]) -> String {
     let mut s = String::new();

@@ -21,6 +21,7 @@
 //! and an 8000×5000 RGBA PNG), each in a fresh child process, and reports their time
 //! and peak memory (maximum resident set size of that process).
 
+use bench::Machine;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -310,28 +311,6 @@ fn pin_to_one_cpu() -> usize {
     }
 }
 
-struct Machine {
-    cpu: String,
-    cores: usize,
-    /// /proc/loadavg's 1-minute figure at start: other work on the machine inflates
-    /// wall times (CPU times much less).
-    load: String,
-}
-
-impl Machine {
-    fn read() -> Machine {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_owned()))
-            .unwrap_or_else(|| "unknown CPU".into());
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let load = std::fs::read_to_string("/proc/loadavg")
-            .ok()
-            .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-            .unwrap_or_else(|| "?".into());
-        Machine { cpu, cores, load }
-    }
-}
 
 // ---- vipsthumbnail --------------------------------------------------------------------
 

@@ -39,6 +39,7 @@
 //! Finally the worker gets SIGTERM and must exit cleanly. Each run appends a dated
 //! section to bench/RESULTS.md (unless `--no-record`).
 
+use bench::Machine;
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -589,28 +590,6 @@ async fn run(o: &Options, srv: &Server, pool: &PgPool, dbid: u32, exe: &Path, di
 
 // ---- Machine, RESULTS.md --------------------------------------------------------------
 
-struct Machine {
-    cpu: String,
-    cores: usize,
-    /// /proc/loadavg's 1-minute figure at start: other work on the machine slows
-    /// everything here (the worker and PostgreSQL share the same cores).
-    load: String,
-}
-
-impl Machine {
-    fn read() -> Machine {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_owned()))
-            .unwrap_or_else(|| "unknown CPU".into());
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let load = std::fs::read_to_string("/proc/loadavg")
-            .ok()
-            .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-            .unwrap_or_else(|| "?".into());
-        Machine { cpu, cores, load }
-    }
-}
 
 fn results_section(o: &Options, m: &Machine, srv: &Server, r: &Results) -> String {
     let n = o.jobs;
