@@ -23,3 +23,19 @@ impl Machine {
         Machine { cpu, cores, load }
     }
 }
+
+/// `YYYY-MM-DD` (UTC), for the dated sections of bench/RESULTS.md.
+pub fn today_utc() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+/// Appends `section` to bench/RESULTS.md (`path`), creating it with a title if missing.
+pub fn append_results(path: &std::path::Path, section: &str) {
+    use std::io::Write;
+    let new = !path.exists();
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open RESULTS.md");
+    if new {
+        let _ = f.write_all(b"# Benchmark results\n\nAppended by the programs under bench/src/bin.\n");
+    }
+    f.write_all(section.as_bytes()).expect("write RESULTS.md");
+}

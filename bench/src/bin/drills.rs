@@ -36,7 +36,7 @@
 //! A dated section with the machine's CPU and core count and the summary table is appended
 //! to `bench/RESULTS.md` (unless `--no-record`). Not part of `bin/test`.
 
-use bench::Machine;
+use bench::{Machine, append_results, today_utc};
 use std::{
     collections::HashMap,
     fmt::Write as _,
@@ -158,7 +158,7 @@ fn main() {
     }
     if options.record {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md");
-        append(&path, &results_section(&machine, &options, &outcomes));
+        append_results(&path, &results_section(&machine, &options, &outcomes));
         println!("\nappended to {}", path.display());
     }
     if outcomes.iter().any(|o| o.verdict == Verdict::Fail) {
@@ -1429,26 +1429,4 @@ fn results_section(machine: &Machine, options: &Options, outcomes: &[Outcome]) -
     s
 }
 
-fn append(path: &Path, section: &str) {
-    let new = !path.exists();
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open RESULTS.md");
-    if new {
-        let _ = f.write_all(b"# Benchmark results\n\nAppended by the programs under bench/src/bin.\n");
-    }
-    f.write_all(section.as_bytes()).expect("write RESULTS.md");
-}
 
-/// `YYYY-MM-DD` (UTC) from the system clock.
-fn today_utc() -> String {
-    let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}

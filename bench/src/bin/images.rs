@@ -21,7 +21,7 @@
 //! and an 8000×5000 RGBA PNG), each in a fresh child process, and reports their time
 //! and peak memory (maximum resident set size of that process).
 
-use bench::Machine;
+use bench::{Machine, append_results, today_utc};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -149,7 +149,7 @@ fn main() {
         if let Some(worst) = &worst {
             let _ = writeln!(section, "\nLargest accepted inputs (40 MP), each in a fresh process: {}.", worst.join("; "));
         }
-        append(&path, &section);
+        append_results(&path, &section);
         println!("\nappended to {}", path.display());
     }
 }
@@ -566,30 +566,4 @@ fn results_section(
     s
 }
 
-fn append(path: &Path, section: &str) {
-    use std::io::Write;
-    let new = !path.exists();
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open RESULTS.md");
-    if new {
-        let _ = f.write_all(
-            b"# Media pipeline benchmark results\n\nAppended by `cargo run --release -p bench --bin images` (see bench/src/bin/images.rs).\n",
-        );
-    }
-    f.write_all(section.as_bytes()).expect("write RESULTS.md");
-}
 
-/// `YYYY-MM-DD` (UTC) from the system clock.
-fn today_utc() -> String {
-    let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0) as i64;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}

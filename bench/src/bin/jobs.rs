@@ -39,7 +39,7 @@
 //! Finally the worker gets SIGTERM and must exit cleanly. Each run appends a dated
 //! section to bench/RESULTS.md (unless `--no-record`).
 
-use bench::Machine;
+use bench::{Machine, append_results, today_utc};
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -438,7 +438,7 @@ async fn main() {
     let section = results_section(&o, &machine, &srv, &r);
     println!("{section}");
     if o.record {
-        append(&Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"), &section);
+        append_results(&Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"), &section);
         println!("(appended to bench/RESULTS.md)");
     }
 }
@@ -627,24 +627,4 @@ fn results_section(o: &Options, m: &Machine, srv: &Server, r: &Results) -> Strin
     s
 }
 
-fn append(path: &Path, section: &str) {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open RESULTS.md");
-    f.write_all(section.as_bytes()).expect("write RESULTS.md");
-}
 
-/// `YYYY-MM-DD` (UTC) from the system clock.
-fn today_utc() -> String {
-    let days = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0) as i64;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
