@@ -1,7 +1,9 @@
-//! One error type for handlers. Each variant maps to a status and a message that is safe
-//! to show; internal errors are logged with the request id and shown as a generic 500.
+//! One error type for handlers. Each variant maps to a status (`web::error_pages`) and a
+//! message that is safe to show; internal errors are logged with the request id and shown
+//! as a generic 500.
 
-use poem::{error::ResponseError, http::StatusCode};
+/// A form's errors by field name, as templates show them next to each input.
+pub type FieldErrors = std::collections::BTreeMap<&'static str, String>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -29,22 +31,6 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl ResponseError for Error {
-    fn status(&self) -> StatusCode {
-        match self {
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::NotFound => StatusCode::NOT_FOUND,
-            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Error::LoginRequired(_) => StatusCode::SEE_OTHER,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {

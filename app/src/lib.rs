@@ -1,25 +1,27 @@
 //! Quire's shared library: everything the `web` binary serves and the `worker` binary
-//! needs to share with it (configuration, database, job payloads, templates).
+//! needs to share with it.
+//!
+//! - Infrastructure, with no HTTP in it: `config`, `db`, `storage`, `templates`,
+//!   `markdown`, `tokens`, `ratelimit`, `telemetry`, `shutdown`, `error`, and `jobs` (the
+//!   payloads `web` enqueues and `worker` runs).
+//! - `web`: every piece of HTTP — the route table, middleware, static files, ops pages.
+//! - One module per feature area (`accounts`, `sessions`, `stories`, `media`), each
+//!   owning its tables (`db.rs` or a module named for them) and its pages (`pages.rs`).
 
 pub mod accounts;
-pub mod compression;
 pub mod config;
 pub mod db;
-pub mod dev_mail;
 pub mod error;
-pub mod health;
 pub mod jobs;
 pub mod markdown;
 pub mod media;
-pub mod metrics;
 pub mod ratelimit;
 pub mod seed;
 pub mod sessions;
-pub mod static_files;
+pub mod shutdown;
 pub mod storage;
 pub mod stories;
 pub mod telemetry;
 pub mod templates;
 pub mod tokens;
-pub mod uploads;
 pub mod web;

@@ -8,7 +8,7 @@ use crate::{
     markdown,
     media::{self, Purpose},
     stories::db as stories,
-    uploads::{ImageKind, ImageUpload},
+    media::upload::{ImageKind, ImageUpload},
 };
 
 /// Demo accounts; all share the password below and have confirmed emails.
@@ -109,7 +109,7 @@ pub async fn run(db: &Db, storage: &crate::storage::Storage) -> anyhow::Result<(
             height: h,
             original_name: "cover.png".into(),
         };
-        let cover_id = media::create(&mut tx, storage, author_id, Purpose::Cover, &cover, None).await?;
+        let cover_id = media::db::create(&mut tx, storage, author_id, Purpose::Cover, &cover, None).await?;
         let id = stories::insert(&mut tx, &stories::NewStory { author_id, title: demo.title, summary: demo.summary, cover_id: Some(cover_id) }).await?;
         let tags: Vec<String> = demo.tags.iter().map(|t| t.to_string()).collect();
         stories::set_tags(&mut tx, id, &tags).await?;

@@ -13,7 +13,7 @@ const PW: &str = "correct horse battery";
 /// max-age (`CACHE_TTL` + 2 s); the test client keeps cookies forever, so we drop it.
 async fn after_the_write_window(b: &TestApp) {
     tokio::time::sleep(app::sessions::CACHE_TTL + Duration::from_millis(2500)).await;
-    b.set_cookie(app::sessions::WROTE_COOKIE, "");
+    b.set_cookie(app::web::cookies::WROTE_COOKIE, "");
 }
 
 #[tokio::test]
@@ -23,7 +23,7 @@ async fn a_session_deleted_elsewhere_lives_at_most_the_ttl_here_and_local_revoca
     let laptop = app.new_browser();
     laptop.login("uma", PW).await.assert_status(303);
     after_the_write_window(&laptop).await;
-    app.set_cookie(app::sessions::WROTE_COOKIE, "");
+    app.set_cookie(app::web::cookies::WROTE_COOKIE, "");
 
     // Both browsers are now served from the cache after one lookup each.
     app.get("/settings").await.assert_status(200);

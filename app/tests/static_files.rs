@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, LazyLock},
 };
 
-use app::{compression::Compression, static_files::StaticFiles};
+use app::web::{compression::Compression, static_files::StaticFiles};
 use poem::{
     Endpoint, EndpointExt, Request, Response, Route,
     endpoint::make_sync,

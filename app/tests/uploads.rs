@@ -14,8 +14,8 @@ use std::{
 
 use app::{
     sessions::RequestSession,
-    uploads::{self, ImageKind, MAX_IMAGE_BYTES},
-    web::csrf::CsrfProtection,
+    media::upload::{ImageKind, MAX_IMAGE_BYTES, UploadError},
+    web::{csrf::CsrfProtection, uploads},
 };
 use bytes::Bytes;
 use common::TestApp;
@@ -290,7 +290,7 @@ async fn an_11_mib_file_is_413_after_a_bounded_drain() {
     assert_eq!(a.status, 413, "{}", a.body);
     let pulled = pulled.load(Ordering::SeqCst);
     // The rest of an 11 MiB body is drained, so a browser still uploading sees the page.
-    assert!(pulled as u64 <= app::uploads::DRAIN_LIMIT_BYTES + 3 * 64 * 1024, "read {pulled} of {total} bytes");
+    assert!(pulled as u64 <= app::web::uploads::DRAIN_LIMIT_BYTES + 3 * 64 * 1024, "read {pulled} of {total} bytes");
     // A body far beyond the drain limit is cut off there.
     let mut data = png(3, 2, None);
     data.resize(40 * 1024 * 1024, 0);
@@ -299,7 +299,7 @@ async fn an_11_mib_file_is_413_after_a_bounded_drain() {
     let (body, pulled) = counted_body(body, 64 * 1024);
     assert_eq!(send(&content_type(), body).await.status, 413);
     let pulled = pulled.load(Ordering::SeqCst);
-    assert!(pulled < total && pulled as u64 <= app::uploads::DRAIN_LIMIT_BYTES + 3 * 64 * 1024, "read {pulled} of {total} bytes");
+    assert!(pulled < total && pulled as u64 <= app::web::uploads::DRAIN_LIMIT_BYTES + 3 * 64 * 1024, "read {pulled} of {total} bytes");
     // Exactly 10 MiB is accepted.
     let mut data = png(3, 2, None);
     data.resize(MAX_IMAGE_BYTES, 0);
@@ -359,7 +359,7 @@ async fn a_rejected_image_keeps_the_other_fields_for_the_form() {
     let body = multipart(&[Part::Text("title", b"My story"), file("x.jpg", b"text"), Part::Text("summary", b"After the file")]);
     let req = Request::builder().content_type(&content_type()).finish();
     let rejection = uploads::read_multipart_keeping_fields(&req, Body::from(body), "cover").await.unwrap_err();
-    assert_eq!(rejection.error.status(), 400);
+    assert_eq!(rejection.error.http_status(), 400);
     assert_eq!(rejection.error.to_string(), "Only JPEG, PNG and WebP images are accepted.");
     assert_eq!(rejection.fields.get("title").map(String::as_str), Some("My story"));
     assert_eq!(rejection.fields.get("summary").map(String::as_str), Some("After the file"));
@@ -369,11 +369,11 @@ async fn a_rejected_image_keeps_the_other_fields_for_the_form() {
     big.resize(11 * 1024 * 1024, 0);
     let body = multipart(&[Part::Text("title", b"Big one"), file("big.png", &big)]);
     let rejection = uploads::read_multipart_keeping_fields(&req, Body::from(body), "cover").await.unwrap_err();
-    assert_eq!(rejection.error, uploads::UploadError::TooLarge);
-    assert_eq!(rejection.error.status(), 413);
+    assert_eq!(rejection.error, UploadError::TooLarge);
+    assert_eq!(rejection.error.http_status(), 413);
     assert_eq!(rejection.fields.get("title").map(String::as_str), Some("Big one"));
     // And the mapping into the app's error type.
-    assert!(matches!(app::error::Error::from(uploads::UploadError::TooLarge), app::error::Error::PayloadTooLarge));
+    assert!(matches!(app::error::Error::from(UploadError::TooLarge), app::error::Error::PayloadTooLarge));
     assert_eq!(ImageKind::Jpeg.extension(), "jpg");
 }
 

@@ -70,7 +70,7 @@ async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     let scheduler = tokio::spawn(worker::scheduler::run(db.clone()));
     let result = worker::runtime::monitor(ctx, &options)
         .run_with_signal(async {
-            app::web::shutdown_signal().await;
+            app::shutdown::signal().await;
             Ok(())
         })
         .await;

@@ -1,9 +1,7 @@
 //! Form validation for accounts: the same rules as the schema's CHECK constraints, with
 //! messages a person can act on.
 
-use std::collections::BTreeMap;
-
-pub type FieldErrors = BTreeMap<&'static str, String>;
+pub use crate::error::FieldErrors;
 
 pub const PASSWORD_MIN: usize = 10;
 /// Hashing is deliberately expensive; refuse novels as passwords.

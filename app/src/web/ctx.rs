@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    sessions::{self, CurrentUser, RequestSession},
-    web::{AppState, request_id::RequestId},
+    sessions::{CurrentUser, RequestSession},
+    web::{AppState, cookies, request_id::RequestId},
 };
 
 const FLASH_COOKIE: &str = "quire_flash";
@@ -118,7 +118,7 @@ impl Ctx {
         let mut all = self.flash.clone();
         all.push(Flash { level: level.into(), message: message.into() });
         let value = serde_json::to_string(&all).unwrap_or_default();
-        let c = sessions::cookie(FLASH_COOKIE, &value, None, self.secure_cookies());
+        let c = cookies::cookie(FLASH_COOKIE, &value, None, self.secure_cookies());
         self.jar.signed_with_key(&self.state.cookie_key).add(c);
     }
 
@@ -130,7 +130,7 @@ impl Ctx {
     /// Renders a full page. Flash messages shown on it are consumed.
     pub fn render_status(&self, status: StatusCode, template: &str, extra: Value) -> Result<Response> {
         if !self.flash.is_empty() {
-            sessions::expire(&self.jar, FLASH_COOKIE, self.secure_cookies());
+            cookies::expire(&self.jar, FLASH_COOKIE, self.secure_cookies());
         }
         let html = self.state.templates.render(template, self.globals(extra))?;
         Ok(html_response(status, html))

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use minijinja::context;
 use poem::{
     Endpoint, IntoResponse, Middleware, Request, Response,
+    error::ResponseError,
     http::{StatusCode, header},
 };
 
@@ -19,6 +20,24 @@ use crate::{
         request_id::RequestId,
     },
 };
+
+/// The status each error is answered with.
+impl ResponseError for Error {
+    fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound => StatusCode::NOT_FOUND,
+            Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::LoginRequired(_) => StatusCode::SEE_OTHER,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 
 pub struct ErrorPages;
 

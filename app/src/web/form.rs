@@ -79,7 +79,7 @@ impl<'a, T: DeserializeOwned> FromRequest<'a> for Form<T> {
 /// The image field of a form, as read.
 pub enum ImageField {
     None,
-    Some(crate::uploads::ImageUpload),
+    Some(crate::media::upload::ImageUpload),
     /// Refused (not an image, damaged, too many pixels: 400; too large: 413), with the
     /// reason to show on the form.
     Rejected { status: poem::http::StatusCode, message: String },
@@ -99,11 +99,11 @@ pub async fn fields_and_image(
         let fields = pairs(&bytes)?.into_iter().rev().collect();
         return Ok((fields, ImageField::None));
     }
-    match crate::uploads::read_multipart_keeping_fields(req, body, image_field).await {
+    match crate::web::uploads::read_multipart_keeping_fields(req, body, image_field).await {
         Ok(parsed) => Ok((parsed.fields, parsed.image.map_or(ImageField::None, ImageField::Some))),
         Err(rejection) => Ok((
             rejection.fields,
-            ImageField::Rejected { status: rejection.error.status(), message: rejection.error.to_string() },
+            ImageField::Rejected { status: crate::web::uploads::status_of(&rejection.error), message: rejection.error.to_string() },
         )),
     }
 }

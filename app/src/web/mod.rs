@@ -1,11 +1,18 @@
 //! The HTTP side: shared state, the route table and the middleware stack.
 
+pub mod compression;
+pub mod cookies;
 pub mod csrf;
 pub mod ctx;
 pub mod error_pages;
 pub mod form;
 pub mod headers;
+pub mod ops;
+pub mod read_routing;
 pub mod request_id;
+pub mod session_layer;
+pub mod static_files;
+pub mod uploads;
 
 use std::{sync::Arc, time::Duration};
 
@@ -17,9 +24,11 @@ use poem::{
 };
 
 use crate::{
-    accounts, compression::Compression, config::Config, db::Db, health, ratelimit::RateLimiter,
-    sessions::Sessions, static_files::StaticFiles, templates::Templates,
+    accounts, config::Config, db::Db, media, ratelimit::RateLimiter, sessions::SessionStore, stories,
+    templates::Templates,
 };
+use compression::Compression;
+use static_files::StaticFiles;
 
 /// Everything a handler may need, cloned cheaply into each request.
 #[derive(Clone)]
@@ -34,8 +43,8 @@ pub struct Inner {
     pub cookie_key: CookieKey,
     /// Uploaded originals (private) and their processed variants.
     pub storage: crate::storage::Storage,
-    /// Recently looked-up sessions (see `sessions::SessionCache`).
-    pub session_cache: crate::sessions::SessionCache,
+    /// Sessions, with this process's lookup cache.
+    pub sessions: SessionStore,
 }
 
 impl std::ops::Deref for AppState {
@@ -55,23 +64,24 @@ impl AppState {
         Ok(AppState(Arc::new(Inner {
             storage,
             config: Arc::new(config),
+            sessions: SessionStore::new(db.clone()),
             db,
             templates,
             statics,
             limiter: RateLimiter::in_process(),
             cookie_key,
-            session_cache: Default::default(),
         })))
     }
 }
 
-/// The pages: every route that has a session. Each area module contributes its own.
+/// The pages: every route that has a session. Each area's `pages` contributes its own;
+/// this is the one place that lists the areas.
 pub fn routes(state: &AppState) -> Route {
-    let route = Route::new().at("/", get(crate::stories::home));
-    let route = accounts::routes(route);
-    let route = crate::stories::routes(route);
-    let route = crate::media::routes(route);
-    crate::dev_mail::routes(route, state.config.is_production())
+    let route = Route::new().at("/", get(stories::pages::home));
+    let route = accounts::pages::routes(route);
+    let route = stories::pages::routes(route);
+    let route = media::pages::routes(route);
+    ops::dev_mail::routes(route, state.config.is_production())
 }
 
 /// The whole application: routes wrapped in the middleware stack, outermost last.
@@ -82,15 +92,15 @@ pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
     let secure = state.config.is_production();
     let pages = routes(&state)
         .with(csrf::CsrfProtection)
-        .with(Sessions)
+        .with(session_layer::Sessions)
         .with(error_pages::ErrorPages)
-        .with(crate::db::routing::ReadRouting { expose: !secure && state.db.has_replicas() })
+        .with(read_routing::ReadRouting { expose: !secure && state.db.has_replicas() })
         .with(CookieJarManager::with_key(state.cookie_key.clone()));
     Route::new()
-        .at("/health", get(health::health))
-        .at("/metrics", get(crate::metrics::metrics))
+        .at("/health", get(ops::health::health))
+        .at("/metrics", get(ops::metrics::metrics))
         .nest("/static", state.statics.clone().endpoint().with(error_pages::ErrorPages))
-        .nest("/media", crate::media::files().with(error_pages::ErrorPages))
+        .nest("/media", media::pages::files().with(error_pages::ErrorPages))
         .nest("/", pages)
         .with(Compression::default())
         .with(headers::SecurityHeaders { hsts: secure })
@@ -106,31 +116,10 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
     tracing::info!(%addr, "listening");
     let result = Server::new(TcpListener::bind(addr))
         .name("quire")
-        .run_with_graceful_shutdown(app(state).into_endpoint(), shutdown_signal(), Some(Duration::from_secs(25)))
+        .run_with_graceful_shutdown(app(state).into_endpoint(), crate::shutdown::signal(), Some(Duration::from_secs(25)))
         .await;
     tracing::info!("stopped accepting; closing database pools");
     db.close().await;
     result.map_err(Into::into)
 }
 
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}

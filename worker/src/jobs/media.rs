@@ -7,7 +7,7 @@
 
 use app::{
     jobs::media::ProcessImage,
-    media::{self as media_rows, VariantRef},
+    media::{VariantRef, db as media_rows},
 };
 use sha2::{Digest, Sha256};
 

@@ -24,7 +24,7 @@ use poem::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::compression::{self, AcceptEncoding, Encoding};
+use crate::web::compression::{self, AcceptEncoding, Encoding};
 
 /// URL prefix the endpoint is nested under.
 pub const URL_PREFIX: &str = "/static";

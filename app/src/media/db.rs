@@ -1,38 +1,13 @@
-//! Uploaded images (covers, avatars) on the web side: the `media` table's SQL, serving
-//! the processed variants under `/media/…`, and the figure fragment that stands in for an
-//! image until its variants exist.
-//!
-//! Originals are stored privately under `originals/` and never served; only keys under
-//! `variants/` are. Variant keys carry a content hash, so their responses are immutable.
+//! The `media` table: this module owns its SQL.
 
-use minijinja::{Value, context};
-use poem::{
-    Response, Route, get, handler,
-    http::{StatusCode, header},
-    web::{Data, Path, Query},
-};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::{
     error::{Error, Result},
     jobs::{self, media::ProcessImage},
-    uploads::ImageUpload,
-    web::{
-        AppState,
-        ctx::{Ctx, html_response},
-    },
+    media::upload::ImageUpload,
 };
-
-/// Page routes (behind the session stack): the figure fragment.
-pub fn routes(route: Route) -> Route {
-    route.at("/m/:id/figure", get(figure))
-}
-
-/// The variant files, mounted outside the session stack: no cookie, no database.
-pub fn files() -> Route {
-    Route::new().at("/*key", get(serve))
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -136,89 +111,6 @@ pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<Media>, sql
         .bind(id)
         .fetch_optional(db)
         .await
-}
-
-/// What templates need to draw an image: its size (so nothing jumps while loading), the
-/// variant URLs by format, or that it is still being processed.
-pub fn figure_value(media: &Media) -> Value {
-    let srcset = |format: &str| {
-        media
-            .variants
-            .iter()
-            .filter(|v| v.format == format)
-            .map(|v| format!("/media/{} {}w", v.key, v.width))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let fallback = media
-        .variants
-        .iter()
-        .filter(|v| v.format == "jpeg")
-        .min_by_key(|v| (v.width as i64 - 800).abs())
-        .map(|v| format!("/media/{}", v.key));
-    let (width, height) = media
-        .variants
-        .iter()
-        .max_by_key(|v| v.width)
-        .map(|v| (v.width as i32, v.height as i32))
-        .unwrap_or((media.width, media.height));
-    context! {
-        id => media.id,
-        status => &media.status,
-        error => &media.error,
-        width => width,
-        height => height,
-        webp_srcset => srcset("webp"),
-        jpeg_srcset => srcset("jpeg"),
-        src => fallback,
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct FigureQuery {
-    alt: String,
-}
-
-/// The figure fragment: htmx polls it while the image is pending; once ready it answers
-/// without the polling attributes, so polling stops by itself.
-/// `alt` travels in the polling URL, so the image that replaces the placeholder keeps the
-/// text the page gave it (autoescaped; capped like any text we echo).
-#[handler]
-async fn figure(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<FigureQuery>) -> Result<Response> {
-    let media = crate::replica_read!(ctx.state.db, db => find(db, id))?.ok_or(Error::NotFound)?;
-    let is_owner = ctx.user().is_some_and(|u| u.id == media.owner_id);
-    let alt: String = q.alt.chars().take(300).collect();
-    let html = ctx.state.templates.render(
-        "partials/figure.html",
-        context! { media => figure_value(&media), is_owner => is_owner, alt => alt },
-    )?;
-    Ok(html_response(StatusCode::OK, html))
-}
-
-/// Serves a processed variant. Keys are content-addressed: cache forever.
-#[handler]
-async fn serve(Data(state): Data<&AppState>, Path(key): Path<String>, req: &poem::Request) -> Result<Response> {
-    if !key.starts_with("variants/") {
-        return Err(Error::NotFound);
-    }
-    let etag = format!("\"{}\"", key.rsplit('/').next().unwrap_or_default());
-    if req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
-        return Ok(Response::builder().status(StatusCode::NOT_MODIFIED).header(header::ETAG, etag).finish());
-    }
-    let content_type = match key.rsplit('.').next() {
-        Some("webp") => "image/webp",
-        Some("jpg") | Some("jpeg") => "image/jpeg",
-        Some("png") => "image/png",
-        _ => return Err(Error::NotFound),
-    };
-    let bytes = state.storage.get(&key).await.map_err(|_| Error::NotFound)?;
-    Ok(Response::builder()
-        .status(StatusCode::OK)
-        .content_type(content_type)
-        .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
-        .header(header::ETAG, etag)
-        .body(bytes))
 }
 
 // ---- for the worker's ProcessImage job ----------------------------------------------

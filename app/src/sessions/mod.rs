@@ -1,0 +1,129 @@
+//! Sessions live in PostgreSQL (table `sessions`), so any web process can serve any request.
+//!
+//! The cookie holds 256 random bits; the table stores only their SHA-256. A session
+//! expires after 14 idle days or 90 days in all. `last_seen_at` is refreshed at most once
+//! an hour, so an ordinary request is a read, not a write.
+//!
+//! Anonymous visitors get no row: they carry a signed random `quire_anon` cookie, which
+//! seeds their CSRF token until they log in.
+//!
+//! `SessionStore` is the one way in: it creates, finds, revokes and ends sessions, and
+//! keeps this process's lookup cache (`cache`) in step, so no caller evicts by hand.
+//! The middleware that resolves a request's session is `web::session_layer`.
+
+pub mod cache;
+pub mod store;
+
+use std::sync::{Arc, OnceLock};
+
+use serde::Serialize;
+use sqlx::{PgConnection, Postgres, Transaction};
+
+pub use cache::{CACHE_TTL, SessionCache};
+pub use store::{ABSOLUTE_DAYS, Found, IDLE_DAYS, SessionInfo};
+
+use crate::{db::Db, tokens};
+
+/// Who is logged in, as pages need it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CurrentUser {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub email: String,
+    pub role: String,
+    pub email_verified: bool,
+}
+
+/// The session as one request sees it; put into the request's extensions by `Sessions`.
+#[derive(Debug, Clone)]
+pub struct RequestSession {
+    pub user: Option<CurrentUser>,
+    /// Public id of the session row (for "this device" in /settings/sessions).
+    pub session_id: Option<i64>,
+    /// The raw cookie value of the session, kept to delete the row at logout.
+    pub token: Option<String>,
+    pub csrf_token: String,
+}
+
+/// Filled by the session middleware, read by the error pages (which run outside it) so
+/// an error page still knows who is logged in.
+pub type SessionSlot = Arc<OnceLock<RequestSession>>;
+
+/// The CSRF token of a visitor, derived from their session token (or anonymous seed).
+pub fn csrf_token_for(secret_key: &[u8], seed: &str) -> String {
+    tokens::hmac(secret_key, format!("csrf|{seed}").as_bytes())
+}
+
+/// Sessions: the table and this process's lookup cache, kept in step.
+pub struct SessionStore {
+    db: Db,
+    cache: SessionCache,
+}
+
+impl SessionStore {
+    pub fn new(db: Db) -> SessionStore {
+        SessionStore { db, cache: SessionCache::default() }
+    }
+
+    /// Creates a session row for `user_id` on `conn` (pass a transaction to make it part
+    /// of one) and returns the raw token for the cookie.
+    pub async fn create(&self, conn: &mut PgConnection, user_id: i64, user_agent: &str, ip: &str) -> Result<String, sqlx::Error> {
+        store::create(conn, user_id, user_agent, ip).await
+    }
+
+    /// The live session for `token`. From this process's cache when it was looked up in
+    /// the last `CACHE_TTL`, unless `fresh` (the visitor wrote lately); else from the
+    /// primary (a session created a moment ago on another process must be found).
+    pub async fn lookup(&self, token: &str, fresh: bool) -> Result<Option<Found>, sqlx::Error> {
+        if !fresh && let Some(found) = self.cache.get(token) {
+            return Ok(Some(found));
+        }
+        let found = store::lookup(self.db.primary(), token).await?;
+        if let Some(found) = &found {
+            self.cache.put(token, found);
+        }
+        Ok(found)
+    }
+
+    /// Drops `token` from this process's cache (after a request that wrote: login and
+    /// logout change what it maps to).
+    pub fn forget(&self, token: &str) {
+        self.cache.forget(token);
+    }
+
+    /// Ends the session of `token` (logout, or the old session at login).
+    pub async fn end(&self, token: &str) -> Result<(), sqlx::Error> {
+        store::delete(self.db.primary(), token).await?;
+        self.cache.forget(token);
+        Ok(())
+    }
+
+    /// Ends one of the user's sessions by its public id; false when no such session
+    /// belongs to the user.
+    pub async fn revoke(&self, user_id: i64, public_id: i64) -> Result<bool, sqlx::Error> {
+        let ended = store::revoke(self.db.primary(), user_id, public_id).await?;
+        self.cache.forget_user(user_id);
+        Ok(ended)
+    }
+
+    /// Ends every session of `user_id` as part of `tx`, commits it, then evicts them from
+    /// the cache (after the commit: evicting first would let a concurrent request cache
+    /// the rows again before they are gone). Password resets and bans.
+    pub async fn end_all_for_user(&self, mut tx: Transaction<'_, Postgres>, user_id: i64) -> Result<u64, sqlx::Error> {
+        let ended = store::delete_all_for_user(&mut tx, user_id).await?;
+        self.cache.forget_user(user_id);
+        tx.commit().await?;
+        self.cache.forget_user(user_id);
+        Ok(ended)
+    }
+
+    pub async fn list_for_user(&self, user_id: i64) -> Result<Vec<SessionInfo>, sqlx::Error> {
+        store::list_for_user(self.db.primary(), user_id).await
+    }
+
+    /// Records the primary's WAL position as the session's read-your-writes floor.
+    pub async fn remember_write(&self, token: &str) -> Result<bool, sqlx::Error> {
+        store::remember_write_in_session(self.db.primary(), token).await
+    }
+}

@@ -1,0 +1,329 @@
+//! Story pages: writing (create, edit, add chapters, publish) and reading (home, story,
+//! chapter, profile and tag pages).
+
+use minijinja::{Value, context};
+use poem::{Body, Request, Response, Route, get, handler, http::StatusCode, post, web::{Path, Query}};
+use serde::Deserialize;
+
+use super::{
+    db::{self, Cursor, Listing, StoryRow},
+    validate,
+};
+use crate::{
+    accounts::users,
+    error::{Error, FieldErrors, Result},
+    markdown,
+    media::{self, Purpose, upload::ImageUpload},
+    sessions::CurrentUser,
+    web::{ctx::Ctx, form},
+};
+
+pub fn routes(route: Route) -> Route {
+    route
+        .at("/stories/new", get(new_page))
+        .at("/stories", post(create))
+        .at("/s/:id", get(show))
+        .at("/s/:id/edit", get(edit_page).post(edit))
+        .at("/s/:id/chapters", post(add_chapter))
+        .at("/s/:id/c/:n", get(read_chapter))
+        .at("/u/:username", get(profile))
+        .at("/t/:tag", get(tag_page))
+}
+
+const WORDS_PER_MINUTE: i32 = 230;
+
+// ---- shared helpers ----------------------------------------------------------------
+
+fn is_author(user: Option<&CurrentUser>, story: &StoryRow) -> bool {
+    user.is_some_and(|u| u.id == story.author_id)
+}
+
+/// The story if this visitor may see it, read from a replica (reading pages). Drafts are
+/// 404 for everyone but their author, so their existence does not leak.
+async fn visible_story(ctx: &Ctx, id: i64) -> Result<StoryRow> {
+    let story = crate::replica_read!(ctx.state.db, db => db::find(db, id))?;
+    may_see(ctx, story)
+}
+
+fn may_see(ctx: &Ctx, story: Option<StoryRow>) -> Result<StoryRow> {
+    let story = story.ok_or(Error::NotFound)?;
+    if story.status == "published" || is_author(ctx.user(), &story) {
+        Ok(story)
+    } else {
+        Err(Error::NotFound)
+    }
+}
+
+/// The story for an author-only action: login required (redirect), drafts of others 404,
+/// published stories of others 403.
+async fn authored_story(ctx: &Ctx, id: i64) -> Result<(StoryRow, &CurrentUser)> {
+    let user = ctx.require_user()?;
+    // From the primary: what an author changes, and who may change it, must be current.
+    let story = may_see(ctx, db::find(ctx.state.db.primary(), id).await?)?;
+    if story.author_id != user.id {
+        return Err(Error::Forbidden("Only the author can change this story.".into()));
+    }
+    Ok((story, user))
+}
+
+fn reading_minutes(words: i32) -> i32 {
+    ((words + WORDS_PER_MINUTE - 1) / WORDS_PER_MINUTE).max(1)
+}
+
+/// A story for templates, with its cover figure (the cover row comes joined to the story).
+fn story_value(story: &StoryRow) -> Value {
+    let cover = story.cover.as_ref().map(media::figure_value);
+    context! {
+        ..Value::from(minijinja::value::Serde(story)),
+        ..context! { cover => cover, reading_minutes => reading_minutes(story.word_count) }
+    }
+}
+
+fn story_values(stories: &[StoryRow]) -> Vec<Value> {
+    stories.iter().map(story_value).collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PageQuery {
+    after: String,
+}
+
+/// A listing page, or with htmx just its next items (the "Load more" swap).
+async fn listing_page(ctx: &Ctx, template: &str, listing: Listing<'_>, q: &PageQuery, extra: Value) -> Result<Response> {
+    let cursor = Cursor::decode(&q.after);
+    let (stories, next) = crate::replica_read!(ctx.state.db, db => db::published(db, listing, cursor))?;
+    let vars = context! {
+        stories => story_values(&stories),
+        next => next.map(|c| c.encode()),
+        ..extra
+    };
+    if ctx.htmx && cursor.is_some() {
+        return ctx.render_form(StatusCode::OK, template, "items", vars);
+    }
+    ctx.render(template, vars)
+}
+
+// ---- story forms -------------------------------------------------------------------
+
+/// The accepted cover, or its refusal recorded as a form error; the status the form is
+/// shown with: the refusal's (400, 413) or 422 for other validation errors.
+fn image_or_error(field: form::ImageField, errors: &mut FieldErrors) -> (Option<ImageUpload>, StatusCode) {
+    match field {
+        form::ImageField::None => (None, StatusCode::UNPROCESSABLE_ENTITY),
+        form::ImageField::Some(upload) => (Some(upload), StatusCode::UNPROCESSABLE_ENTITY),
+        form::ImageField::Rejected { status, message } => {
+            errors.insert("cover", message);
+            (None, status)
+        }
+    }
+}
+
+#[handler]
+async fn new_page(ctx: Ctx) -> Result<Response> {
+    ctx.require_user()?;
+    ctx.render("stories/new.html", context! { values => context!{}, errors => context!{} })
+}
+
+#[handler]
+async fn create(ctx: Ctx, req: &Request, body: Body) -> Result<Response> {
+    let user = ctx.require_user()?;
+    let (fields, cover) = form::fields_and_image(req, body, "cover").await?;
+    let (input, mut errors) = validate::story(&fields, None);
+    let (cover, status) = image_or_error(cover, &mut errors);
+    if !errors.is_empty() {
+        return ctx.render_form(
+            status,
+            "stories/new.html",
+            "form",
+            context! { values => context!{ title => input.title, summary => input.summary, tags => input.tags_raw }, errors => errors },
+        );
+    }
+    // Story, tags, cover row and its processing job: one transaction.
+    let mut tx = ctx.state.db.primary().begin().await?;
+    let cover_id =
+        media::db::create_optional(&mut tx, &ctx.state.storage, user.id, Purpose::Cover, cover.as_ref(), Some(&ctx.request_id)).await?;
+    let id = db::insert(&mut tx, &db::NewStory { author_id: user.id, title: &input.title, summary: &input.summary, cover_id }).await?;
+    db::set_tags(&mut tx, id, &input.tags).await?;
+    tx.commit().await?;
+    ctx.flash("success", "Your draft is saved. Add a chapter, then publish when you are ready.");
+    Ok(ctx.redirect(&format!("/s/{id}")))
+}
+
+#[handler]
+async fn show(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
+    let (story, chapters) = crate::replica_read!(ctx.state.db, db => db::page(db, id))?.ok_or(Error::NotFound)?;
+    let story = may_see(&ctx, Some(story))?;
+    let story_v = story_value(&story);
+    let author = is_author(ctx.user(), &story);
+    ctx.render(
+        "stories/show.html",
+        context! {
+            story => story_v,
+            chapters => Value::from(minijinja::value::Serde(&chapters)),
+            is_author => author,
+            can_publish => ctx.user().is_some_and(|u| u.email_verified),
+            values => context!{},
+            errors => context!{},
+        },
+    )
+}
+
+#[handler]
+async fn edit_page(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
+    let (story, user) = authored_story(&ctx, id).await?;
+    let story_v = story_value(&story);
+    ctx.render(
+        "stories/edit.html",
+        context! {
+            story => story_v,
+            values => context!{ title => &story.title, summary => &story.summary, tags => story.tags.join(", "), status => &story.status },
+            errors => context!{},
+            can_publish => user.email_verified,
+        },
+    )
+}
+
+#[handler]
+async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Result<Response> {
+    let (story, user) = authored_story(&ctx, id).await?;
+    let (fields, cover) = form::fields_and_image(req, body, "cover").await?;
+    let (input, mut errors) = validate::story(&fields, Some(&story));
+    let (cover, image_status) = image_or_error(cover, &mut errors);
+    let status = fields.get("status").map(String::as_str).unwrap_or(&story.status).to_string();
+    let publish = match status.as_str() {
+        "published" => true,
+        "draft" => false,
+        _ => {
+            errors.insert("status", "Choose draft or published.".into());
+            false
+        }
+    };
+    if publish && !user.email_verified {
+        errors.insert("status", "Confirm your email address before publishing: use the link we sent you, or send it again.".into());
+    }
+    if !errors.is_empty() {
+        let story_v = story_value(&story);
+        return ctx.render_form(
+            image_status,
+            "stories/edit.html",
+            "form",
+            context! {
+                story => story_v,
+                values => context!{ title => input.title, summary => input.summary, tags => input.tags_raw, status => status },
+                errors => errors,
+                can_publish => user.email_verified,
+            },
+        );
+    }
+    let mut tx = ctx.state.db.primary().begin().await?;
+    let cover_id =
+        media::db::create_optional(&mut tx, &ctx.state.storage, user.id, Purpose::Cover, cover.as_ref(), Some(&ctx.request_id)).await?;
+    db::update(&mut tx, id, &db::StoryUpdate { title: &input.title, summary: &input.summary, publish, cover_id }).await?;
+    db::set_tags(&mut tx, id, &input.tags).await?;
+    tx.commit().await?;
+    let message = match (story.status.as_str(), publish) {
+        ("draft", true) => "Your story is published.",
+        ("published", false) => "Your story is back to a draft: only you can see it.",
+        _ => "Your changes are saved.",
+    };
+    ctx.flash("success", message);
+    Ok(ctx.redirect(&format!("/s/{id}")))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ChapterForm {
+    title: String,
+    body: String,
+}
+
+#[handler]
+async fn add_chapter(ctx: Ctx, Path(id): Path<i64>, form::Form(form): form::Form<ChapterForm>) -> Result<Response> {
+    let (story, _) = authored_story(&ctx, id).await?;
+    let title = form.title.trim();
+    let body = form.body.trim();
+    let errors = validate::chapter(title, body);
+    if !errors.is_empty() {
+        let chapters = db::chapters_of(ctx.state.db.primary(), id).await?;
+        let story_v = story_value(&story);
+        return ctx.render_form(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "stories/show.html",
+            "chapter_form",
+            context! {
+                story => story_v,
+                chapters => Value::from(minijinja::value::Serde(&chapters)),
+                is_author => true,
+                can_publish => ctx.user().is_some_and(|u| u.email_verified),
+                values => context!{ chapter_title => title, body => body },
+                errors => errors,
+            },
+        );
+    }
+    // Rendered and sanitised once, at save time; pages serve the stored HTML.
+    let html = markdown::render(body);
+    let words = markdown::word_count(body) as i32;
+    let mut tx = ctx.state.db.primary().begin().await?;
+    let number = db::add_chapter(&mut tx, id, &db::NewChapter { title, body_markdown: body, body_html: &html, word_count: words }).await?;
+    tx.commit().await?;
+    ctx.flash("success", format!("Chapter {number} is saved."));
+    Ok(ctx.redirect(&format!("/s/{id}/c/{number}")))
+}
+
+#[handler]
+async fn read_chapter(ctx: Ctx, Path((id, n)): Path<(i64, i32)>) -> Result<Response> {
+    let story = visible_story(&ctx, id).await?;
+    if n < 1 || n > story.chapter_count {
+        return Err(Error::NotFound);
+    }
+    let chapter = crate::replica_read!(ctx.state.db, db => db::chapter(db, id, n))?.ok_or(Error::NotFound)?;
+    ctx.render(
+        "stories/chapter.html",
+        context! {
+            story => Value::from(minijinja::value::Serde(&story)),
+            chapter => Value::from(minijinja::value::Serde(&chapter)),
+            body => Value::from_safe_string(chapter.body_html.clone()),
+            prev => (n > 1).then_some(n - 1),
+            next => (n < story.chapter_count).then_some(n + 1),
+            reading_minutes => reading_minutes(chapter.word_count),
+            is_author => is_author(ctx.user(), &story),
+        },
+    )
+}
+
+// ---- reading pages -----------------------------------------------------------------
+
+#[handler]
+pub async fn home(ctx: Ctx, Query(q): Query<PageQuery>) -> Result<Response> {
+    listing_page(&ctx, "home.html", Listing::All, &q, context! { page_url => "/" }).await
+}
+
+#[handler]
+async fn profile(ctx: Ctx, Path(username): Path<String>, Query(q): Query<PageQuery>) -> Result<Response> {
+    let author = crate::replica_read!(ctx.state.db, db => users::find_by_username(db, &username))?.ok_or(Error::NotFound)?;
+    let own = ctx.user().is_some_and(|u| u.id == author.id);
+    let drafts = if own { db::drafts_of(ctx.state.db.primary(), author.id).await? } else { Vec::new() };
+    let avatar = match author.avatar_id {
+        Some(id) => crate::replica_read!(ctx.state.db, db => media::db::find(db, id))?.map(|m| media::figure_value(&m)),
+        None => None,
+    };
+    let extra = context! {
+        author => Value::from(minijinja::value::Serde(&author)),
+        avatar => avatar,
+        own => own,
+        drafts => story_values(&drafts),
+        page_url => format!("/u/{}", author.username),
+    };
+    listing_page(&ctx, "stories/profile.html", Listing::Author(author.id), &q, extra).await
+}
+
+#[handler]
+async fn tag_page(ctx: Ctx, Path(tag): Path<String>, Query(q): Query<PageQuery>) -> Result<Response> {
+    let tag = tag.to_lowercase();
+    if validate::normalize_tags(&tag).map(|t| t.len() != 1).unwrap_or(true) {
+        return Err(Error::NotFound);
+    }
+    let page_url = format!("/t/{tag}");
+    listing_page(&ctx, "stories/tag.html", Listing::Tag(&tag), &q, context! { tag => &tag, page_url => page_url }).await
+}
