@@ -26,15 +26,46 @@ pub enum Error {
     /// `/login?next=…`.
     #[error("Please log in to continue.")]
     LoginRequired(String),
+    /// A form the schema refused (see `on_constraint`): 422 with these field errors, which
+    /// a handler normally catches to show the form again.
+    #[error("Please check the form and try again.")]
+    Invalid(FieldErrors),
+    /// A database failure we did not expect: logged, shown as a generic 500.
+    #[error("Something went wrong on our side.")]
+    Database(#[source] sqlx::Error),
     #[error("Something went wrong on our side.")]
     Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// One field's error, for `on_constraint`.
+    pub fn field(name: &'static str, message: impl Into<String>) -> Error {
+        Error::Invalid(FieldErrors::from([(name, message.into())]))
+    }
+}
+
+/// `on_constraint("users_email_key", |_| Error::field("email", "…"))`: turns the violation
+/// of one named constraint into a chosen error (usually a field error), and any other
+/// error into `Error` as usual. The schema is the last validator: a race between two
+/// signups for one name ends in the unique index, and the loser sees a form error.
+pub trait ResultExt<T> {
+    fn on_constraint(self, name: &str, map: impl FnOnce(Box<dyn sqlx::error::DatabaseError>) -> Error) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> ResultExt<T> for Result<T, E> {
+    fn on_constraint(self, name: &str, map: impl FnOnce(Box<dyn sqlx::error::DatabaseError>) -> Error) -> Result<T> {
+        self.map_err(|e| match e.into() {
+            Error::Database(sqlx::Error::Database(db)) if db.constraint() == Some(name) => map(db),
+            e => e,
+        })
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Error::Internal(e.into())
+        Error::Database(e)
     }
 }
 

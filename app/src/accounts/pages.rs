@@ -7,8 +7,7 @@ use serde::Deserialize;
 
 use super::{passwords, users, validate};
 use crate::{
-    db::is_constraint,
-    error::{Error, FieldErrors, Result},
+    error::{Error, FieldErrors, Result, ResultExt},
     jobs::{self, mail::{SendPasswordReset, SendVerificationEmail}},
     ratelimit::limits,
     sessions::CurrentUser,
@@ -81,21 +80,20 @@ async fn signup(ctx: Ctx, Form(mut form): Form<SignupForm>) -> Result<Response> 
     // The user row and its verification-mail job commit together or not at all.
     let mut tx = db.begin().await?;
     let new = NewUser { username: &form.username, email: &form.email, password_hash: &hash };
-    let user = match users::insert(&mut tx, &new).await {
+    let inserted = users::insert(&mut tx, &new)
+        .await
+        .on_constraint("users_username_key", |_| Error::field("username", "That username is taken. Try another."))
+        .on_constraint("users_email_key", |_| {
+            Error::field("email", "An account with this email already exists. Log in or reset your password.")
+        })
+        .on_constraint("users_email_format", |_| Error::field("email", "Enter a valid email address, like name@example.com."));
+    let user = match inserted {
         Ok(user) => user,
-        Err(e) if is_constraint(&e, "users_username_key") => {
-            errors.insert("username", "That username is taken. Try another.".into());
+        Err(Error::Invalid(refused)) => {
+            errors.extend(refused);
             return signup_invalid(&ctx, &form, &errors);
         }
-        Err(e) if is_constraint(&e, "users_email_key") => {
-            errors.insert("email", "An account with this email already exists. Log in or reset your password.".into());
-            return signup_invalid(&ctx, &form, &errors);
-        }
-        Err(e) if is_constraint(&e, "users_email_format") => {
-            errors.insert("email", "Enter a valid email address, like name@example.com.".into());
-            return signup_invalid(&ctx, &form, &errors);
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     jobs::enqueue(&mut tx, &SendVerificationEmail::new(user.id), Some(&ctx.request_id)).await?;
     let token = ctx.state.sessions.create(&mut tx, user.id, &ctx.user_agent, &ctx.ip).await?;

@@ -51,18 +51,122 @@ pub fn password(password: &str, errors: &mut FieldErrors) {
     }
 }
 
-/// Only local paths are followed after login: `/x`, never `//evil.example` or `https://…`.
+/// Only strict local paths are followed after login: `/settings`, `/s/1?x=y`; never
+/// `//evil.example`, `https://…`, or anything a browser could turn into one. Browsers
+/// drop tabs and newlines from URLs and treat `\` as `/`, so `/\t/evil.example` and
+/// `/\\evil.example` are other host names in disguise; percent-encoding (`/%2F%2F…`,
+/// `/%09/…`) is checked in every decoded form too. Anything doubtful becomes `/`.
 pub fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") && !next.contains(['\r', '\n']) {
-        next
-    } else {
-        "/"
+    if is_local_path(next) { next } else { "/" }
+}
+
+fn is_local_path(next: &str) -> bool {
+    // As sent: one line of printable characters with no backslash.
+    if !next.starts_with('/') || next.len() > 2048 || next.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control()) {
+        return false;
     }
+    // The path, and each decoding of it, must be a plain local path: three rounds cover
+    // anything a chain of proxies and browsers would decode. (The query may hold encoded
+    // spaces; it cannot change the host.)
+    let mut path = next.split(['?', '#']).next().unwrap_or_default().to_string();
+    for _ in 0..3 {
+        if !is_plain_local_path(&path) {
+            return false;
+        }
+        let decoded = percent_encoding::percent_decode_str(&path).decode_utf8_lossy().into_owned();
+        if decoded == path {
+            return true;
+        }
+        path = decoded;
+    }
+    is_plain_local_path(&path)
+}
+
+/// A single leading `/`, no empty segment (`//`, which a browser may read as the start
+/// of a host after normalisation), no `.`/`..` segments, no backslash, whitespace,
+/// control character or `:` (no scheme).
+fn is_plain_local_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains("//")
+        && !path.split('/').any(|seg| seg == "." || seg == "..")
+        && !path.chars().any(|c| c == '\\' || c == ':' || c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn username_error(name: &str) -> Option<String> {
+        let mut e = FieldErrors::new();
+        username(name, &mut e);
+        e.get("username").cloned()
+    }
+
+    fn email_error(addr: &str) -> Option<String> {
+        let mut e = FieldErrors::new();
+        email(addr, &mut e);
+        e.get("email").cloned()
+    }
+
+    fn password_error(pw: &str) -> Option<String> {
+        let mut e = FieldErrors::new();
+        password(pw, &mut e);
+        e.get("password").cloned()
+    }
+
+    #[test]
+    fn username_length_boundaries() {
+        let length = Some("Choose a username of 3 to 30 characters.".to_string());
+        assert_eq!(username_error(""), length);
+        assert_eq!(username_error("ab"), length);
+        assert_eq!(username_error("abc"), None);
+        assert_eq!(username_error(&"a".repeat(30)), None);
+        assert_eq!(username_error(&"a".repeat(31)), length);
+        // Characters, not bytes: three non-ASCII letters are long enough but not allowed.
+        assert_eq!(username_error("ééé"), Some("Use only letters, digits and underscores.".into()));
+        assert_eq!(username_error("éé"), length);
+    }
+
+    #[test]
+    fn username_characters() {
+        let charset = Some("Use only letters, digits and underscores.".to_string());
+        for ok in ["abc", "a_1", "___", "007", "z9_y8"] {
+            assert_eq!(username_error(ok), None, "{ok}");
+        }
+        for bad in ["Abc", "ab-c", "ab.c", "ab c", "ab\0", "abc!", "ab\u{0}"] {
+            assert_eq!(username_error(bad), charset, "{bad}");
+        }
+        assert_eq!(normalize_username("  Alice_1 "), "alice_1");
+    }
+
+    #[test]
+    fn password_length_boundaries() {
+        let short = Some(format!("Use at least {PASSWORD_MIN} characters."));
+        let long = Some(format!("Use at most {PASSWORD_MAX} characters."));
+        assert_eq!(password_error(""), short);
+        assert_eq!(password_error(&"p".repeat(PASSWORD_MIN - 1)), short);
+        assert_eq!(password_error(&"p".repeat(PASSWORD_MIN)), None);
+        assert_eq!(password_error(&"p".repeat(PASSWORD_MAX)), None);
+        assert_eq!(password_error(&"p".repeat(PASSWORD_MAX + 1)), long);
+        // Characters, not bytes: ten two-byte characters are enough.
+        assert_eq!(password_error(&"é".repeat(PASSWORD_MIN)), None);
+        assert_eq!(password_error(&"é".repeat(PASSWORD_MIN - 1)), short);
+        assert_eq!(PASSWORD_MIN, 10);
+        assert_eq!(PASSWORD_MAX, 1024);
+    }
+
+    #[test]
+    fn email_rules_one_by_one() {
+        let invalid = Some("Enter a valid email address, like name@example.com.".to_string());
+        assert_eq!(email_error(""), Some("Enter your email address.".into()));
+        assert_eq!(email_error("a@b.co"), None);
+        let local = "a".repeat(254 - "@b.co".len());
+        assert_eq!(email_error(&format!("{local}@b.co")), None, "254 characters");
+        assert_eq!(email_error(&format!("{local}x@b.co")), invalid, "255 characters");
+        for bad in ["ab.co", "@b.co", "a@b@c.co", "a@bco", "a@.b.co", "a@b.co.", "a@b..co", "a b@c.co", "a@b.co\n", "a\t@b.co", "a\u{7}@b.co"] {
+            assert_eq!(email_error(bad), invalid, "{bad:?}");
+        }
+    }
 
     #[test]
     fn usernames() {
@@ -84,9 +188,38 @@ mod tests {
 
     #[test]
     fn next_is_local_only() {
-        assert_eq!(safe_next("/settings"), "/settings");
-        assert_eq!(safe_next("//evil.example"), "/");
-        assert_eq!(safe_next("https://evil.example"), "/");
-        assert_eq!(safe_next("/\\evil.example"), "/");
+        for ok in ["/", "/settings", "/s/12/c/3", "/s/1?after=17_3&x=a%20b", "/t/sci-fi#top", "/u/al_ice"] {
+            assert_eq!(safe_next(ok), ok, "{ok:?} should be kept");
+        }
+        for evil in [
+            "",
+            "settings",
+            "//evil.example",
+            "///evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\t//evil.example",
+            "/%09/evil.example",
+            "/%09//evil.example",
+            "/%5Cevil.example",
+            "/%5C%5Cevil.example",
+            "/%2F%2Fevil.example",
+            "/%2f/evil.example",
+            "/%252F%252Fevil.example",
+            "/./evil",
+            "/.//evil.example",
+            "/../evil",
+            "/%2E%2E/evil",
+            "/a\r\nSet-Cookie:x=1",
+            "/%0d%0aSet-Cookie:x=1",
+            "/ /evil.example",
+            "/\u{0}x",
+            "/%00x",
+            "/javascript:alert(1)",
+            "/http://evil.example",
+        ] {
+            assert_eq!(safe_next(evil), "/", "{evil:?} must not be followed");
+        }
     }
 }

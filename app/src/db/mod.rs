@@ -1,8 +1,9 @@
 //! The database handle both binaries share.
 //!
 //! Every query site chooses: `primary()` for writes, transactions and reads that must be
-//! current; `replica()` (or `replica_read!`, which adds a retry on the primary) for page reads
-//! that may be a little behind. Which replica serves a read, and whether one may at all,
+//! current; `replica_read!(db, pool => query(pool))` for page reads that may be a little
+//! behind (a replica when one may serve this request, retried once on the primary when
+//! the replica fails). Which replica serves a read, and whether one may at all,
 //! is decided by `routing`: only replicas that are up, not too far behind and — for a
 //! visitor who just wrote — past that visitor's last write (read-your-writes). With no
 //! replicas configured both are the primary and none of that machinery runs.
@@ -67,16 +68,6 @@ impl Db {
     pub fn primary(&self) -> &PgPool {
         self.router.count_primary();
         &self.primary
-    }
-
-    /// Reads that may lag slightly behind the primary: a healthy replica that has
-    /// replayed this request's read-your-writes floor, else the primary. No retry: prefer
-    /// `read()`, which falls back to the primary when the replica goes away mid-query.
-    pub fn replica(&self) -> &PgPool {
-        match self.router.pick() {
-            Some(i) => self.router.pool(i),
-            None => &self.primary,
-        }
     }
 
     /// Chooses the pool for one read (see `replica_read!`, which also retries).
@@ -146,7 +137,7 @@ impl ReadPick {
 }
 
 /// `replica_read!(db, pool => expr)`: evaluates the read `expr` with `pool` bound to
-/// `db.replica()`; if it fails there because the replica went away (or is overloaded),
+/// a replica when one may serve this read; if it fails there because the replica went away (or is overloaded),
 /// takes that replica out of rotation and evaluates `expr` once more on the primary, so
 /// the visitor sees no error. `expr` yields `Result<_, sqlx::Error>`.
 ///
@@ -176,10 +167,4 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await?;
     apalis_postgres::PostgresStorage::setup(pool).await?;
     Ok(())
-}
-
-/// True when `err` is a violation of the named constraint (unique index, check, FK).
-/// Lets handlers turn the schema's verdict into a form error instead of a 500.
-pub fn is_constraint(err: &sqlx::Error, name: &str) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.constraint() == Some(name))
 }

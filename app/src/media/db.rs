@@ -25,6 +25,30 @@ impl Purpose {
     }
 }
 
+/// Where an upload is in processing. Stored as text (the `media_status_valid` CHECK lists
+/// the same values); templates see the lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum MediaStatus {
+    /// Stored, waiting for the worker's `ProcessImage`.
+    Pending,
+    /// Its variants exist.
+    Ready,
+    /// Could not be processed; `error` says why, for its owner.
+    Failed,
+}
+
+impl MediaStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaStatus::Pending => "pending",
+            MediaStatus::Ready => "ready",
+            MediaStatus::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VariantRef {
     pub width: u32,
@@ -37,7 +61,7 @@ pub struct VariantRef {
 pub struct Media {
     pub id: i64,
     pub owner_id: i64,
-    pub status: String,
+    pub status: MediaStatus,
     pub error: Option<String>,
     pub width: i32,
     pub height: i32,

@@ -11,7 +11,7 @@ pub mod upload;
 
 use minijinja::{Value, context};
 
-pub use db::{Media, Purpose, VariantRef};
+pub use db::{Media, MediaStatus, Purpose, VariantRef};
 
 /// What templates need to draw an image: its size (so nothing jumps while loading), the
 /// variant URLs by format, or that it is still being processed.
@@ -39,7 +39,7 @@ pub fn figure_value(media: &Media) -> Value {
         .unwrap_or((media.width, media.height));
     context! {
         id => media.id,
-        status => &media.status,
+        status => media.status.as_str(),
         error => &media.error,
         width => width,
         height => height,

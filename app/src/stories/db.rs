@@ -4,6 +4,35 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
 
+/// Where a story is in its life. Stored as text (the `stories_status_valid` CHECK lists
+/// the same values); templates see the lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum StoryStatus {
+    /// Only its author sees it.
+    Draft,
+    Published,
+}
+
+impl StoryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoryStatus::Draft => "draft",
+            StoryStatus::Published => "published",
+        }
+    }
+
+    /// From a form's `status` field.
+    pub fn parse(s: &str) -> Option<StoryStatus> {
+        match s {
+            "draft" => Some(StoryStatus::Draft),
+            "published" => Some(StoryStatus::Published),
+            _ => None,
+        }
+    }
+}
+
 /// A story as listings and the story page show it (one row: author and cover joined).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct StoryRow {
@@ -13,7 +42,7 @@ pub struct StoryRow {
     pub author_display_name: String,
     pub title: String,
     pub summary: String,
-    pub status: String,
+    pub status: StoryStatus,
     pub published_at: Option<DateTime<Utc>>,
     pub cover_id: Option<i64>,
     pub chapter_count: i32,

@@ -6,7 +6,7 @@ use poem::{Body, Request, Response, Route, get, handler, http::StatusCode, post,
 use serde::Deserialize;
 
 use super::{
-    db::{self, Cursor, Listing, StoryRow},
+    db::{self, Cursor, Listing, StoryRow, StoryStatus},
     validate,
 };
 use crate::{
@@ -47,7 +47,7 @@ async fn visible_story(ctx: &Ctx, id: i64) -> Result<StoryRow> {
 
 fn may_see(ctx: &Ctx, story: Option<StoryRow>) -> Result<StoryRow> {
     let story = story.ok_or(Error::NotFound)?;
-    if story.status == "published" || is_author(ctx.user(), &story) {
+    if story.status == StoryStatus::Published || is_author(ctx.user(), &story) {
         Ok(story)
     } else {
         Err(Error::NotFound)
@@ -177,7 +177,7 @@ async fn edit_page(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
         "stories/edit.html",
         context! {
             story => story_v,
-            values => context!{ title => &story.title, summary => &story.summary, tags => story.tags.join(", "), status => &story.status },
+            values => context!{ title => &story.title, summary => &story.summary, tags => story.tags.join(", "), status => story.status.as_str() },
             errors => context!{},
             can_publish => user.email_verified,
         },
@@ -190,11 +190,10 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
     let (fields, cover) = form::fields_and_image(req, body, "cover").await?;
     let (input, mut errors) = validate::story(&fields, Some(&story));
     let (cover, image_status) = image_or_error(cover, &mut errors);
-    let status = fields.get("status").map(String::as_str).unwrap_or(&story.status).to_string();
-    let publish = match status.as_str() {
-        "published" => true,
-        "draft" => false,
-        _ => {
+    let status = fields.get("status").map(String::as_str).unwrap_or(story.status.as_str()).to_string();
+    let publish = match StoryStatus::parse(&status) {
+        Some(s) => s == StoryStatus::Published,
+        None => {
             errors.insert("status", "Choose draft or published.".into());
             false
         }
@@ -222,9 +221,9 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
     db::update(&mut tx, id, &db::StoryUpdate { title: &input.title, summary: &input.summary, publish, cover_id }).await?;
     db::set_tags(&mut tx, id, &input.tags).await?;
     tx.commit().await?;
-    let message = match (story.status.as_str(), publish) {
-        ("draft", true) => "Your story is published.",
-        ("published", false) => "Your story is back to a draft: only you can see it.",
+    let message = match (story.status, publish) {
+        (StoryStatus::Draft, true) => "Your story is published.",
+        (StoryStatus::Published, false) => "Your story is back to a draft: only you can see it.",
         _ => "Your changes are saved.",
     };
     ctx.flash("success", message);

@@ -33,7 +33,8 @@ impl ResponseError for Error {
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::LoginRequired(_) => StatusCode::SEE_OTHER,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -72,9 +73,13 @@ impl<E: Endpoint> Endpoint for ErrorPagesEndpoint<E> {
                 let to = format!("/login?next={}", percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC));
                 return Ok(redirect(htmx, &to));
             }
-            Some(Error::Internal(inner)) => {
+            Some(e @ Error::Internal(inner)) => {
                 tracing::error!(error = format!("{inner:#}"), "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, Error::Internal(anyhow::anyhow!("")).to_string())
+                (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+            Some(e @ Error::Database(db)) => {
+                tracing::error!(error = %db, "database error");
+                (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
             Some(e) => (err.status(), e.to_string()),
             None if err.status() == StatusCode::NOT_FOUND => (StatusCode::NOT_FOUND, Error::NotFound.to_string()),
