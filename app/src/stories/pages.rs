@@ -129,7 +129,13 @@ fn refuse_cover(refusal: media::UploadRefusal, errors: &mut FieldErrors) -> (Opt
 
 /// Once the form is otherwise valid: counts the cover against the account's upload
 /// limit, refusing the whole form (429, the reason on the file field) when over it.
-async fn count_cover(ctx: &Ctx, user: &CurrentUser, cover: Option<ImageUpload>, status: &mut StatusCode, errors: &mut FieldErrors) -> Result<Option<ImageUpload>> {
+async fn count_cover(
+    ctx: &Ctx,
+    user: &CurrentUser,
+    cover: Option<ImageUpload>,
+    status: &mut StatusCode,
+    errors: &mut FieldErrors,
+) -> Result<Option<ImageUpload>> {
     if cover.is_none() || !errors.is_empty() {
         return Ok(cover);
     }
