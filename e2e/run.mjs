@@ -311,7 +311,7 @@ async function journeyStory(run, browser, shared) {
       await img.waitFor({ state: 'attached', timeout: IMAGE_TIMEOUT });
       expect(await page.evaluate(() => window.e2eSamePage === true), 'the page reloaded instead of htmx swapping the picture in');
       if (pending) {
-        expect(page.context().hxRequests.some((r) => /^GET \/m\/\d+\/figure(\?|$)/.test(r)), 'no htmx request polled /m/{id}/figure');
+        expect(page.context().hxRequests.some((r) => /^GET \/m\/[0-9a-f-]{32,36}\/figure(\?|$)/.test(r)), 'no htmx request polled /m/{public_id}/figure');
         // The swapped-in cover keeps the text the full page gave it.
         const alt = await img.getAttribute('alt');
         expect(alt === `Cover of ${title}`, `the swapped-in cover has alt=${JSON.stringify(alt)}, the full page says "Cover of ${title}"`);

@@ -33,6 +33,10 @@ pub mod limits {
     pub const FORGOT_PER_IP: Limit = Limit::per_minutes(10, 60);
     pub const FORGOT_PER_ACCOUNT: Limit = Limit::per_minutes(3, 60);
     pub const RESEND_PER_ACCOUNT: Limit = Limit::per_minutes(3, 60);
+    /// Covers and avatars stored (each costs storage and a processing job).
+    pub const UPLOADS_PER_ACCOUNT: Limit = Limit::per_minutes(20, 60);
+    /// Chapters added (each is up to 500 000 characters, rendered and stored).
+    pub const CHAPTERS_PER_ACCOUNT: Limit = Limit::per_minutes(30, 60);
 }
 
 #[derive(Clone, Default)]

@@ -307,7 +307,8 @@ async fn a_cover_upload_commits_story_media_row_and_job_together() {
 #[tokio::test]
 async fn an_avatar_upload_on_settings_commits_profile_media_and_job() {
     let app = TestApp::new().await;
-    let w = writer(&app, "kay", false).await;
+    // Verified: only confirmed addresses upload (app/tests/media_access.rs).
+    let w = writer(&app, "kay", true).await;
     let token = w.csrf_token().await;
     let png = app::seed::gradient_png(300, 300, [1, 2, 3], [200, 150, 100]);
     let (ct, body) = multipart(&token, &[("display_name", "Kay"), ("bio", "Hi")], Some(("avatar", "me.png", &png)));

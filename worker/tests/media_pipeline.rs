@@ -55,6 +55,8 @@ async fn wait_status(app: &TestApp, status: &str) {
 async fn upload_story(app: &TestApp, png: &[u8]) -> (TestApp, i64) {
     let w = app.new_browser();
     w.signup("pat", "pat@example.com", PW).await.assert_status(303);
+    // Only confirmed addresses upload.
+    sqlx::query("UPDATE users SET email_verified_at = now() WHERE username = 'pat'").execute(&app.db.pool).await.unwrap();
     let token = w.csrf_token().await;
     let (ct, body) = multipart(&token, &[("title", "Pictured"), ("summary", ""), ("tags", "")], ("cover", "cover.png", png));
     let r = w.post_raw("/stories", &ct, body, &[]).await;
@@ -71,7 +73,8 @@ async fn an_uploaded_cover_becomes_served_variants() {
     let worker = start_media_worker(&app).await;
     wait_status(&app, "ready").await;
 
-    let (media_id, variants): (i64, serde_json::Value) = sqlx::query_as("SELECT id, variants FROM media").fetch_one(&app.db.pool).await.unwrap();
+    let (public_id, variants): (uuid::Uuid, serde_json::Value) =
+        sqlx::query_as("SELECT public_id, variants FROM media").fetch_one(&app.db.pool).await.unwrap();
     let variants = variants.as_array().unwrap().clone();
     let mut sizes: Vec<(u64, u64, String)> = variants
         .iter()
@@ -100,7 +103,7 @@ async fn an_uploaded_cover_becomes_served_variants() {
         assert!(!bytes.windows(4).any(|w| w == b"Exif"), "no EXIF in {key}");
     }
     // The figure fragment now answers with the picture and stops polling.
-    let frag = w.get(&format!("/m/{media_id}/figure")).await;
+    let frag = w.get(&format!("/m/{public_id}/figure")).await;
     frag.assert_status(200).assert_contains("<picture").assert_contains("srcset=");
     assert!(!frag.body.contains("hx-get"), "polling stops once ready");
     let page = w.get(&format!("/s/{story}")).await;

@@ -344,6 +344,13 @@ async fn settings(ctx: Ctx, req: &poem::Request, body: poem::Body) -> Result<Res
     let mut status = StatusCode::UNPROCESSABLE_ENTITY;
     let mut errors = FieldErrors::new();
     let avatar = match avatar {
+        // Only confirmed addresses upload; the whole form is refused, nothing written.
+        form::ImageField::Some(_) if !user.email_verified => {
+            let refusal = crate::media::UploadRefusal::unverified();
+            status = StatusCode::FORBIDDEN;
+            errors.insert("avatar", refusal.message);
+            None
+        }
         form::ImageField::Some(upload) => Some(upload),
         form::ImageField::None => None,
         form::ImageField::Rejected { status: s, message } => {
@@ -360,6 +367,18 @@ async fn settings(ctx: Ctx, req: &poem::Request, body: poem::Body) -> Result<Res
     if bio.chars().count() > 2000 {
         errors.insert("bio", "Keep your bio to 2000 characters.".into());
     }
+    // Counted only once the form would be saved.
+    let avatar = match avatar {
+        Some(upload) if errors.is_empty() => match crate::media::count_upload(&ctx.state.limiter, user.id).await? {
+            None => Some(upload),
+            Some(refusal) => {
+                status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+                errors.insert("avatar", refusal.message);
+                None
+            }
+        },
+        other => other,
+    };
     if !errors.is_empty() {
         let profile = users::find_by_id(ctx.state.db.primary(), user.id).await?.ok_or(Error::NotFound)?;
         let avatar = avatar_of(&ctx, &profile).await?;
@@ -375,13 +394,14 @@ async fn settings(ctx: Ctx, req: &poem::Request, body: poem::Body) -> Result<Res
             },
         );
     }
-    // The profile change, the avatar's media row and its processing job: one transaction.
+    // The profile change, the avatar's media row, its processing job and the deletion of
+    // the avatar it replaces: one transaction.
     let mut tx = ctx.state.db.primary().begin().await?;
-    let avatar_id = crate::media::db::create_optional(
+    let avatar_id = crate::media::db::replace_optional(
         &mut tx,
         &ctx.state.storage,
         user.id,
-        crate::media::Purpose::Avatar,
+        crate::media::Slot::Avatar { user_id: user.id },
         avatar.as_ref(),
         Some(&ctx.request_id),
     )

@@ -5,7 +5,7 @@ use sqlx::{PgConnection, PgExecutor};
 
 use crate::{
     error::{Error, Result},
-    jobs::{self, media::ProcessImage},
+    jobs::{self, media::{DeleteMedia, ProcessImage}},
     media::upload::ImageUpload,
 };
 
@@ -59,7 +59,11 @@ pub struct VariantRef {
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Media {
+    /// Internal: sequential, so never put in a URL (see `public_id`).
     pub id: i64,
+    /// What URLs name the media by: unguessable, so knowing one image's URL tells nothing
+    /// about any other's.
+    pub public_id: uuid::Uuid,
     pub owner_id: i64,
     pub status: MediaStatus,
     pub error: Option<String>,
@@ -76,7 +80,7 @@ pub struct Media {
 macro_rules! media_json {
     ($id:literal) => {
         concat!(
-            "(SELECT to_jsonb(m) FROM (SELECT id, owner_id, status, error, width, height, variants FROM media WHERE id = ",
+            "(SELECT to_jsonb(m) FROM (SELECT id, public_id, owner_id, status, error, width, height, variants FROM media WHERE id = ",
             $id,
             ") m)"
         )
@@ -130,19 +134,138 @@ pub async fn create_optional(
     }
 }
 
+/// The columns of `Media` (a macro, so statements stay `concat!`ed literals).
+macro_rules! columns {
+    () => {
+        "id, public_id, owner_id, status, error, width, height, variants"
+    };
+}
+
 pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<Media>, sqlx::Error> {
-    sqlx::query_as("SELECT id, owner_id, status, error, width, height, variants FROM media WHERE id = $1")
+    sqlx::query_as(concat!("SELECT ", columns!(), " FROM media WHERE id = $1"))
         .bind(id)
         .fetch_optional(db)
         .await
 }
 
+/// The media named `public_id` if `viewer_id` may see it, in one statement: any user's
+/// current avatar, the cover of a published story, and the viewer's own media whatever
+/// they are attached to (a draft's cover, a replaced avatar, one still processing).
+/// Anything else is None, exactly as if it did not exist.
+pub async fn visible_to(db: impl PgExecutor<'_>, public_id: uuid::Uuid, viewer_id: Option<i64>) -> Result<Option<Media>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM media m
+         WHERE m.public_id = $1
+           AND (m.owner_id = $2
+                OR EXISTS (SELECT 1 FROM users u WHERE u.avatar_id = m.id)
+                OR EXISTS (SELECT 1 FROM stories s WHERE s.cover_id = m.id AND s.status = 'published'))"
+    ))
+    .bind(public_id)
+    .bind(viewer_id)
+    .fetch_optional(db)
+    .await
+}
+
+// ---- replacing an image ---------------------------------------------------------------
+
+/// Where an image is shown: the one place that refers to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Cover { story_id: i64 },
+    Avatar { user_id: i64 },
+}
+
+impl Slot {
+    pub fn purpose(self) -> Purpose {
+        match self {
+            Slot::Cover { .. } => Purpose::Cover,
+            Slot::Avatar { .. } => Purpose::Avatar,
+        }
+    }
+}
+
+/// `create` for an image that is about to take `slot`'s place (the caller then points the
+/// story or user at the returned id, on the same `conn`), plus the deletion of the image
+/// it replaces: a `DeleteMedia` job in the same transaction, so the old files go if and
+/// only if the change commits. None (and nothing done) without an upload.
+pub async fn replace_optional(
+    conn: &mut PgConnection,
+    storage: &crate::storage::Storage,
+    owner_id: i64,
+    slot: Slot,
+    upload: Option<&ImageUpload>,
+    request_id: Option<&str>,
+) -> Result<Option<i64>> {
+    let Some(upload) = upload else { return Ok(None) };
+    // Locks the story or user row until the transaction ends, so two replacements at
+    // once are serialised and each retires what the other put there, never the same
+    // image twice while leaking one. NO KEY UPDATE: what the following UPDATE takes
+    // anyway, and it does not block rows that merely reference this one (sessions).
+    let current: Option<Option<i64>> = match slot {
+        Slot::Cover { story_id } => {
+            sqlx::query_scalar("SELECT cover_id FROM stories WHERE id = $1 FOR NO KEY UPDATE").bind(story_id).fetch_optional(&mut *conn).await?
+        }
+        Slot::Avatar { user_id } => {
+            sqlx::query_scalar("SELECT avatar_id FROM users WHERE id = $1 FOR NO KEY UPDATE").bind(user_id).fetch_optional(&mut *conn).await?
+        }
+    };
+    let id = create(conn, storage, owner_id, slot.purpose(), upload, request_id).await?;
+    if let Some(old) = current.flatten() {
+        jobs::enqueue(conn, &DeleteMedia { media_id: old }, request_id).await?;
+    }
+    Ok(Some(id))
+}
+
+// ---- for the worker's DeleteMedia job -------------------------------------------------
+
+/// "Nothing refers to media `m`": no story has it as cover, no user as avatar.
+macro_rules! unreferenced {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM stories s WHERE s.cover_id = m.id)
+         AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_id = m.id)"
+    };
+}
+
+/// The storage keys of an unreferenced media row (original first, then the variants),
+/// with the row locked until `conn`'s transaction ends: a concurrent ProcessImage waits
+/// to record its variants (and then finds the row gone), and nothing can start
+/// referring to it meanwhile (the foreign key check needs a lock this one excludes).
+/// None when the row is gone (a retry) or still referenced.
+pub async fn lock_unreferenced(conn: &mut PgConnection, id: i64) -> Result<Option<Vec<String>>, sqlx::Error> {
+    let row: Option<(String, sqlx::types::Json<Vec<VariantRef>>)> = sqlx::query_as(concat!(
+        "SELECT original_key, variants FROM media m WHERE m.id = $1 AND ",
+        unreferenced!(),
+        " FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(original, variants)| std::iter::once(original).chain(variants.0.into_iter().map(|v| v.key)).collect()))
+}
+
+/// Deletes the row, unless something refers to it (checked again, in the statement).
+/// True when a row was deleted.
+pub async fn delete_unreferenced(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(concat!("DELETE FROM media m WHERE m.id = $1 AND ", unreferenced!()))
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn exists(db: impl PgExecutor<'_>, id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM media WHERE id = $1)").bind(id).fetch_one(db).await
+}
+
 // ---- for the worker's ProcessImage job ----------------------------------------------
 
-/// The original's storage key of a media row still waiting to be processed; None when
-/// the row is gone or already processed (a retried job then does nothing).
-pub async fn pending_original(db: impl PgExecutor<'_>, id: i64) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT original_key FROM media WHERE id = $1 AND status = 'pending'")
+/// The original's storage key of a media row still waiting to be processed, and the
+/// public id its variant keys are made from; None when the row is gone or already
+/// processed (a retried job then does nothing).
+pub async fn pending_original(db: impl PgExecutor<'_>, id: i64) -> Result<Option<(String, uuid::Uuid)>, sqlx::Error> {
+    sqlx::query_as("SELECT original_key, public_id FROM media WHERE id = $1 AND status = 'pending'")
         .bind(id)
         .fetch_optional(db)
         .await
@@ -157,6 +280,8 @@ pub async fn mark_failed(db: impl PgExecutor<'_>, id: i64, error: &str) -> Resul
     Ok(())
 }
 
+/// Records the variants of a pending row; false when it is no longer pending (processed
+/// by a concurrent run, or deleted meanwhile: see `exists`).
 pub async fn mark_ready(
     db: impl PgExecutor<'_>,
     id: i64,
@@ -164,8 +289,8 @@ pub async fn mark_ready(
     height: u32,
     exif: &serde_json::Value,
     variants: &[VariantRef],
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
         "UPDATE media SET status = 'ready', error = NULL, width = $2, height = $3, exif = $4, variants = $5, processed_at = now()
          WHERE id = $1 AND status = 'pending'",
     )
@@ -176,5 +301,5 @@ pub async fn mark_ready(
     .bind(sqlx::types::Json(variants))
     .execute(db)
     .await?;
-    Ok(())
+    Ok(r.rows_affected() == 1)
 }

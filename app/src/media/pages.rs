@@ -1,5 +1,5 @@
-//! `/m/{id}/figure` (the placeholder fragment htmx polls while an image is processed) and
-//! `/media/variants/…` (the processed files, outside the session stack).
+//! `/m/{public_id}/figure` (the placeholder fragment htmx polls while an image is
+//! processed) and `/media/variants/…` (the processed files, outside the session stack).
 
 use minijinja::context;
 use poem::{
@@ -20,7 +20,7 @@ use crate::{
 
 /// Page routes (behind the session stack): the figure fragment.
 pub fn routes(route: Route) -> Route {
-    route.at("/m/:id/figure", get(figure))
+    route.at("/m/:public_id/figure", get(figure))
 }
 
 /// The variant files, mounted outside the session stack: no cookie, no database.
@@ -38,10 +38,14 @@ pub struct FigureQuery {
 /// without the polling attributes, so polling stops by itself.
 /// `alt` travels in the polling URL, so the image that replaces the placeholder keeps the
 /// text the page gave it (autoescaped; capped like any text we echo).
+/// Only for media the visitor may see (`db::visible_to`); anything else, including the
+/// old numeric form `/m/7/figure`, is 404 as if it did not exist.
 #[handler]
-async fn figure(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<FigureQuery>) -> Result<Response> {
-    let media = crate::replica_read!(ctx.state.db, db => db::find(db, id))?.ok_or(Error::NotFound)?;
-    let is_owner = ctx.user().is_some_and(|u| u.id == media.owner_id);
+async fn figure(ctx: Ctx, Path(public_id): Path<String>, Query(q): Query<FigureQuery>) -> Result<Response> {
+    let public_id = uuid::Uuid::try_parse(&public_id).map_err(|_| Error::NotFound)?;
+    let viewer = ctx.user().map(|u| u.id);
+    let media = crate::replica_read!(ctx.state.db, db => db::visible_to(db, public_id, viewer))?.ok_or(Error::NotFound)?;
+    let is_owner = viewer == Some(media.owner_id);
     let alt: String = q.alt.chars().take(300).collect();
     let html = ctx.state.templates.render(
         "partials/figure.html",

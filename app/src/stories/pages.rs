@@ -14,6 +14,7 @@ use crate::{
     error::{Error, FieldErrors, Result},
     markdown,
     media::{self, Purpose, upload::ImageUpload},
+    ratelimit::limits,
     sessions::CurrentUser,
     web::{ctx::Ctx, form},
 };
@@ -107,14 +108,43 @@ async fn listing_page(ctx: &Ctx, template: &str, listing: Listing<'_>, q: &PageQ
 // ---- story forms -------------------------------------------------------------------
 
 /// The accepted cover, or its refusal recorded as a form error; the status the form is
-/// shown with: the refusal's (400, 413) or 422 for other validation errors.
-fn image_or_error(field: form::ImageField, errors: &mut FieldErrors) -> (Option<ImageUpload>, StatusCode) {
+/// shown with: the refusal's (400, 413; 403 for an unconfirmed address, which may not
+/// upload) or 422 for other validation errors.
+fn image_or_error(field: form::ImageField, user: &CurrentUser, errors: &mut FieldErrors) -> (Option<ImageUpload>, StatusCode) {
     match field {
         form::ImageField::None => (None, StatusCode::UNPROCESSABLE_ENTITY),
+        form::ImageField::Some(_) if !user.email_verified => refuse_cover(media::UploadRefusal::unverified(), errors),
         form::ImageField::Some(upload) => (Some(upload), StatusCode::UNPROCESSABLE_ENTITY),
         form::ImageField::Rejected { status, message } => {
             errors.insert("cover", message);
             (None, status)
+        }
+    }
+}
+
+fn refuse_cover(refusal: media::UploadRefusal, errors: &mut FieldErrors) -> (Option<ImageUpload>, StatusCode) {
+    errors.insert("cover", refusal.message);
+    (None, StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY))
+}
+
+/// Once the form is otherwise valid: counts the cover against the account's upload
+/// limit, refusing the whole form (429, the reason on the file field) when over it.
+async fn count_cover(
+    ctx: &Ctx,
+    user: &CurrentUser,
+    cover: Option<ImageUpload>,
+    status: &mut StatusCode,
+    errors: &mut FieldErrors,
+) -> Result<Option<ImageUpload>> {
+    if cover.is_none() || !errors.is_empty() {
+        return Ok(cover);
+    }
+    match media::count_upload(&ctx.state.limiter, user.id).await? {
+        None => Ok(cover),
+        Some(refusal) => {
+            let (none, refused) = refuse_cover(refusal, errors);
+            *status = refused;
+            Ok(none)
         }
     }
 }
@@ -130,7 +160,8 @@ async fn create(ctx: Ctx, req: &Request, body: Body) -> Result<Response> {
     let user = ctx.require_user()?;
     let (fields, cover) = form::fields_and_image(req, body, "cover").await?;
     let (input, mut errors) = validate::story(&fields, None);
-    let (cover, status) = image_or_error(cover, &mut errors);
+    let (cover, mut status) = image_or_error(cover, user, &mut errors);
+    let cover = count_cover(&ctx, user, cover, &mut status, &mut errors).await?;
     if !errors.is_empty() {
         return ctx.render_form(
             status,
@@ -189,7 +220,7 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
     let (story, user) = authored_story(&ctx, id).await?;
     let (fields, cover) = form::fields_and_image(req, body, "cover").await?;
     let (input, mut errors) = validate::story(&fields, Some(&story));
-    let (cover, image_status) = image_or_error(cover, &mut errors);
+    let (cover, mut image_status) = image_or_error(cover, user, &mut errors);
     let status = fields.get("status").map(String::as_str).unwrap_or(story.status.as_str()).to_string();
     let publish = match StoryStatus::parse(&status) {
         Some(s) => s == StoryStatus::Published,
@@ -201,6 +232,7 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
     if publish && !user.email_verified {
         errors.insert("status", "Confirm your email address before publishing: use the link we sent you, or send it again.".into());
     }
+    let cover = count_cover(&ctx, user, cover, &mut image_status, &mut errors).await?;
     if !errors.is_empty() {
         let story_v = story_value(&story);
         return ctx.render_form(
@@ -215,9 +247,11 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
             },
         );
     }
+    // The new cover, the deletion of the one it replaces and the story change: one
+    // transaction.
     let mut tx = ctx.state.db.primary().begin().await?;
-    let cover_id =
-        media::db::create_optional(&mut tx, &ctx.state.storage, user.id, Purpose::Cover, cover.as_ref(), Some(&ctx.request_id)).await?;
+    let slot = media::Slot::Cover { story_id: id };
+    let cover_id = media::db::replace_optional(&mut tx, &ctx.state.storage, user.id, slot, cover.as_ref(), Some(&ctx.request_id)).await?;
     db::update(&mut tx, id, &db::StoryUpdate { title: &input.title, summary: &input.summary, publish, cover_id }).await?;
     db::set_tags(&mut tx, id, &input.tags).await?;
     tx.commit().await?;
@@ -239,15 +273,35 @@ struct ChapterForm {
 
 #[handler]
 async fn add_chapter(ctx: Ctx, Path(id): Path<i64>, form::Form(form): form::Form<ChapterForm>) -> Result<Response> {
-    let (story, _) = authored_story(&ctx, id).await?;
+    let (story, user) = authored_story(&ctx, id).await?;
     let title = form.title.trim();
     let body = form.body.trim();
-    let errors = validate::chapter(title, body);
+    let mut errors = validate::chapter(title, body);
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+    if errors.is_empty() {
+        // Counted only for chapters that would be saved. Over the limit the form comes
+        // back with the text, so nothing typed is lost.
+        match ctx.state.limiter.hit(&format!("chapter:{}", user.id), limits::CHAPTERS_PER_ACCOUNT).await {
+            Ok(()) => {}
+            Err(Error::TooManyRequests { retry_after_secs }) => {
+                status = StatusCode::TOO_MANY_REQUESTS;
+                errors.insert(
+                    "form",
+                    format!(
+                        "You have added {} chapters in the last hour, the most we accept. Your text is still here: save it again in {}.",
+                        limits::CHAPTERS_PER_ACCOUNT.max,
+                        media::minutes(retry_after_secs)
+                    ),
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
     if !errors.is_empty() {
         let chapters = db::chapters_of(ctx.state.db.primary(), id).await?;
         let story_v = story_value(&story);
         return ctx.render_form(
-            StatusCode::UNPROCESSABLE_ENTITY,
+            status,
             "stories/show.html",
             "chapter_form",
             context! {

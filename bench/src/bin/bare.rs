@@ -51,7 +51,7 @@ async fn page(state: &State, id: i64) -> Result<Option<String>, Box<dyn std::err
     let Some((story, chapters)) = stories::page(&state.db, id).await? else {
         return Ok(None);
     };
-    if story.status != "published" {
+    if story.status != app::stories::db::StoryStatus::Published {
         return Ok(None);
     }
     let cover = story.cover.as_ref().map(media::figure_value);

@@ -4,9 +4,12 @@
 //! A file that cannot be decoded marks the media failed with a message its owner sees,
 //! and is not retried (it would fail the same way). Storage and database errors are
 //! retried with backoff.
+//!
+//! DeleteMedia: a replaced cover or avatar's files (original, every variant), then its
+//! row; never a row a story or user still refers to.
 
 use app::{
-    jobs::media::ProcessImage,
+    jobs::media::{DeleteMedia, ProcessImage},
     media::{VariantRef, db as media_rows},
 };
 use sha2::{Digest, Sha256};
@@ -17,7 +20,7 @@ use crate::media::{self, VARIANT_WIDTHS};
 impl Run for ProcessImage {
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
         let db = ctx.db.primary();
-        let Some(original_key) = media_rows::pending_original(db, self.media_id).await? else {
+        let Some((original_key, public_id)) = media_rows::pending_original(db, self.media_id).await? else {
             tracing::info!(media_id = self.media_id, "media gone or already processed; nothing to do");
             return Ok(());
         };
@@ -37,15 +40,57 @@ impl Run for ProcessImage {
         let mut refs = Vec::with_capacity(processed.variants.len());
         for v in &processed.variants {
             let hash: String = Sha256::digest(&v.bytes).iter().take(8).map(|b| format!("{b:02x}")).collect();
-            let key = format!("variants/{}/{hash}-{}.{}", self.media_id, v.width, v.format.ext());
+            // The public id, not the sequential one: keys of images nobody may see
+            // (a draft's cover) cannot be made up by counting.
+            let key = format!("variants/{}/{hash}-{}.{}", public_id.simple(), v.width, v.format.ext());
             ctx.storage
                 .put(&key, v.bytes.clone().into())
                 .await
                 .map_err(|e| JobError::Retry(anyhow::anyhow!("storing variant: {e}")))?;
             refs.push(VariantRef { width: v.width, height: v.height, format: v.format.ext().replace("jpg", "jpeg"), key });
         }
-        media_rows::mark_ready(db, self.media_id, processed.width, processed.height, &processed.exif, &refs).await?;
+        if !media_rows::mark_ready(db, self.media_id, processed.width, processed.height, &processed.exif, &refs).await? {
+            // Replaced and deleted while we worked (DeleteMedia saw no variants yet):
+            // nothing will ever refer to these files. A row still there was processed by
+            // a concurrent run, whose (content-addressed, identical) keys must stay.
+            if !media_rows::exists(db, self.media_id).await? {
+                delete_files(ctx, refs.iter().map(|r| r.key.as_str())).await?;
+                tracing::info!(media_id = self.media_id, "media deleted while processing; its variants are removed");
+            }
+            return Ok(());
+        }
         tracing::info!(media_id = self.media_id, variants = refs.len(), "image processed");
         Ok(())
     }
+}
+
+impl Run for DeleteMedia {
+    async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+        // The row stays locked while its files go, and is deleted in the same
+        // transaction: if deleting a file fails, nothing is committed and the retry finds
+        // the row, and its keys, again (files already gone are fine).
+        let mut tx = ctx.db.primary().begin().await?;
+        let Some(keys) = media_rows::lock_unreferenced(&mut tx, self.media_id).await? else {
+            tracing::info!(media_id = self.media_id, "media gone or still in use; nothing to delete");
+            return Ok(());
+        };
+        delete_files(ctx, keys.iter().map(String::as_str)).await?;
+        media_rows::delete_unreferenced(&mut tx, self.media_id).await?;
+        tx.commit().await?;
+        tracing::info!(media_id = self.media_id, files = keys.len(), "replaced media deleted");
+        Ok(())
+    }
+}
+
+/// Deletes stored files; a missing one is fine (`Storage::delete` is idempotent). A key
+/// storage would refuse cannot have been stored: skipped, or the job could never finish.
+async fn delete_files<'a>(ctx: &JobContext, keys: impl Iterator<Item = &'a str>) -> Result<(), JobError> {
+    for key in keys {
+        match ctx.storage.delete(key).await {
+            Ok(()) => {}
+            Err(app::storage::StorageError::InvalidKey(k)) => tracing::warn!(key = k, "not a storage key; skipped"),
+            Err(e) => return Err(JobError::Retry(anyhow::anyhow!("deleting {key}: {e}"))),
+        }
+    }
+    Ok(())
 }

@@ -68,6 +68,7 @@ pub async fn run_envelope(envelope: Envelope, ctx: &JobContext) -> Result<(), Jo
         PurgeExpired::NAME => run_typed::<PurgeExpired>(envelope.args, ctx).await,
         Noop::NAME => run_typed::<Noop>(envelope.args, ctx).await,
         ProcessImage::NAME => run_typed::<ProcessImage>(envelope.args, ctx).await,
+        DeleteMedia::NAME => run_typed::<DeleteMedia>(envelope.args, ctx).await,
         other => Err(JobError::Permanent(format!("unknown job `{other}`"))),
     }
 }
