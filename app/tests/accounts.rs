@@ -149,6 +149,51 @@ async fn login_rotates_the_session_id_and_ignores_offsite_next() {
     assert_eq!(app.count("SELECT count(*) FROM sessions").await, 1, "the old session row is gone");
 }
 
+/// Each of these is another host in disguise once a browser (or a proxy) has decoded or
+/// normalised it. Login must send the visitor home instead, with or without htmx, and the
+/// login page must not carry them on in its form.
+const OFFSITE_NEXTS: &[&str] = &[
+    "//evil.example",
+    "/\t/evil.example",
+    "/%09/evil.example",
+    "/%5Cevil.example",
+    "/\\evil.example",
+    "/%2F%2Fevil.example",
+    "/%2f/evil.example",
+    "/.//evil.example",
+    "https://evil.example",
+    "/%0d%0aLocation:%20https://evil.example",
+];
+
+#[tokio::test]
+async fn offsite_next_is_refused_in_location_and_hx_redirect() {
+    let app = TestApp::new().await;
+    app.signup("olga", "olga@example.com", PW).await.assert_status(303);
+    // Logins count against the account's limit: half the cases through a plain form,
+    // half through htmx, and every one through GET /login while logged in.
+    for (i, next) in OFFSITE_NEXTS.iter().enumerate() {
+        app.post_form("/logout", &[]).await.assert_status(303);
+        if i % 2 == 0 {
+            let r = app.post_form("/login", &[("login", "olga"), ("password", PW), ("next", next)]).await;
+            r.assert_status(303);
+            assert_eq!(r.location(), Some("/"), "next={next:?}");
+        } else {
+            let token = app.csrf_token().await;
+            let body =
+                serde_urlencoded::to_string([("csrf_token", token.as_str()), ("login", "olga"), ("password", PW), ("next", next)]).unwrap();
+            let r = app
+                .post_raw("/login", "application/x-www-form-urlencoded", body.into_bytes(), &[("hx-request", "true"), ("x-csrf-token", &token)])
+                .await;
+            r.assert_status(200);
+            assert_eq!(r.header("hx-redirect"), Some("/"), "HX-Redirect for next={next:?}");
+        }
+        // Logged in now: GET /login?next=… redirects at once, also only home.
+        let query = serde_urlencoded::to_string([("next", next)]).unwrap();
+        let r = app.get(&format!("/login?{query}")).await;
+        assert_eq!(r.location(), Some("/"), "GET /login?{query}");
+    }
+}
+
 #[tokio::test]
 async fn sessions_are_shared_by_any_web_process() {
     // Two app instances (as two processes would be) over one database: a session made

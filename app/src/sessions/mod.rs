@@ -87,8 +87,9 @@ impl SessionStore {
     }
 
     /// Drops `token` from this process's cache (after a request that wrote: login and
-    /// logout change what it maps to).
-    pub fn forget(&self, token: &str) {
+    /// logout change what it maps to). For the session middleware only: handlers end
+    /// sessions through `end`, `revoke` and `end_all_for_user`, which evict themselves.
+    pub(crate) fn forget(&self, token: &str) {
         self.cache.forget(token);
     }
 
