@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    message::MultiPart,
+    address::AddressError,
+    message::{Mailbox, MultiPart},
 };
 
 #[derive(Clone)]
@@ -27,6 +28,44 @@ pub struct Email {
 
 pub const FROM: &str = "Quire <no-reply@quire.invalid>";
 
+/// Why a send failed: `Recipient` can never succeed for this address (retrying would
+/// fail the same way); `Other` may be transient (an SMTP server down, a full disk).
+///
+/// Neither message contains the recipient's address itself (lettre's parse errors do
+/// not; SMTP replies often echo it and are redacted by the caller, which knows it).
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("recipient address refused: {0}")]
+    Recipient(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<lettre::error::Error> for MailError {
+    fn from(e: lettre::error::Error) -> Self {
+        MailError::Other(e.into())
+    }
+}
+
+impl From<std::io::Error> for MailError {
+    fn from(e: std::io::Error) -> Self {
+        MailError::Other(e.into())
+    }
+}
+
+impl From<lettre::transport::smtp::Error> for MailError {
+    fn from(e: lettre::transport::smtp::Error) -> Self {
+        // A 5xx reply (no such mailbox, address syntax) is permanent by SMTP's own
+        // definition. A client-side refusal is lettre declining before it sends, for the
+        // message as it is, such as a non-ASCII address to a server without SMTPUTF8.
+        if e.is_permanent() || e.is_client() {
+            MailError::Recipient(e.to_string())
+        } else {
+            MailError::Other(e.into())
+        }
+    }
+}
+
 impl Mailer {
     pub fn from_config(config: &app::config::Config) -> anyhow::Result<Mailer> {
         match &config.smtp_url {
@@ -35,10 +74,14 @@ impl Mailer {
         }
     }
 
-    pub async fn send(&self, key: &str, email: Email) -> anyhow::Result<()> {
+    pub async fn send(&self, key: &str, email: Email) -> Result<(), MailError> {
+        // Our signup check is looser than RFC 5322 (it accepts `ann.@example.com`, say),
+        // so lettre may refuse an address we stored: a permanent failure for this mail.
+        let to: Mailbox = email.to.parse().map_err(|e: AddressError| MailError::Recipient(e.to_string()))?;
+        let from: Mailbox = FROM.parse().map_err(|e: AddressError| MailError::Other(e.into()))?;
         let message = Message::builder()
-            .from(FROM.parse()?)
-            .to(email.to.parse()?)
+            .from(from)
+            .to(to)
             .subject(email.subject)
             // Same key, same Message-ID: a receiving system can also drop a duplicate.
             .message_id(Some(format!("<{key}@quire.invalid>")))
