@@ -53,17 +53,16 @@ impl From<std::io::Error> for MailError {
     }
 }
 
-impl From<lettre::transport::smtp::Error> for MailError {
-    fn from(e: lettre::transport::smtp::Error) -> Self {
-        // A 5xx reply (no such mailbox, address syntax) is permanent by SMTP's own
-        // definition. A client-side refusal is lettre declining before it sends, for the
-        // message as it is, such as a non-ASCII address to a server without SMTPUTF8.
-        if e.is_permanent() || e.is_client() {
-            MailError::Recipient(e.to_string())
-        } else {
-            MailError::Other(e.into())
-        }
-    }
+/// Sorts an SMTP failure: only what this recipient will never get is permanent. Other
+/// 5xx replies (530/535 authentication, 554 policy) and client-side refusals (no
+/// STARTTLS, no common auth mechanism) are the server's or our configuration's, fixed
+/// by an operator, after which the retries go through.
+fn classify_smtp(e: lettre::transport::smtp::Error, non_ascii_recipient: bool) -> MailError {
+    // RFC 5321: 550 mailbox unavailable, 551 user not local, 553 mailbox name not allowed.
+    let refused = e.status().map(u16::from).is_some_and(|code| matches!(code, 550 | 551 | 553));
+    // lettre will not send a non-ASCII address to a server without SMTPUTF8.
+    let cannot_carry = e.is_client() && non_ascii_recipient;
+    if refused || cannot_carry { MailError::Recipient(e.to_string()) } else { MailError::Other(e.into()) }
 }
 
 impl Mailer {
@@ -77,6 +76,7 @@ impl Mailer {
     pub async fn send(&self, key: &str, email: Email) -> Result<(), MailError> {
         // Our signup check is looser than RFC 5322 (it accepts `ann.@example.com`, say),
         // so lettre may refuse an address we stored: a permanent failure for this mail.
+        let non_ascii_recipient = !email.to.is_ascii();
         let to: Mailbox = email.to.parse().map_err(|e: AddressError| MailError::Recipient(e.to_string()))?;
         let from: Mailbox = FROM.parse().map_err(|e: AddressError| MailError::Other(e.into()))?;
         let message = Message::builder()
@@ -88,7 +88,7 @@ impl Mailer {
             .multipart(MultiPart::alternative_plain_html(email.text, email.html))?;
         match self {
             Mailer::Smtp(transport) => {
-                transport.send(message).await?;
+                transport.send(message).await.map_err(|e| classify_smtp(e, non_ascii_recipient))?;
             }
             Mailer::Files(dir) => {
                 tokio::fs::create_dir_all(dir).await?;

@@ -103,6 +103,74 @@ async fn a_non_ascii_address_to_a_server_without_smtputf8_fails_permanently() {
     assert_eq!(app.count("SELECT count(*) FROM sent_emails").await, 0);
 }
 
+/// An SMTP server (aiosmtpd) that answers every RCPT with `reply`, echoing the address
+/// as real servers do; killed on drop.
+struct RefusingSmtp {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RefusingSmtp {
+    async fn start(reply: &str) -> RefusingSmtp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let script = r#"
+import sys, time
+from aiosmtpd.controller import Controller
+class Refuse:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        return sys.argv[2].replace("ADDR", address)
+Controller(Refuse(), hostname="127.0.0.1", port=int(sys.argv[1])).start()
+while True:
+    time.sleep(3600)
+"#;
+        let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+        let child = std::process::Command::new(python)
+            .args(["-c", script, &port.to_string(), reply])
+            .spawn()
+            .expect("start aiosmtpd (bin/test installs python3-aiosmtpd)");
+        wait_for("the SMTP server to listen", Duration::from_secs(10), || async {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
+        RefusingSmtp { child, port }
+    }
+}
+
+impl Drop for RefusingSmtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_mailbox_the_server_refuses_fails_permanently_and_a_busy_one_is_retried() {
+    let app = TestApp::new().await;
+    for (reply, permanent) in [("550 5.1.1 <ADDR>: Recipient address rejected", true), ("451 4.3.0 <ADDR>: try again later", false)] {
+        let server = RefusingSmtp::start(reply).await;
+        let mut config = (*app.state.config).clone();
+        config.smtp_url = Some(format!("smtp://127.0.0.1:{}", server.port));
+        let mut ctx = Arc::try_unwrap(job_context(&app, Mailer::from_config(&config).unwrap())).ok().unwrap();
+        ctx.config = Arc::new(config);
+        sqlx::query("DELETE FROM apalis.jobs").execute(&app.db.pool).await.unwrap();
+        let username = if permanent { "gone" } else { "busy" };
+        let address = format!("{username}@example.com");
+        let user_id = user_with_mail(&app, username, &address).await;
+        let result = run_envelope(queued_envelope(&app).await, &ctx).await;
+        let message = match (&result, permanent) {
+            (Err(JobError::Permanent(msg)), true) => msg.clone(),
+            (Err(JobError::Retry(e)), false) => format!("{e:#}"),
+            _ => panic!("{reply}: unexpected {result:?}"),
+        };
+        assert!(message.contains(&reply[..3]), "the server's reply is kept: {message}");
+        assert!(message.contains("<recipient>") && !message.contains(&address), "the address is redacted: {message}");
+        if permanent {
+            assert!(message.contains(&format!("cannot mail user {user_id}")), "{message}");
+        }
+    }
+    assert_eq!(app.count("SELECT count(*) FROM sent_emails").await, 0);
+}
+
 /// A `MakeWriter` into a shared buffer.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
