@@ -230,6 +230,37 @@ async fn a_job_is_timed_out_at_its_own_timeout() {
     worker.abort();
 }
 
+/// Panics on every run.
+#[derive(Serialize, Deserialize)]
+struct Panicky {}
+
+impl Job for Panicky {
+    const NAME: &'static str = "test_panicky";
+    const QUEUE: &'static str = QUEUE_DEFAULT;
+}
+
+impl Run for Panicky {
+    async fn run(self, _ctx: &JobContext) -> Result<(), JobError> {
+        panic!("the handler has a bug")
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_job_fails_permanently_and_the_worker_carries_on() {
+    let app = TestApp::new().await;
+    enqueue(&app, &Panicky {}).await;
+    let ctx = job_context(&app, Mailer::Files(app.mail_dir.clone()));
+    let worker = start_worker(ctx, options_with(worker::jobs::all().register::<Panicky>()));
+    let (status, attempts, error) = wait_finished(&app, Duration::from_secs(15)).await;
+    assert_eq!((status.as_str(), attempts), ("Killed", 1), "not retried: a bug fails the same way");
+    assert!(error.contains("panicked: the handler has a bug"), "error kept: {error}");
+    // The same worker still runs jobs.
+    sqlx::query("DELETE FROM apalis.jobs").execute(&app.db.pool).await.unwrap();
+    enqueue(&app, &app::jobs::maintenance::Noop::default()).await;
+    assert_eq!(wait_finished(&app, Duration::from_secs(15)).await.0, "Done");
+    worker.abort();
+}
+
 // ---- the scheduler's duplicate check -------------------------------------------------
 
 #[tokio::test]
