@@ -3,6 +3,7 @@
 
 pub mod acks;
 pub mod jobs;
+pub mod limiter;
 pub mod mailer;
 pub mod media;
 pub mod runtime;

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    message::MultiPart,
+    address::AddressError,
+    message::{Mailbox, MultiPart},
 };
 
 #[derive(Clone)]
@@ -27,6 +28,43 @@ pub struct Email {
 
 pub const FROM: &str = "Quire <no-reply@quire.invalid>";
 
+/// Why a send failed: `Recipient` can never succeed for this address (retrying would
+/// fail the same way); `Other` may be transient (an SMTP server down, a full disk).
+///
+/// Neither message contains the recipient's address itself (lettre's parse errors do
+/// not; SMTP replies often echo it and are redacted by the caller, which knows it).
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("recipient address refused: {0}")]
+    Recipient(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<lettre::error::Error> for MailError {
+    fn from(e: lettre::error::Error) -> Self {
+        MailError::Other(e.into())
+    }
+}
+
+impl From<std::io::Error> for MailError {
+    fn from(e: std::io::Error) -> Self {
+        MailError::Other(e.into())
+    }
+}
+
+/// Sorts an SMTP failure: only what this recipient will never get is permanent. Other
+/// 5xx replies (530/535 authentication, 554 policy) and client-side refusals (no
+/// STARTTLS, no common auth mechanism) are the server's or our configuration's, fixed
+/// by an operator, after which the retries go through.
+fn classify_smtp(e: lettre::transport::smtp::Error, non_ascii_recipient: bool) -> MailError {
+    // RFC 5321: 550 mailbox unavailable, 551 user not local, 553 mailbox name not allowed.
+    let refused = e.status().map(u16::from).is_some_and(|code| matches!(code, 550 | 551 | 553));
+    // lettre will not send a non-ASCII address to a server without SMTPUTF8.
+    let cannot_carry = e.is_client() && non_ascii_recipient;
+    if refused || cannot_carry { MailError::Recipient(e.to_string()) } else { MailError::Other(e.into()) }
+}
+
 impl Mailer {
     pub fn from_config(config: &app::config::Config) -> anyhow::Result<Mailer> {
         match &config.smtp_url {
@@ -35,17 +73,22 @@ impl Mailer {
         }
     }
 
-    pub async fn send(&self, key: &str, email: Email) -> anyhow::Result<()> {
+    pub async fn send(&self, key: &str, email: Email) -> Result<(), MailError> {
+        // Our signup check is looser than RFC 5322 (it accepts `ann.@example.com`, say),
+        // so lettre may refuse an address we stored: a permanent failure for this mail.
+        let non_ascii_recipient = !email.to.is_ascii();
+        let to: Mailbox = email.to.parse().map_err(|e: AddressError| MailError::Recipient(e.to_string()))?;
+        let from: Mailbox = FROM.parse().map_err(|e: AddressError| MailError::Other(e.into()))?;
         let message = Message::builder()
-            .from(FROM.parse()?)
-            .to(email.to.parse()?)
+            .from(from)
+            .to(to)
             .subject(email.subject)
             // Same key, same Message-ID: a receiving system can also drop a duplicate.
             .message_id(Some(format!("<{key}@quire.invalid>")))
             .multipart(MultiPart::alternative_plain_html(email.text, email.html))?;
         match self {
             Mailer::Smtp(transport) => {
-                transport.send(message).await?;
+                transport.send(message).await.map_err(|e| classify_smtp(e, non_ascii_recipient))?;
             }
             Mailer::Files(dir) => {
                 tokio::fs::create_dir_all(dir).await?;

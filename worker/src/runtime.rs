@@ -3,9 +3,11 @@
 //! Each queue worker:
 //! - wakes on LISTEN/NOTIFY when a job is inserted, and polls every `POLL_INTERVAL` as a
 //!   fallback (a lost notification costs at most that much latency);
-//! - retries a failed run with exponential backoff up to the job's attempt budget, then
-//!   leaves it `Failed` with its error in `last_result`;
-//! - times out a run after `JOB_TIMEOUT`; turns a panic into a permanent failure;
+//! - runs each job under its own policy, looked up in the job registry by the name in
+//!   its envelope (see `crate::jobs::registry`): a run is timed out after the job's
+//!   `TIMEOUT`; a failed run is retried after the job's backoff while its `MAX_ATTEMPTS`
+//!   last, then the job is left `Failed` with its error in `last_result`; a permanent
+//!   failure (bad arguments, an unknown job, a panic) is left `Killed` at once;
 //! - heartbeats every `HEARTBEAT`; jobs held by a worker silent for `HEARTBEAT ×
 //!   MISSED_HEARTBEATS` (30 s, well under the 60 s promised) are re-queued by any live
 //!   worker of the same queue;
@@ -14,27 +16,19 @@
 
 use std::{sync::Arc, time::Duration};
 
-use apalis::layers::retry::{BackoffRetryPolicy, HasherRng, backoff::ExponentialBackoffMaker};
 use apalis::prelude::*;
 use apalis_postgres::{Config as PgConfig, PostgresStorage, Pubsub};
 use app::jobs::Envelope;
-use tower::retry::backoff::MakeBackoff;
 
 use crate::{
     acks::{Acker, FlushOnClose},
-    jobs::{JobContext, dispatch},
+    jobs::{JobContext, Registry, dispatch, registry::RetryByJob},
 };
 
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
-pub const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 pub const MISSED_HEARTBEATS: usize = 3;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-/// Runs in all for a job (the payload's `MAX_ATTEMPTS` is stored too; this bounds the
-/// in-process retry loop and must agree with it).
-pub const MAX_ATTEMPTS: usize = 5;
-pub const RETRY_MIN_DELAY: Duration = Duration::from_secs(1);
-pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -45,7 +39,11 @@ pub struct Options {
     /// short jobs cheap (bench/jobs: 840 jobs/s at 20, ~13,000 at 500), but would let one
     /// worker hoard slow jobs, so the media queue fetches no more than it can run.
     pub batch_size: usize,
+    /// Caps every job's `BACKOFF_MIN`, so tests can make retries quick; the default,
+    /// `Duration::MAX`, leaves each job's own backoff.
     pub retry_min_delay: Duration,
+    /// The jobs this worker can run, with their policies (tests add test-only jobs).
+    pub registry: Arc<Registry>,
 }
 
 impl Default for Options {
@@ -54,7 +52,8 @@ impl Default for Options {
             queues: app::jobs::ALL_QUEUES.iter().map(|q| q.to_string()).collect(),
             concurrency: 8,
             batch_size: 500,
-            retry_min_delay: RETRY_MIN_DELAY,
+            retry_min_delay: Duration::MAX,
+            registry: crate::jobs::registry(),
         }
     }
 }
@@ -98,22 +97,21 @@ pub fn monitor(ctx: Arc<JobContext>, options: &Options) -> Monitor {
             let wake = Strategy::new().stream(Pubsub::new(pool.clone(), queue.clone())).interval(POLL_INTERVAL);
             let backend = PostgresStorage::<Envelope>::new(&pool).with_config(config).poll_with_strategy(wake);
             let backend = FlushOnClose::new(backend, &acker);
-            let backoff = ExponentialBackoffMaker::new(options.retry_min_delay, RETRY_MAX_DELAY, 0.25, HasherRng::default())
-                .expect("valid backoff bounds")
-                .make_backoff();
+            let retry = RetryByJob::new(options.registry.clone(), options.retry_min_delay);
             WorkerBuilder::new(name)
                 .backend(backend)
                 // Outermost first: the outcome is recorded once, after the last run; a
-                // job holds one concurrency slot across its retries; each run gets its
-                // own timeout; tracing sees the real attempt number.
+                // job holds one concurrency slot across its retries; tracing sees the
+                // real attempt number. Each run's timeout is the job's own, applied in
+                // `dispatch` (a tower timeout here would be one for every job).
                 .layer(acker.layer())
                 .concurrency(options.concurrency)
-                .retry(BackoffRetryPolicy::new(MAX_ATTEMPTS - 1, backoff))
-                .timeout(JOB_TIMEOUT)
+                .retry(retry)
                 .enable_tracing()
                 .catch_panic()
                 .parallelize(tokio::spawn)
                 .data(ctx.clone())
+                .data(options.registry.clone())
                 .build(dispatch)
         });
     }

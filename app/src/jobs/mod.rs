@@ -9,6 +9,8 @@ pub mod mail;
 pub mod maintenance;
 pub mod media;
 
+use std::time::Duration;
+
 use apalis_core::task::builder::TaskBuilder;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sqlx::PgConnection;
@@ -29,6 +31,13 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     const PRIORITY: usize = 0;
     /// Runs in all, first one included; afterwards the job is kept as failed.
     const MAX_ATTEMPTS: usize = 5;
+    /// How long one run may take before it is abandoned and counted as a failed attempt.
+    const TIMEOUT: Duration = Duration::from_secs(120);
+    /// The wait before the first retry; each further retry waits twice as long (plus up
+    /// to a quarter more, at random, so jobs that failed together do not retry together),
+    /// never more than `BACKOFF_MAX`.
+    const BACKOFF_MIN: Duration = Duration::from_secs(1);
+    const BACKOFF_MAX: Duration = Duration::from_secs(60);
 }
 
 /// What a queue row holds: the job's name, its arguments, and the id of the request that
@@ -48,6 +57,25 @@ pub enum EnqueueError {
     #[error("inserting job: {0}")]
     Queue(#[from] apalis_postgres::Error),
 }
+
+impl EnqueueError {
+    /// The database's own error, when the insert reached PostgreSQL and it refused.
+    pub fn database_error(&self) -> Option<&(dyn sqlx::error::DatabaseError + 'static)> {
+        match self {
+            EnqueueError::Queue(apalis_postgres::Error::Database(e)) => e.as_database_error(),
+            _ => None,
+        }
+    }
+
+    /// True when a job with the same idempotency key is already queued: PostgreSQL's
+    /// `unique_violation` (SQLSTATE 23505), not a match on the message's wording.
+    pub fn is_duplicate(&self) -> bool {
+        self.database_error().and_then(|e| e.code()).as_deref() == Some(UNIQUE_VIOLATION)
+    }
+}
+
+/// SQLSTATE `unique_violation`.
+pub const UNIQUE_VIOLATION: &str = "23505";
 
 /// Inserts `job` on `conn` — pass `&mut *tx` to make it part of a transaction.
 pub async fn enqueue<J: Job>(conn: &mut PgConnection, job: &J, request_id: Option<&str>) -> Result<(), EnqueueError> {

@@ -13,7 +13,7 @@ use minijinja::context;
 use sqlx::PgConnection;
 
 use super::{JobContext, JobError, Run};
-use crate::mailer::Email;
+use crate::mailer::{Email, MailError};
 
 /// Claims `key` for this send; false when a previous run already sent it.
 async fn claim(conn: &mut PgConnection, key: &str, to: &str, subject: &str) -> Result<bool, sqlx::Error> {
@@ -64,9 +64,17 @@ async fn send_link_mail(
     users::store_token(&mut tx, &user, purpose, &token).await?;
     let url = format!("{}{path}/{token}", ctx.config.base_url);
     let email = render(ctx, template, &user, subject, &url)?;
-    ctx.mailer.send(key, email).await?;
+    // Errors are logged and kept in the job row: they name the user, never the address.
+    let redact = |msg: String| if user.email.is_empty() { msg } else { msg.replace(&user.email, "<recipient>") };
+    match ctx.mailer.send(key, email).await {
+        Ok(()) => {}
+        Err(MailError::Recipient(msg)) => {
+            return Err(JobError::Permanent(format!("cannot mail user {user_id}: {}", redact(msg))));
+        }
+        Err(MailError::Other(e)) => return Err(JobError::Retry(anyhow::anyhow!(redact(format!("{e:#}"))))),
+    }
     tx.commit().await?;
-    tracing::info!(user_id, to = %user.email, "mail sent");
+    tracing::info!(user_id, "mail sent");
     Ok(())
 }
 

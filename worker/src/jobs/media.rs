@@ -3,7 +3,7 @@
 //!
 //! A file that cannot be decoded marks the media failed with a message its owner sees,
 //! and is not retried (it would fail the same way). Storage and database errors are
-//! retried with backoff.
+//! retried with backoff; when the attempts run out, the media is marked failed too.
 //!
 //! DeleteMedia: a replaced cover or avatar's files (original, every variant), then its
 //! row; never a row a story or user still refers to.
@@ -25,10 +25,9 @@ impl Run for ProcessImage {
             return Ok(());
         };
         let original = ctx.storage.get(&original_key).await.map_err(|e| JobError::Retry(anyhow::anyhow!("reading original: {e}")))?;
-        // CPU-bound: off the async workers.
-        let processed = tokio::task::spawn_blocking(move || media::process(&original, &VARIANT_WIDTHS))
-            .await
-            .map_err(|e| JobError::Retry(e.into()))?;
+        // CPU-bound: off the async workers, and no more decodes at once than cores, counting
+        // those whose job timed out but which still run (see `crate::limiter`).
+        let processed = crate::limiter::image_decodes().run(move || media::process(&original, &VARIANT_WIDTHS)).await?;
         let processed = match processed {
             Ok(p) => p,
             Err(e) => {
@@ -60,6 +59,15 @@ impl Run for ProcessImage {
             return Ok(());
         }
         tracing::info!(media_id = self.media_id, variants = refs.len(), "image processed");
+        Ok(())
+    }
+
+    /// Retries ran out (storage or database trouble, or too slow): the media becomes
+    /// failed, so its pages stop polling and its owner is asked for another upload. The
+    /// cause stays in the job's error for operators; the owner sees a generic message.
+    async fn exhausted(self, ctx: &JobContext) -> Result<(), JobError> {
+        media_rows::mark_failed(ctx.db.primary(), self.media_id, GAVE_UP_MESSAGE).await?;
+        tracing::warn!(media_id = self.media_id, "image processing gave up; media marked failed");
         Ok(())
     }
 }
@@ -94,3 +102,6 @@ async fn delete_files<'a>(ctx: &JobContext, keys: impl Iterator<Item = &'a str>)
     }
     Ok(())
 }
+
+/// What the owner reads ("This image could not be used: … Please upload another one.").
+pub const GAVE_UP_MESSAGE: &str = "something went wrong while processing it.";

@@ -1,12 +1,13 @@
-//! Dispatch: each queue row holds an `Envelope` naming its job; `dispatch` deserialises
-//! the arguments into the job's type and runs its handler inside a span that carries
-//! the request id of the request that enqueued it.
+//! Job handlers and dispatch: each queue row holds an `Envelope` naming its job;
+//! `dispatch` finds the job in the [`Registry`], which deserialises the arguments into
+//! the job's type and runs its handler under the job's own policy.
 
 pub mod mail;
 pub mod maintenance;
 pub mod media;
+pub mod registry;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use apalis_core::error::{AbortError, BoxDynError};
 use app::{
@@ -16,8 +17,8 @@ use app::{
     templates::Templates,
 };
 use serde::de::DeserializeOwned;
-use tracing::Instrument;
 
+pub use self::registry::{Registry, RunCounter, RunInfo};
 use crate::mailer::Mailer;
 
 /// What every handler may use.
@@ -50,60 +51,55 @@ impl From<sqlx::Error> for JobError {
     }
 }
 
-/// A job's handler. Implemented here, in the worker, for the payload types of `app::jobs`.
+/// A job's handler. Implemented here, in the worker, for the payload types of `app::jobs`,
+/// and registered in [`all`].
 pub trait Run: Job + DeserializeOwned {
     fn run(self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>> + Send;
-}
 
-async fn run_typed<J: Run>(args: serde_json::Value, ctx: &JobContext) -> Result<(), JobError> {
-    let job: J = serde_json::from_value(args).map_err(|e| JobError::Permanent(format!("bad arguments for {}: {e}", J::NAME)))?;
-    job.run(ctx).await
-}
-
-pub async fn run_envelope(envelope: Envelope, ctx: &JobContext) -> Result<(), JobError> {
-    use app::jobs::{mail::*, maintenance::*, media::*};
-    match envelope.name.as_str() {
-        SendVerificationEmail::NAME => run_typed::<SendVerificationEmail>(envelope.args, ctx).await,
-        SendPasswordReset::NAME => run_typed::<SendPasswordReset>(envelope.args, ctx).await,
-        PurgeExpired::NAME => run_typed::<PurgeExpired>(envelope.args, ctx).await,
-        Noop::NAME => run_typed::<Noop>(envelope.args, ctx).await,
-        ProcessImage::NAME => run_typed::<ProcessImage>(envelope.args, ctx).await,
-        DeleteMedia::NAME => run_typed::<DeleteMedia>(envelope.args, ctx).await,
-        other => Err(JobError::Permanent(format!("unknown job `{other}`"))),
+    /// Called once when the job's last attempt failed with a retryable error (or timed
+    /// out), just before it is kept as failed: the place to tell the user, for jobs whose
+    /// pages wait on them. Nothing by default.
+    fn exhausted(self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>> + Send {
+        let _ = ctx;
+        std::future::ready(Ok(()))
     }
+}
+
+/// Every job the worker runs. A job type of `app::jobs` missing here fails
+/// `tests/registry.rs`; one registered twice panics here, at start-up.
+pub fn all() -> Registry {
+    use app::jobs::{mail::*, maintenance::*, media::*};
+    Registry::new()
+        .register::<SendVerificationEmail>()
+        .register::<SendPasswordReset>()
+        .register::<PurgeExpired>()
+        .register::<Noop>()
+        .register::<ProcessImage>()
+        .register::<DeleteMedia>()
+}
+
+/// The process's registry, built on first use (the worker builds it before starting).
+pub fn registry() -> Arc<Registry> {
+    static REGISTRY: LazyLock<Arc<Registry>> = LazyLock::new(|| Arc::new(all()));
+    REGISTRY.clone()
+}
+
+/// Runs `envelope` once, outside the queue, as its first attempt (tests and tools).
+pub async fn run_envelope(envelope: Envelope, ctx: &JobContext) -> Result<(), JobError> {
+    registry().run(envelope, ctx, RunInfo::FIRST).await
 }
 
 /// The apalis service function: one call per job run (retries call it again).
 pub async fn dispatch(
     envelope: Envelope,
     ctx: apalis_core::task::data::Data<Arc<JobContext>>,
-    attempt: apalis_core::task::attempt::Attempt,
+    registry: apalis_core::task::data::Data<Arc<Registry>>,
+    counter: RunCounter,
 ) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!(
-        "job",
-        job = %envelope.name,
-        request_id = envelope.request_id.as_deref().unwrap_or("-"),
-        attempt = attempt.current(),
-    );
-    async move {
-        let started = std::time::Instant::now();
-        let result = run_envelope(envelope, &ctx).await;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        match result {
-            Ok(()) => {
-                tracing::info!(ms, "job done");
-                Ok(())
-            }
-            Err(JobError::Retry(e)) => {
-                tracing::warn!(ms, error = format!("{e:#}"), "job failed; will retry if attempts remain");
-                Err(e.into())
-            }
-            Err(JobError::Permanent(msg)) => {
-                tracing::error!(ms, error = %msg, "job failed permanently");
-                Err(AbortError::new(msg).into())
-            }
-        }
+    match registry.run(envelope, &ctx, counter.info()).await {
+        Ok(()) => Ok(()),
+        Err(JobError::Retry(e)) => Err(e.into()),
+        // Not retried by the policy, recorded as `Killed` with the message.
+        Err(JobError::Permanent(msg)) => Err(AbortError::new(msg).into()),
     }
-    .instrument(span)
-    .await
 }
