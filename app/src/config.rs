@@ -36,6 +36,8 @@ pub struct Config {
     pub mail_dir: PathBuf,
     /// Connections per pool; sized for the machine (see `default_pool_size`).
     pub db_pool_size: u32,
+    /// HTTP timeouts and the connection cap (`web::server`, `web::timeouts`).
+    pub http: HttpLimits,
 }
 
 impl fmt::Debug for Config {
@@ -154,6 +156,7 @@ impl Config {
             Some("pretty") => LogFormat::Pretty,
             Some(other) => return Err(bad("LOG_FORMAT", format!("must be `json` or `pretty`, not `{other}`"))),
         };
+        let http = HttpLimits::read()?;
         Ok(Config {
             app_env,
             port,
@@ -168,6 +171,7 @@ impl Config {
             log_format,
             mail_dir: PathBuf::from("var/mail"),
             db_pool_size,
+            http,
         })
     }
 
@@ -199,11 +203,80 @@ impl Config {
             log_format: LogFormat::Pretty,
             mail_dir,
             db_pool_size: 4,
+            http: HttpLimits::default(),
         }
     }
 
     pub fn is_production(&self) -> bool {
         self.app_env == AppEnv::Production
+    }
+}
+
+/// How long the server waits for clients and handlers, and how many connections it
+/// serves at once. Each has its variable; see `HttpLimits::read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `HEADER_READ_TIMEOUT_SECS` (8): a request's headers must arrive complete within
+    /// this long (slowloris). The same timer closes an idle HTTP/1.1 keep-alive connection:
+    /// hyper starts it as soon as it waits for the next request.
+    pub header_read_timeout: std::time::Duration,
+    /// `IDLE_TIMEOUT_SECS` (120): a connection on which no byte moves either way for this
+    /// long is closed (idle HTTP/2, a client that stopped reading its response). Longer
+    /// than the deadlines below, so a handler within its deadline is never cut.
+    pub idle_timeout: std::time::Duration,
+    /// `REQUEST_TIMEOUT_SECS` (15): the whole of a request, body read included, or 503.
+    pub request_timeout: std::time::Duration,
+    /// `UPLOAD_TIMEOUT_SECS` (60): the same for multipart POSTs (the forms with a file).
+    pub upload_timeout: std::time::Duration,
+    /// `MAX_CONNECTIONS` (1024): connections served at once by this process; further
+    /// ones wait in the kernel's accept backlog until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        use std::time::Duration;
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(8),
+            idle_timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(15),
+            upload_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
+}
+
+impl HttpLimits {
+    fn read() -> Result<HttpLimits, ConfigError> {
+        let d = HttpLimits::default();
+        let secs = |name: &'static str, default: std::time::Duration| -> Result<std::time::Duration, ConfigError> {
+            match var(name)? {
+                None => Ok(default),
+                Some(v) => match v.trim_end_matches('s').parse::<f64>() {
+                    Ok(s) if s > 0.0 && s <= 3600.0 => Ok(std::time::Duration::from_secs_f64(s)),
+                    _ => Err(bad(name, format!("must be a number of seconds above 0 and at most 3600 (e.g. 15), not `{v}`"))),
+                },
+            }
+        };
+        let max_connections = match var("MAX_CONNECTIONS")? {
+            None => d.max_connections,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => n,
+                _ => return Err(bad("MAX_CONNECTIONS", format!("must be a number of connections from 1 to 1000000, not `{v}`"))),
+            },
+        };
+        let limits = HttpLimits {
+            header_read_timeout: secs("HEADER_READ_TIMEOUT_SECS", d.header_read_timeout)?,
+            idle_timeout: secs("IDLE_TIMEOUT_SECS", d.idle_timeout)?,
+            request_timeout: secs("REQUEST_TIMEOUT_SECS", d.request_timeout)?,
+            upload_timeout: secs("UPLOAD_TIMEOUT_SECS", d.upload_timeout)?,
+            max_connections,
+        };
+        // A quiet handler still within its deadline must not lose its connection.
+        if limits.idle_timeout <= limits.request_timeout.max(limits.upload_timeout) {
+            return Err(bad("IDLE_TIMEOUT_SECS", "must be longer than REQUEST_TIMEOUT_SECS and UPLOAD_TIMEOUT_SECS"));
+        }
+        Ok(limits)
     }
 }
 

@@ -65,7 +65,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Error::Database(e)
+        match e {
+            // Every connection busy for the whole acquire timeout: overload, not a bug.
+            // A 503 with Retry-After tells clients (and the proxy) to come back shortly.
+            sqlx::Error::PoolTimedOut => {
+                tracing::warn!("database pool exhausted: answering 503");
+                Error::Busy { retry_after_secs: 2 }
+            }
+            e => Error::Database(e),
+        }
     }
 }
 

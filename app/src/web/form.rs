@@ -38,10 +38,15 @@ pub fn field(bytes: &[u8], name: &str) -> Option<String> {
 
 fn decode(part: &[u8]) -> Result<String, Error> {
     let plus_as_space: Vec<u8> = part.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
-    percent_encoding::percent_decode(&plus_as_space)
+    let text = percent_encoding::percent_decode(&plus_as_space)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| Error::BadRequest("The form contained text that is not valid UTF-8.".into()))
+        .map_err(|_| Error::BadRequest("The form contained text that is not valid UTF-8.".into()))?;
+    // PostgreSQL cannot store NUL in text: refused here, once, rather than as a 500 later.
+    if text.contains('\0') {
+        return Err(Error::BadRequest(crate::web::hostile_input::MSG_NUL.into()));
+    }
+    Ok(text)
 }
 
 pub fn pairs(bytes: &[u8]) -> Result<Vec<(String, String)>, Error> {

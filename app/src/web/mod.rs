@@ -7,21 +7,19 @@ pub mod ctx;
 pub mod error_pages;
 pub mod form;
 pub mod headers;
+pub mod hostile_input;
 pub mod ops;
 pub mod read_routing;
 pub mod request_id;
+pub mod server;
 pub mod session_layer;
 pub mod static_files;
+pub mod timeouts;
 pub mod uploads;
 
 use std::{sync::Arc, time::Duration};
 
-use poem::{
-    Endpoint, EndpointExt, IntoEndpoint, Route, Server, get,
-    listener::TcpListener,
-    middleware::CookieJarManager,
-    web::cookie::CookieKey,
-};
+use poem::{Endpoint, EndpointExt, Route, get, middleware::CookieJarManager, web::cookie::CookieKey};
 
 use crate::{
     accounts, config::Config, db::Db, media, ratelimit::RateLimiter, sessions::SessionStore, stories,
@@ -90,9 +88,13 @@ pub fn routes(state: &AppState) -> Route {
 /// cost a session lookup, and health must answer even when the database does not.
 pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
     let secure = state.config.is_production();
+    let limits = state.config.http;
+    // The deadline inside the error pages (its 503 is a page) and outside the session
+    // lookup and the CSRF check's body read (both count against it).
     let pages = routes(&state)
         .with(csrf::CsrfProtection)
         .with(session_layer::Sessions)
+        .with(timeouts::Deadline { request: limits.request_timeout, upload: limits.upload_timeout })
         .with(error_pages::ErrorPages)
         .with(read_routing::ReadRouting { expose: !secure && state.db.has_replicas() })
         .with(CookieJarManager::with_key(state.cookie_key.clone()));
@@ -102,6 +104,9 @@ pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
         .nest("/static", state.statics.clone().endpoint().with(error_pages::ErrorPages))
         .nest("/media", media::pages::files().with(error_pages::ErrorPages))
         .nest("/", pages)
+        // Once, before any routing: NUL in the path (404) or query (400), as a page.
+        .with(hostile_input::RefuseNul)
+        .with(error_pages::ErrorPages)
         .with(Compression::default())
         .with(headers::SecurityHeaders { hsts: secure })
         .with(request_id::RequestIds)
@@ -112,14 +117,22 @@ pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
 /// to 25 s) and closes the pools.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let addr = format!("0.0.0.0:{}", state.config.port);
-    let db = state.db.clone();
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(%addr, "listening");
-    let result = Server::new(TcpListener::bind(addr))
-        .name("quire")
-        .run_with_graceful_shutdown(app(state).into_endpoint(), crate::shutdown::signal(), Some(Duration::from_secs(25)))
-        .await;
+    let db = state.db.clone();
+    let result = serve_on(listener, state, crate::shutdown::signal()).await;
     tracing::info!("stopped accepting; closing database pools");
     db.close().await;
-    result.map_err(Into::into)
+    result
 }
 
+/// Serves the app on `listener` with the configured timeouts and connection cap
+/// (`web::server`) until `signal`; tests call it with a port of their own.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    signal: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let limits = state.config.http;
+    server::run(listener, app(state).boxed(), limits, signal, Duration::from_secs(25)).await.map_err(Into::into)
+}

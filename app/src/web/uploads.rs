@@ -150,6 +150,10 @@ async fn read_parts(
             image = Some(RawImage { bytes: buf.freeze(), file_name });
         } else {
             let value = String::from_utf8(buf.to_vec()).map_err(|_| UploadError::bad(MSG_UTF8))?;
+            // PostgreSQL cannot store NUL in text (nor do we want it in a field name).
+            if value.contains('\0') || name.contains('\0') {
+                return Err(UploadError::bad(crate::web::hostile_input::MSG_NUL));
+            }
             fields.entry(name).or_insert(value);
         }
     }
