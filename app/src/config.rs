@@ -1,9 +1,18 @@
-//! Configuration from the environment, exactly as ../shared/CONTRACT.md's table says.
+//! Configuration from the environment: the variables of the product contract (the README's
+//! configuration table), plus operational limits with safe defaults.
 //!
 //! Every value is read and checked once at start-up. A bad value is a `ConfigError`
 //! naming the variable; the binaries print it on one line and exit with code 2.
+//!
+//! Unsafe combinations cannot start: development mode (no Secure cookies, a generated
+//! key, a readable outbox at `/dev/mail`) needs `APP_ENV=development`, or `APP_ENV` unset
+//! on a machine that does not look deployed; production needs every variable a real
+//! deployment has to choose (`DATABASE_URL`, `SECRET_KEY`, `BASE_URL`, `SMTP_URL`,
+//! `MAIL_FROM`); and mail never goes unencrypted to another host unless the URL says so.
 
-use std::{env, fmt, path::PathBuf};
+use std::{env, ffi::OsString, fmt, path::{Path, PathBuf}};
+
+use lettre::message::Mailbox;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
@@ -27,7 +36,11 @@ pub struct Config {
     /// seconds, default 10).
     pub replica_max_lag: std::time::Duration,
     pub redis_url: Option<String>,
+    /// As lettre's `from_url` reads it: a remote `smtp://` without `?tls=` already has
+    /// `tls=required` added, and `?tls=none` is gone (see `smtp_url`).
     pub smtp_url: Option<String>,
+    /// `MAIL_FROM`: the From of every mail; its domain also names the Message-IDs.
+    pub mail_from: Mailbox,
     pub media_root: PathBuf,
     pub secret_key: Vec<u8>,
     pub base_url: String,
@@ -64,32 +77,59 @@ fn bad(var: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError { var, message: message.into() }
 }
 
-/// Reads a variable; unset and empty are the same (an empty line in `.env` means unset).
-fn var(name: &'static str) -> Result<Option<String>, ConfigError> {
-    match env::var(name) {
-        Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => Ok(Some(v.trim().to_string())),
-        Err(env::VarError::NotPresent) => Ok(None),
-        Err(env::VarError::NotUnicode(_)) => Err(bad(name, "is not valid UTF-8")),
+/// Reads a variable through `get`; unset and empty are the same (an empty line in `.env`
+/// means unset).
+fn var_from(get: &dyn Fn(&str) -> Option<OsString>, name: &'static str) -> Result<Option<String>, ConfigError> {
+    match get(name).map(OsString::into_string) {
+        None => Ok(None),
+        Some(Ok(v)) if v.trim().is_empty() => Ok(None),
+        Some(Ok(v)) => Ok(Some(v.trim().to_string())),
+        Some(Err(_)) => Err(bad(name, "is not valid UTF-8")),
     }
 }
+
+/// What production cannot guess: without each of these a deployment would run with a
+/// made-up value (a localhost URL in every link, no mail, a key nobody shares).
+const PRODUCTION_REQUIRED: &[(&str, &str)] = &[
+    ("DATABASE_URL", "is required in production"),
+    ("SECRET_KEY", "is required in production (at least 32 random characters)"),
+    ("BASE_URL", "is required in production (the public https:// URL that mails link to)"),
+    ("SMTP_URL", "is required in production (smtps://user:pass@host or smtp://user:pass@host:587)"),
+    ("MAIL_FROM", "is required in production (e.g. `Quire <no-reply@example.com>`, a domain your SMTP relay may send for)"),
+];
+
+/// Development's From address when `MAIL_FROM` is unset (../shared/CONTRACT.md).
+pub const DEV_MAIL_FROM: &str = "Quire <no-reply@localhost>";
 
 impl Config {
     /// Loads `.env` (development convenience; real environment variables win) and reads
     /// the configuration.
     pub fn from_env() -> Result<Config, ConfigError> {
         let _ = dotenvy::dotenv();
-        Self::read()
+        Self::read(|name| env::var_os(name))
     }
 
-    fn read() -> Result<Config, ConfigError> {
-        let app_env = match var("APP_ENV")?.as_deref() {
-            None | Some("development") => AppEnv::Development,
-            Some("production") => AppEnv::Production,
-            Some(other) => {
-                return Err(bad("APP_ENV", format!("must be `development` or `production`, not `{other}`")));
+    /// The configuration from `get` (a variable's value, or None when unset): the process
+    /// environment for `from_env`, a map in tests. Development's defaults still read and
+    /// write `var/` (the private cluster's port, the generated key).
+    pub fn read(get: impl Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
+        let var = |name: &'static str| var_from(&get, name);
+        let app_env = app_env(&get)?;
+        if app_env == AppEnv::Production {
+            let mut missing = Vec::new();
+            for (name, why) in PRODUCTION_REQUIRED {
+                if var(name)?.is_none() {
+                    missing.push((*name, *why));
+                }
             }
-        };
+            // All of them in one line: an operator fixes the deploy once, not five times.
+            if let Some((name, why)) = missing.first() {
+                let also = missing[1..].iter().map(|(n, _)| *n).collect::<Vec<_>>();
+                let message =
+                    if also.is_empty() { why.to_string() } else { format!("{why}; also unset: {}", also.join(", ")) };
+                return Err(bad(name, message));
+            }
+        }
         let port = match var("PORT")? {
             None => 8000,
             Some(p) => p
@@ -132,9 +172,8 @@ impl Config {
         let redis_url = var("REDIS_URL")?
             .map(|u| check_scheme("REDIS_URL", u, &["redis://", "rediss://"], "must start with redis:// or rediss://"))
             .transpose()?;
-        let smtp_url = var("SMTP_URL")?
-            .map(|u| check_scheme("SMTP_URL", u, &["smtp://", "smtps://"], "must look like smtp://user:pass@host:port or smtps://…"))
-            .transpose()?;
+        let smtp_url = var("SMTP_URL")?.map(|u| smtp_url(&u)).transpose()?;
+        let mail_from = mail_from(var("MAIL_FROM")?.as_deref().unwrap_or(DEV_MAIL_FROM))?;
         let media_root = PathBuf::from(var("MEDIA_ROOT")?.unwrap_or_else(|| "var/media".into()));
         let secret_key = match var("SECRET_KEY")? {
             Some(k) if k.len() >= 32 => k.into_bytes(),
@@ -142,7 +181,7 @@ impl Config {
             None if app_env == AppEnv::Production => {
                 return Err(bad("SECRET_KEY", "is required in production (at least 32 random characters)"));
             }
-            None => dev_secret_key()?,
+            None => dev_secret_key(Path::new("var/secret_key"))?,
         };
         let base_url = match var("BASE_URL")? {
             Some(u) if u.starts_with("http://") || u.starts_with("https://") => u.trim_end_matches('/').to_string(),
@@ -156,7 +195,7 @@ impl Config {
             Some("pretty") => LogFormat::Pretty,
             Some(other) => return Err(bad("LOG_FORMAT", format!("must be `json` or `pretty`, not `{other}`"))),
         };
-        let http = HttpLimits::read()?;
+        let http = HttpLimits::read(&var)?;
         Ok(Config {
             app_env,
             port,
@@ -165,6 +204,7 @@ impl Config {
             replica_max_lag,
             redis_url,
             smtp_url,
+            mail_from,
             media_root,
             secret_key,
             base_url,
@@ -197,6 +237,7 @@ impl Config {
             replica_max_lag: std::time::Duration::from_secs(10),
             redis_url: None,
             smtp_url: None,
+            mail_from: DEV_MAIL_FROM.parse().expect("DEV_MAIL_FROM is a mailbox"),
             media_root: mail_dir.join("media"),
             secret_key: b"test-secret-key-test-secret-key-test-secret".to_vec(),
             base_url: "http://localhost:8000".into(),
@@ -247,7 +288,7 @@ impl Default for HttpLimits {
 }
 
 impl HttpLimits {
-    fn read() -> Result<HttpLimits, ConfigError> {
+    fn read(var: &dyn Fn(&'static str) -> Result<Option<String>, ConfigError>) -> Result<HttpLimits, ConfigError> {
         let d = HttpLimits::default();
         let secs = |name: &'static str, default: std::time::Duration| -> Result<std::time::Duration, ConfigError> {
             match var(name)? {
@@ -303,17 +344,178 @@ fn private_cluster_url() -> Result<String, ConfigError> {
     Ok(format!("postgres://quire@127.0.0.1:{}/quire", port.trim()))
 }
 
-/// Development default: a random key generated once into `var/secret_key`.
-fn dev_secret_key() -> Result<Vec<u8>, ConfigError> {
-    let path = std::path::Path::new("var/secret_key");
-    if let Ok(k) = std::fs::read_to_string(path)
-        && k.trim().len() >= 32
-    {
-        return Ok(k.trim().as_bytes().to_vec());
+/// `APP_ENV`. Unset means development only where nothing says "deployed": hosting
+/// platforms (Heroku and its kin) set `PORT` and `DATABASE_URL` themselves, and a Procfile
+/// deploy that forgot `APP_ENV` must not come up in development mode (no Secure cookies,
+/// a key per process, mail readable at /dev/mail). Refusing to start, rather than guessing
+/// production, makes the operator say which one they mean, with one variable, before the
+/// first request; bin/dev, bin/test and e2e/run set `APP_ENV=development` themselves.
+fn app_env(get: &dyn Fn(&str) -> Option<OsString>) -> Result<AppEnv, ConfigError> {
+    match var_from(get, "APP_ENV")?.as_deref() {
+        Some("development") => Ok(AppEnv::Development),
+        Some("production") => Ok(AppEnv::Production),
+        Some(other) => Err(bad("APP_ENV", format!("must be `development` or `production`, not `{other}`"))),
+        None => {
+            let mut platform = Vec::new();
+            for name in ["PORT", "DATABASE_URL"] {
+                if var_from(get, name)?.is_some() {
+                    platform.push(name);
+                }
+            }
+            if platform.is_empty() {
+                return Ok(AppEnv::Development);
+            }
+            Err(bad(
+                "APP_ENV",
+                format!(
+                    "is unset, but {} {} set as a hosting platform sets {}: set APP_ENV=production for a deployment, or APP_ENV=development on your own machine",
+                    platform.join(" and "),
+                    if platform.len() == 1 { "is" } else { "are" },
+                    if platform.len() == 1 { "it" } else { "them" },
+                ),
+            ))
+        }
     }
+}
+
+/// Hosts where an unencrypted SMTP connection never leaves the machine.
+fn is_loopback_host(host: &url::Host<&str>) -> bool {
+    match host {
+        // smtp:// is not a "special" scheme to the URL standard, so an IPv4 address
+        // arrives as an opaque host name.
+        url::Host::Domain(d) => {
+            d.eq_ignore_ascii_case("localhost") || d.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
+/// `SMTP_URL`, checked and turned into the URL lettre's `from_url` reads. Mail carries
+/// password-reset links and the URL may carry the relay's password, so plaintext to
+/// another host happens only when asked for by name:
+///
+/// | URL | to a loopback host | to any other host |
+/// |---|---|---|
+/// | `smtps://…` | TLS from the first byte | same |
+/// | `smtp://…?tls=required` | STARTTLS, or no mail | same |
+/// | `smtp://…` | plaintext (a local sink or relay) | STARTTLS required (`?tls=required` added) |
+/// | `smtp://…?tls=opportunistic` | STARTTLS if offered | refused: a man in the middle strips the offer |
+/// | `smtp://…?tls=none` | plaintext | plaintext, as asked |
+///
+/// Error messages never repeat the URL: it may hold a password.
+fn smtp_url(raw: &str) -> Result<String, ConfigError> {
+    const VAR: &str = "SMTP_URL";
+    let shape = "must look like smtps://user:pass@host:port or smtp://user:pass@host:port";
+    let mut url = url::Url::parse(raw).map_err(|_| bad(VAR, shape))?;
+    let (host, loopback) = match url.host() {
+        Some(h) if !url.host_str().unwrap_or_default().is_empty() => (h.to_string(), is_loopback_host(&h)),
+        _ => return Err(bad(VAR, format!("{shape} (no host)"))),
+    };
+    let tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+    let set_tls = |url: &mut url::Url, value: Option<&str>| {
+        let rest: Vec<(String, String)> =
+            url.query_pairs().filter(|(k, _)| k != "tls").map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        url.set_query(None);
+        if !rest.is_empty() || value.is_some() {
+            let mut q = url.query_pairs_mut();
+            q.extend_pairs(rest);
+            if let Some(v) = value {
+                q.append_pair("tls", v);
+            }
+        }
+    };
+    match (url.scheme(), tls.as_deref()) {
+        ("smtps", None) => {}
+        ("smtps", Some(_)) => return Err(bad(VAR, "smtps:// is always TLS: drop its ?tls= parameter")),
+        ("smtp", Some("required")) => {}
+        // lettre's plaintext is smtp:// with no tls parameter; `none` is ours.
+        ("smtp", Some("none")) => set_tls(&mut url, None),
+        ("smtp", None | Some("opportunistic")) if loopback => {}
+        ("smtp", None) => set_tls(&mut url, Some("required")),
+        ("smtp", Some("opportunistic")) => {
+            return Err(bad(
+                VAR,
+                format!(
+                    "?tls=opportunistic would send in plaintext whenever STARTTLS is missing (or stripped on the way) to {host}: \
+                     leave ?tls= out (STARTTLS required), use smtps://, or say ?tls=none to send unencrypted on purpose"
+                ),
+            ));
+        }
+        ("smtp", Some(other)) => {
+            return Err(bad(VAR, format!("?tls= must be `required`, `opportunistic` or `none`, not `{other}`")));
+        }
+        _ => return Err(bad(VAR, shape)),
+    }
+    Ok(url.to_string())
+}
+
+/// `MAIL_FROM`, parsed as the worker's mail builder will parse it, so a typo stops the
+/// deploy instead of failing every mail job.
+fn mail_from(raw: &str) -> Result<Mailbox, ConfigError> {
+    raw.parse::<Mailbox>().map_err(|_| {
+        bad("MAIL_FROM", format!("must be a mailbox like `Quire <no-reply@example.com>` or `no-reply@example.com`, not `{raw}`"))
+    })
+}
+
+/// Development default: a random key generated once into `path` (`var/secret_key`).
+///
+/// It signs sessions and reset links, so only its owner may read it (0600). It is written
+/// to a private temporary file and then linked into place, which fails if the file
+/// appeared meanwhile: web and worker starting together both end up with the one key on
+/// disk, never a key each, and nobody ever reads a half-written file.
+fn dev_secret_key(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let fail = |e: std::io::Error| bad("SECRET_KEY", format!("is unset and {} could not be written: {e}", path.display()));
+    if let Some(key) = read_dev_key(path) {
+        return Ok(key);
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(fail)?;
     let key = crate::tokens::random_token();
-    std::fs::create_dir_all("var")
-        .and_then(|_| std::fs::write(path, &key))
-        .map_err(|e| bad("SECRET_KEY", format!("is unset and var/secret_key could not be written: {e}")))?;
-    Ok(key.into_bytes())
+    let tmp = dir.join(format!(".secret_key.{}.{}", std::process::id(), crate::tokens::random_token()));
+    let written = write_private(&tmp, key.as_bytes()).and_then(|_| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => Ok(key.into_bytes()),
+        // Another process won the race: use its key.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_dev_key(path).ok_or_else(|| fail(e)),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// An existing key (at least 32 characters), its mode tightened to 0600 if it was wider
+/// (keys written before this rule were 0644).
+fn read_dev_key(path: &Path) -> Option<Vec<u8>> {
+    let key = std::fs::read_to_string(path).ok()?;
+    let key = key.trim();
+    if key.len() < 32 {
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            // Before logging starts, so on stderr; not an error: the fix is applied.
+            let mode = meta.permissions().mode() & 0o777;
+            match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => eprintln!("warning: {} was readable by others (mode {mode:o}); now 600", path.display()),
+                Err(e) => eprintln!("warning: {} is readable by others (mode {mode:o}) and could not be tightened: {e}", path.display()),
+            }
+        }
+    }
+    Some(key.as_bytes().to_vec())
+}
+
+/// Creates `path` (which must not exist) readable and writable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

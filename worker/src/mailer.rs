@@ -3,6 +3,10 @@
 //!
 //! The file outbox names each file after the job's idempotency key and writes it with a
 //! rename, so a retried job can never leave two copies of one message.
+//!
+//! Every message comes from `MAIL_FROM`, and its Message-ID is in that address's domain:
+//! a relay checks the From domain against SPF/DMARC, and a Message-ID in someone else's
+//! (or an `.invalid`) domain only adds to a spam score.
 
 use std::path::PathBuf;
 
@@ -13,7 +17,13 @@ use lettre::{
 };
 
 #[derive(Clone)]
-pub enum Mailer {
+pub struct Mailer {
+    transport: Transport,
+    from: Mailbox,
+}
+
+#[derive(Clone)]
+enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     Files(PathBuf),
 }
@@ -25,8 +35,6 @@ pub struct Email {
     pub text: String,
     pub html: String,
 }
-
-pub const FROM: &str = "Quire <no-reply@quire.invalid>";
 
 /// Why a send failed: `Recipient` can never succeed for this address (retrying would
 /// fail the same way); `Other` may be transient (an SMTP server down, a full disk).
@@ -66,11 +74,20 @@ fn classify_smtp(e: lettre::transport::smtp::Error, non_ascii_recipient: bool) -
 }
 
 impl Mailer {
+    /// SMTP when `SMTP_URL` is set (already checked, with its TLS mode settled, by
+    /// `Config`), else the file outbox; From is `MAIL_FROM`.
     pub fn from_config(config: &app::config::Config) -> anyhow::Result<Mailer> {
-        match &config.smtp_url {
-            Some(url) => Ok(Mailer::Smtp(AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.build())),
-            None => Ok(Mailer::Files(config.mail_dir.clone())),
-        }
+        let transport = match &config.smtp_url {
+            Some(url) => Transport::Smtp(AsyncSmtpTransport::<Tokio1Executor>::from_url(url)?.build()),
+            None => Transport::Files(config.mail_dir.clone()),
+        };
+        Ok(Mailer { transport, from: config.mail_from.clone() })
+    }
+
+    /// The file outbox in `dir`, with development's From address (tests).
+    pub fn files(dir: PathBuf) -> Mailer {
+        let from = app::config::DEV_MAIL_FROM.parse().expect("DEV_MAIL_FROM is a mailbox");
+        Mailer { transport: Transport::Files(dir), from }
     }
 
     pub async fn send(&self, key: &str, email: Email) -> Result<(), MailError> {
@@ -78,19 +95,18 @@ impl Mailer {
         // so lettre may refuse an address we stored: a permanent failure for this mail.
         let non_ascii_recipient = !email.to.is_ascii();
         let to: Mailbox = email.to.parse().map_err(|e: AddressError| MailError::Recipient(e.to_string()))?;
-        let from: Mailbox = FROM.parse().map_err(|e: AddressError| MailError::Other(e.into()))?;
         let message = Message::builder()
-            .from(from)
+            .from(self.from.clone())
             .to(to)
             .subject(email.subject)
             // Same key, same Message-ID: a receiving system can also drop a duplicate.
-            .message_id(Some(format!("<{key}@quire.invalid>")))
+            .message_id(Some(format!("<{key}@{}>", self.from.email.domain())))
             .multipart(MultiPart::alternative_plain_html(email.text, email.html))?;
-        match self {
-            Mailer::Smtp(transport) => {
+        match &self.transport {
+            Transport::Smtp(transport) => {
                 transport.send(message).await.map_err(|e| classify_smtp(e, non_ascii_recipient))?;
             }
-            Mailer::Files(dir) => {
+            Transport::Files(dir) => {
                 tokio::fs::create_dir_all(dir).await?;
                 let tmp = dir.join(format!(".{key}.tmp"));
                 tokio::fs::write(&tmp, message.formatted()).await?;
@@ -100,4 +116,3 @@ impl Mailer {
         Ok(())
     }
 }
-

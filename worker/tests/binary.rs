@@ -14,6 +14,9 @@ fn worker(dir: &std::path::Path, db_url: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_worker"));
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        // Explicit: with DATABASE_URL set, an unset APP_ENV refuses to start (it looks
+        // like a hosting platform that forgot it).
+        .env("APP_ENV", "development")
         .env("DATABASE_URL", db_url)
         .env("SECRET_KEY", "0123456789abcdef0123456789abcdef-test")
         .env("RUST_LOG", "warn")

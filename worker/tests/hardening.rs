@@ -52,7 +52,7 @@ async fn an_address_lettre_refuses_fails_permanently_after_one_attempt() {
     let app = TestApp::new().await;
     // A trailing dot ends the local part: not a valid dot-atom, so lettre refuses it.
     let user_id = user_with_mail(&app, "ann", "ann.@example.com").await;
-    let ctx = job_context(&app, Mailer::Files(app.mail_dir.clone()));
+    let ctx = job_context(&app, Mailer::files(app.mail_dir.clone()));
     let worker = start_worker(ctx, Options { queues: vec!["mail".into()], retry_min_delay: Duration::from_millis(20), ..Options::default() });
     let (status, attempts, error) = wait_finished(&app, Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -210,7 +210,7 @@ async fn mail_jobs_log_the_user_id_never_the_address() {
     );
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let ctx = job_context(&app, Mailer::Files(app.mail_dir.clone()));
+    let ctx = job_context(&app, Mailer::files(app.mail_dir.clone()));
     let ida = user_with_mail(&app, "ida", "ida.lovelace@example.com").await;
     run_envelope(queued_envelope(&app).await, &ctx).await.unwrap();
     assert_eq!(eml_count(&app.mail_dir), 1, "sent");
@@ -255,7 +255,7 @@ async fn an_image_whose_retries_ran_out_is_marked_failed_for_its_owner() {
     };
 
     // A first attempt that fails leaves it pending: attempts remain.
-    let ctx = job_context(&app, Mailer::Files(app.mail_dir.clone()));
+    let ctx = job_context(&app, Mailer::files(app.mail_dir.clone()));
     assert!(matches!(run_envelope(queued_envelope(&app).await, &ctx).await, Err(JobError::Retry(_))));
     assert_eq!(status().await.0, "pending");
 

@@ -63,7 +63,7 @@ fn link_in(text: &str, prefix: &str) -> String {
 #[tokio::test]
 async fn signup_mail_is_delivered_by_the_worker_and_its_link_verifies() {
     let app = TestApp::new().await;
-    let ctx = job_context(&app, Mailer::Files(app.mail_dir.clone()));
+    let ctx = job_context(&app, Mailer::files(app.mail_dir.clone()));
     let worker = start_worker(ctx, Options { queues: vec!["mail".into()], ..Options::default() });
 
     let started = std::time::Instant::now();
@@ -82,12 +82,13 @@ async fn signup_mail_is_delivered_by_the_worker_and_its_link_verifies() {
     let link = link_in(&text, "http://localhost:8000/verify-email/");
     assert!(html.contains(&link), "both parts carry the same link");
 
-    // /dev/mail lists it and shows both parts.
-    let list = app.get("/dev/mail").await;
+    // /dev/mail lists it and shows both parts (to this machine: it answers loopback only).
+    const LOCAL: &str = "127.0.0.1:50000";
+    let list = app.get_from(LOCAL, "/dev/mail").await;
     list.assert_status(200).assert_contains("Confirm your email address");
     let name = eml_files(&app.mail_dir)[0].file_stem().unwrap().to_string_lossy().into_owned();
-    app.get(&format!("/dev/mail/{name}")).await.assert_status(200).assert_contains("verify-email");
-    let html_part = app.get(&format!("/dev/mail/{name}/html")).await;
+    app.get_from(LOCAL, &format!("/dev/mail/{name}")).await.assert_status(200).assert_contains("verify-email");
+    let html_part = app.get_from(LOCAL, &format!("/dev/mail/{name}/html")).await;
     html_part.assert_status(200).assert_contains("Confirm my email");
     assert!(html_part.header("content-security-policy").unwrap().contains("sandbox"));
 
@@ -110,7 +111,7 @@ async fn a_mail_job_run_twice_sends_once() {
     app.signup("pia", "pia@example.com", PW).await.assert_status(303);
     let (job,): (Vec<u8>,) = sqlx::query_as("SELECT job FROM apalis.jobs").fetch_one(&app.db.pool).await.unwrap();
     let envelope: Envelope = serde_json::from_slice(&job).unwrap();
-    let ctx = job_context(&app, Mailer::Files(app.mail_dir.clone()));
+    let ctx = job_context(&app, Mailer::files(app.mail_dir.clone()));
     run_envelope(envelope.clone(), &ctx).await.unwrap();
     run_envelope(envelope.clone(), &ctx).await.unwrap();
     // Concurrent duplicates too.
@@ -127,7 +128,7 @@ async fn a_failing_job_is_retried_with_backoff_then_kept_failed_with_its_error()
     let app = TestApp::new().await;
     app.signup("quinn", "quinn@example.com", PW).await.assert_status(303);
     // An outbox that cannot be created: every send fails (a transient-looking I/O error).
-    let ctx = job_context(&app, Mailer::Files("/dev/null/outbox".into()));
+    let ctx = job_context(&app, Mailer::files("/dev/null/outbox".into()));
     let options = Options { queues: vec!["mail".into()], retry_min_delay: Duration::from_millis(100), ..Options::default() };
     let started = std::time::Instant::now();
     let worker = start_worker(ctx, options);
@@ -159,7 +160,7 @@ async fn an_unknown_job_fails_permanently_without_retries() {
     let task = apalis_core::task::builder::TaskBuilder::new(serde_json::to_vec(&bad).unwrap()).max_attempts(5).build();
     let mut conn = app.db.pool.acquire().await.unwrap();
     apalis_postgres::queries::push_tasks(&mut *conn, "mail", vec![task]).await.unwrap();
-    let ctx = job_context(&app, Mailer::Files(app.mail_dir.clone()));
+    let ctx = job_context(&app, Mailer::files(app.mail_dir.clone()));
     let worker = start_worker(ctx, Options { queues: vec!["mail".into()], retry_min_delay: Duration::from_millis(50), ..Options::default() });
     wait_for("the job to be marked failed", Duration::from_secs(15), || async {
         app.count("SELECT count(*) FROM apalis.jobs WHERE status IN ('Failed', 'Killed')").await == 1
@@ -189,7 +190,7 @@ async fn jobs_held_by_a_dead_worker_are_picked_up_again() {
         .execute(&app.db.pool)
         .await
         .unwrap();
-    let ctx = job_context(&app, Mailer::Files(app.mail_dir.clone()));
+    let ctx = job_context(&app, Mailer::files(app.mail_dir.clone()));
     let worker = start_worker(ctx, Options { queues: vec!["mail".into()], ..Options::default() });
     wait_for("the orphaned job to be delivered", Duration::from_secs(20), || async { eml_files(&app.mail_dir).len() == 1 }).await;
     worker.abort();
@@ -260,7 +261,7 @@ async fn the_periodic_purge_removes_expired_sessions_and_spent_tokens() {
     app::accounts::users::create_token(&mut conn, &user, app::accounts::users::TokenPurpose::ResetPassword).await.unwrap();
     sqlx::query("UPDATE user_tokens SET created_at = now() - interval '3 days', expires_at = now() - interval '2 days'").execute(&app.db.pool).await.unwrap();
 
-    let ctx = job_context(&app, Mailer::Files(app.mail_dir.clone()));
+    let ctx = job_context(&app, Mailer::files(app.mail_dir.clone()));
     let job = Envelope { name: "purge_expired".into(), args: serde_json::json!({}), request_id: None };
     run_envelope(job, &ctx).await.unwrap();
     assert_eq!(app.count("SELECT count(*) FROM sessions").await, 1);

@@ -45,7 +45,7 @@ fn job_context(app: &TestApp) -> Arc<JobContext> {
         storage: app.state.storage.clone(),
         config: app.state.config.clone(),
         templates: Templates::new(|_| None).unwrap(),
-        mailer: Mailer::Files(app.mail_dir.clone()),
+        mailer: Mailer::files(app.mail_dir.clone()),
     })
 }
 

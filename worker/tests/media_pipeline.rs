@@ -36,7 +36,7 @@ async fn start_media_worker(app: &TestApp) -> tokio::task::JoinHandle<()> {
         storage: app.state.storage.clone(),
         config: app.state.config.clone(),
         templates: Templates::new(|_| None).unwrap(),
-        mailer: Mailer::Files(app.mail_dir.clone()),
+        mailer: Mailer::files(app.mail_dir.clone()),
     });
     let options = Options { queues: vec!["media".into()], retry_min_delay: Duration::from_millis(50), ..Options::default() };
     tokio::spawn(async move {

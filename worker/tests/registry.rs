@@ -138,7 +138,7 @@ async fn enqueue<J: Job>(app: &TestApp, job: &J) {
 async fn a_job_allowing_two_attempts_runs_twice_then_is_kept_failed_with_its_error() {
     let app = TestApp::new().await;
     enqueue(&app, &AlwaysFlaky {}).await;
-    let ctx = job_context(&app, Mailer::Files(app.mail_dir.clone()));
+    let ctx = job_context(&app, Mailer::files(app.mail_dir.clone()));
     let started = Instant::now();
     let worker = start_worker(ctx, options_with(worker::jobs::all().register::<AlwaysFlaky>()));
     let (status, attempts, error) = wait_finished(&app, Duration::from_secs(20)).await;
@@ -212,7 +212,7 @@ impl Run for Patient {
 async fn a_job_is_timed_out_at_its_own_timeout() {
     let app = TestApp::new().await;
     enqueue(&app, &Sleepy {}).await;
-    let ctx = job_context(&app, Mailer::Files(app.mail_dir.clone()));
+    let ctx = job_context(&app, Mailer::files(app.mail_dir.clone()));
     let registry = worker::jobs::all().register::<Sleepy>().register::<Patient>();
     let worker = start_worker(ctx, options_with(registry));
     let (status, attempts, error) = wait_finished(&app, Duration::from_secs(15)).await;
@@ -249,7 +249,7 @@ impl Run for Panicky {
 async fn a_panicking_job_fails_permanently_and_the_worker_carries_on() {
     let app = TestApp::new().await;
     enqueue(&app, &Panicky {}).await;
-    let ctx = job_context(&app, Mailer::Files(app.mail_dir.clone()));
+    let ctx = job_context(&app, Mailer::files(app.mail_dir.clone()));
     let worker = start_worker(ctx, options_with(worker::jobs::all().register::<Panicky>()));
     let (status, attempts, error) = wait_finished(&app, Duration::from_secs(15)).await;
     assert_eq!((status.as_str(), attempts), ("Killed", 1), "not retried: a bug fails the same way");

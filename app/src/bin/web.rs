@@ -1,5 +1,5 @@
 //! The `web` binary: `web serve` (the HTTP server), `web migrate` (the release step),
-//! `web seed` (demo data for development).
+//! `web seed` (demo data for development; refused in production).
 
 use std::process::ExitCode;
 
@@ -37,6 +37,12 @@ async fn async_main() -> ExitCode {
         return ExitCode::from(2);
     }
     let config = Config::from_env_or_exit();
+    // Demo accounts with known passwords have no place on a real site; refuse before
+    // touching the database, like a configuration error.
+    if command == "seed" && config.is_production() {
+        eprintln!("web seed: refusing to add demo data in production (APP_ENV=production); it is for development only");
+        return ExitCode::from(2);
+    }
     app::telemetry::init(config.log_format);
     match run(&command, config).await {
         Ok(()) => ExitCode::SUCCESS,

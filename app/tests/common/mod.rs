@@ -218,7 +218,7 @@ impl TestApp {
         let mut config = Config::for_tests(&db.url, mail_dir.clone());
         tweak(&mut config);
         let state = AppState::new(config, handle).expect("app state");
-        let client = TestClient::new(app::web::app(state.clone()).boxed());
+        let client = TestClient::new(TestPeer(app::web::app(state.clone())).boxed());
         TestApp { db, owns_mail_dir: true, state, client, mail_dir, cookies: Mutex::new(HashMap::new()) }
     }
 
@@ -228,7 +228,7 @@ impl TestApp {
             db: TestDb { name: self.db.name.clone(), url: self.db.url.clone(), pool: self.db.pool.clone(), owner: false },
             owns_mail_dir: false,
             state: self.state.clone(),
-            client: TestClient::new(app::web::app(self.state.clone()).boxed()),
+            client: TestClient::new(TestPeer(app::web::app(self.state.clone())).boxed()),
             mail_dir: self.mail_dir.clone(),
             cookies: Mutex::new(HashMap::new()),
         }
@@ -269,6 +269,11 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> Resp {
         self.get_with(path, &[]).await
+    }
+
+    /// A GET whose TCP peer is `peer` (`IP:PORT`), as if it came over a socket from there.
+    pub async fn get_from(&self, peer: &str, path: &str) -> Resp {
+        self.get_with(path, &[(TEST_PEER, peer)]).await
     }
 
     pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
@@ -338,4 +343,37 @@ pub fn extract_csrf(html: &str) -> Option<String> {
     let start = html.find(marker)? + marker.len();
     let end = html[start..].find('"')? + start;
     Some(html[start..end].to_string())
+}
+
+/// In-process requests have no socket, so poem gives them the peer "unknown". A request
+/// carrying this header (`IP:PORT`) reaches the app with that socket peer instead, the
+/// header removed: tests of what depends on the real peer (`/dev/mail` answers loopback
+/// only) without a network. Test harness only; the app never reads it.
+pub const TEST_PEER: &str = "x-test-socket-peer";
+
+struct TestPeer<E>(E);
+
+impl<E: Endpoint> Endpoint for TestPeer<E> {
+    type Output = E::Output;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<Self::Output> {
+        let peer = req.headers().get(TEST_PEER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<std::net::SocketAddr>().ok());
+        let Some(peer) = peer else { return self.0.call(req).await };
+        let (parts, body) = req.into_parts();
+        let mut http = poem::http::Request::new(());
+        *http.method_mut() = parts.method;
+        *http.uri_mut() = parts.uri;
+        *http.version_mut() = parts.version;
+        *http.headers_mut() = parts.headers;
+        *http.extensions_mut() = parts.extensions;
+        http.headers_mut().remove(TEST_PEER);
+        let (http, ()) = http.into_parts();
+        let parts = poem::RequestParts::from((
+            http,
+            poem::web::LocalAddr(poem::Addr::default()),
+            poem::web::RemoteAddr(poem::Addr::SocketAddr(peer)),
+            poem::http::uri::Scheme::HTTP,
+        ));
+        self.0.call(poem::Request::from_parts(parts, body)).await
+    }
 }

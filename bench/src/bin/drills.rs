@@ -279,6 +279,10 @@ impl Env {
             .env("APP_ENV", "production")
             .env("DATABASE_URL", db_url)
             .env("SECRET_KEY", SECRET_KEY)
+            // Production requires these; processes that send mail get the sink's URL.
+            .env("BASE_URL", "http://quire.invalid")
+            .env("MAIL_FROM", "Quire drills <drills@quire.invalid>")
+            .env("SMTP_URL", "smtp://127.0.0.1:1")
             .env("MEDIA_ROOT", dir.join("media"))
             .env("RUST_LOG", "warn")
             .current_dir(dir)

@@ -217,6 +217,10 @@ fn spawn_worker(exe: &Path, dir: &Path, db_url: &str, o: &Options, log: &Path) -
         .env("APP_ENV", "production")
         .env("DATABASE_URL", db_url)
         .env("SECRET_KEY", "bench-jobs-0123456789abcdef0123456789abcdef")
+        // Required in production; the no-op jobs send no mail.
+        .env("BASE_URL", "http://quire.invalid")
+        .env("MAIL_FROM", "Quire bench <bench@quire.invalid>")
+        .env("SMTP_URL", "smtp://127.0.0.1:1")
         .env("LOG_FORMAT", "json")
         .env("MEDIA_ROOT", dir.join("media"))
         .current_dir(dir)

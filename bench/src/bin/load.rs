@@ -567,7 +567,9 @@ fn app_env(cmd: &mut Command, pg: &Pg, app: &str, port: u16) {
         .env("PORT", port.to_string())
         .env("DATABASE_REPLICA_URLS", "")
         .env("REDIS_URL", "")
-        .env("SMTP_URL", "")
+        // Required in production; no worker runs here, so nothing is sent.
+        .env("SMTP_URL", "smtp://127.0.0.1:1")
+        .env("MAIL_FROM", "Quire bench <bench@quire.invalid>")
         .env("LOG_FORMAT", "")
         .env_remove("RUST_LOG")
         .current_dir(root().join("var/bench/load"));

@@ -1,11 +1,15 @@
 //! `/dev/mail`: the development outbox. Without `SMTP_URL` the worker writes each message
 //! as an `.eml` file into `var/mail/`; these pages list them and show their text and HTML
 //! parts. In production the routes do not exist (404).
+//!
+//! Even in development they answer only the machine itself: the outbox holds every
+//! password-reset and verification link, so a dev server reachable from a network (or a
+//! deploy that came up in development mode) must not hand them to anyone who asks.
 
 use std::path::PathBuf;
 
 use minijinja::{Value, context};
-use poem::{Response, Route, get, handler, http::StatusCode, web::Path};
+use poem::{Endpoint, EndpointExt, Request, Response, Route, get, handler, http::StatusCode, web::Path};
 use serde::Serialize;
 
 use crate::{error::{Error, Result}, web::ctx::Ctx};
@@ -15,9 +19,24 @@ pub fn routes(route: Route, production: bool) -> Route {
         return route;
     }
     route
-        .at("/dev/mail", get(list))
-        .at("/dev/mail/:name", get(show))
-        .at("/dev/mail/:name/html", get(show_html))
+        .at("/dev/mail", local_only(get(list)))
+        .at("/dev/mail/:name", local_only(get(show)))
+        .at("/dev/mail/:name/html", local_only(get(show_html)))
+}
+
+/// `ep` for requests from this machine; a 404 like any unknown URL for the rest.
+fn local_only(ep: impl Endpoint + 'static) -> impl Endpoint {
+    ep.before(|req: Request| async move { if from_this_machine(&req) { Ok(req) } else { Err(Error::NotFound.into()) } })
+}
+
+/// The socket's peer is a loopback address, and no proxy forwarded the request. Only the
+/// socket counts: `X-Forwarded-For` is whatever the client wrote. A proxy on the same
+/// host connects from loopback too, on behalf of anyone, so a request it forwarded (it
+/// says so in `Forwarded`/`X-Forwarded-For`) is not local either.
+fn from_this_machine(req: &Request) -> bool {
+    let loopback_peer = req.remote_addr().as_socket_addr().is_some_and(|a| a.ip().is_loopback());
+    let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|h| req.headers().contains_key(*h));
+    loopback_peer && !forwarded
 }
 
 #[derive(Debug, Serialize)]
