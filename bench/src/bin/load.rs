@@ -569,6 +569,8 @@ fn app_env(cmd: &mut Command, pg: &Pg, app: &str, port: u16) {
         .env("REDIS_URL", "")
         .env("SMTP_URL", "")
         .env("LOG_FORMAT", "")
+        // The load sends each client's address in X-Forwarded-For, as a proxy would.
+        .env("TRUSTED_PROXIES", "1")
         .env_remove("RUST_LOG")
         .current_dir(root().join("var/bench/load"));
 }
