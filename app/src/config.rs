@@ -51,6 +51,8 @@ pub struct Config {
     pub db_pool_size: u32,
     /// HTTP timeouts and the connection cap (`web::server`, `web::timeouts`).
     pub http: HttpLimits,
+    /// Which `X-Forwarded-For` entries to believe (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl fmt::Debug for Config {
@@ -196,6 +198,7 @@ impl Config {
             Some(other) => return Err(bad("LOG_FORMAT", format!("must be `json` or `pretty`, not `{other}`"))),
         };
         let http = HttpLimits::read(&var)?;
+        let trusted_proxies = TrustedProxies::parse(var("TRUSTED_PROXIES")?.as_deref()).map_err(|m| bad("TRUSTED_PROXIES", m))?;
         Ok(Config {
             app_env,
             port,
@@ -212,6 +215,7 @@ impl Config {
             mail_dir: PathBuf::from("var/mail"),
             db_pool_size,
             http,
+            trusted_proxies,
         })
     }
 
@@ -245,6 +249,7 @@ impl Config {
             mail_dir,
             db_pool_size: 4,
             http: HttpLimits::default(),
+            trusted_proxies: TrustedProxies::None,
         }
     }
 
@@ -518,4 +523,226 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+// ---- TRUSTED_PROXIES ---------------------------------------------------------------
+
+use std::net::IpAddr;
+
+/// Which `X-Forwarded-For` entries to believe (`TRUSTED_PROXIES`). Any client can send the
+/// header with whatever it likes in it; only the entries our own proxies appended (the
+/// rightmost ones) say where a request really came from. Believing more than that lets a
+/// client pick its own address for rate limits and the sessions page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TrustedProxies {
+    /// No proxy in front: the client is the socket's peer and the header is ignored.
+    #[default]
+    None,
+    /// This many proxies in front, each appending the address it saw (Heroku's router: 1).
+    /// The client is the n-th entry from the right.
+    Hops(usize),
+    /// Proxies known by address (Caddy on the same host or network): from the peer, step
+    /// left through the header while the address is one of these; the first address that
+    /// is not is the client.
+    Cidrs(Vec<Cidr>),
+}
+
+/// More hops than this is a typo, not a deployment.
+const MAX_TRUSTED_HOPS: usize = 16;
+
+impl TrustedProxies {
+    /// `None` (unset), a hop count, or a comma-separated list of CIDRs (a bare address is
+    /// a /32 or /128). The error is the message to show after the variable's name.
+    pub fn parse(value: Option<&str>) -> Result<TrustedProxies, String> {
+        let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(TrustedProxies::None) };
+        let expected = "must be a number of proxy hops (e.g. 1) or a comma-separated list of CIDRs (e.g. 10.0.0.0/8,::1/128)";
+        if value.bytes().all(|b| b.is_ascii_digit()) {
+            return match value.parse::<usize>() {
+                Ok(0) => Ok(TrustedProxies::None),
+                Ok(n) if n <= MAX_TRUSTED_HOPS => Ok(TrustedProxies::Hops(n)),
+                _ => Err(format!("{expected}; `{value}` hops is more than {MAX_TRUSTED_HOPS}")),
+            };
+        }
+        let cidrs = value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| Cidr::parse(s).ok_or_else(|| format!("{expected}; `{s}` is neither")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if cidrs.is_empty() { Ok(TrustedProxies::None) } else { Ok(TrustedProxies::Cidrs(cidrs)) }
+    }
+
+    /// The client's address, given the socket's peer (None when the server has no IP for
+    /// it) and the `X-Forwarded-For` header values in the order they arrived. None: no
+    /// address is known.
+    pub fn client_ip(&self, peer: Option<IpAddr>, forwarded_for: &[&str]) -> Option<IpAddr> {
+        let peer = peer.map(|p| p.to_canonical());
+        // Rightmost first: the last entry is the one the nearest proxy appended. An entry
+        // that is not an address is None (a proxy may write `unknown`).
+        let mut hops = forwarded_for.iter().rev().flat_map(|h| h.rsplit(',')).map(parse_hop);
+        match self {
+            TrustedProxies::None => peer,
+            TrustedProxies::Hops(n) => match hops.nth(n.saturating_sub(1)) {
+                Some(Some(ip)) => Some(ip),
+                // Shorter than the chain of proxies (the request skipped the outer ones), or
+                // the outermost wrote no address: all we know for sure is who connected.
+                Some(None) | None => peer,
+            },
+            TrustedProxies::Cidrs(cidrs) => {
+                let mut current = peer?;
+                while cidrs.iter().any(|c| c.contains(current)) {
+                    match hops.next() {
+                        Some(Some(ip)) => current = ip,
+                        // The header ends (the proxy itself asked) or says nothing usable:
+                        // the last trusted address is as far as we can see.
+                        Some(None) | None => break,
+                    }
+                }
+                Some(current)
+            }
+        }
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port (`203.0.113.7:4711`,
+/// `[2001:db8::1]:4711`), as some proxies write it.
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .map(|ip| ip.to_canonical())
+}
+
+/// An address range such as `10.0.0.0/8` or `fd00::/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr = addr.trim().parse::<IpAddr>().ok()?.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+        };
+        Some(Cidr { network: masked(addr, prefix), prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.network.is_ipv4() && masked(ip, self.prefix) == self.network
+    }
+}
+
+fn masked(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod trusted_proxies_tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn parse(s: &str) -> TrustedProxies {
+        TrustedProxies::parse(Some(s)).unwrap()
+    }
+
+    #[test]
+    fn parses_counts_cidrs_and_refuses_anything_else() {
+        assert_eq!(TrustedProxies::parse(None), Ok(TrustedProxies::None));
+        assert_eq!(parse(""), TrustedProxies::None);
+        assert_eq!(parse("0"), TrustedProxies::None);
+        assert_eq!(parse("1"), TrustedProxies::Hops(1));
+        assert_eq!(parse(" 2 "), TrustedProxies::Hops(2));
+        let TrustedProxies::Cidrs(c) = parse("10.0.0.0/8, 127.0.0.1 ,::1/128,fd00::/8") else { panic!("cidrs") };
+        assert_eq!(c.len(), 4);
+        assert!(c[0].contains(ip("10.200.3.4")) && !c[0].contains(ip("11.0.0.1")));
+        assert!(c[1].contains(ip("127.0.0.1")) && !c[1].contains(ip("127.0.0.2")));
+        assert!(c[2].contains(ip("::1")) && !c[2].contains(ip("127.0.0.1")));
+        assert!(c[3].contains(ip("fd12:3456::1")) && !c[3].contains(ip("fe80::1")));
+        // Host bits are masked; a v4-mapped peer matches a v4 range.
+        assert!(Cidr::parse("192.168.1.77/24").unwrap().contains(ip("192.168.1.1")));
+        assert!(Cidr::parse("192.168.1.0/24").unwrap().contains(ip("::ffff:192.168.1.9")));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        for bad in ["abc", "1.2.3.4/33", "::1/129", "10.0.0.0/8,nope", "-1", "1.5", "99", "10.0.0/8", "/8"] {
+            let err = TrustedProxies::parse(Some(bad)).expect_err(bad);
+            assert!(err.contains("number of proxy hops"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_stops_start_up_naming_the_variable() {
+        let e = TrustedProxies::parse(Some("lots")).map_err(|m| bad("TRUSTED_PROXIES", m)).unwrap_err();
+        assert!(e.to_string().starts_with("TRUSTED_PROXIES: "), "{e}");
+    }
+
+    #[test]
+    fn without_proxies_the_header_is_ignored() {
+        let none = TrustedProxies::None;
+        let peer = Some(ip("198.51.100.20"));
+        assert_eq!(none.client_ip(peer, &["6.6.6.6"]), peer);
+        assert_eq!(none.client_ip(peer, &["1.1.1.1, 6.6.6.6", "7.7.7.7"]), peer);
+        assert_eq!(none.client_ip(peer, &[]), peer);
+        // No socket address (an in-memory test client): nothing is known, whatever the header says.
+        assert_eq!(none.client_ip(None, &["6.6.6.6"]), None);
+    }
+
+    #[test]
+    fn one_hop_like_heroku_takes_what_the_router_appended() {
+        let heroku = TrustedProxies::Hops(1);
+        let router = Some(ip("10.1.2.3"));
+        // The client sent its own `X-Forwarded-For: 6.6.6.6`; the router appended the real one.
+        assert_eq!(heroku.client_ip(router, &["6.6.6.6, 203.0.113.9"]), Some(ip("203.0.113.9")));
+        assert_eq!(heroku.client_ip(router, &["6.6.6.6", "203.0.113.9"]), Some(ip("203.0.113.9")));
+        assert_eq!(heroku.client_ip(router, &["203.0.113.9:51234"]), Some(ip("203.0.113.9")));
+        assert_eq!(heroku.client_ip(router, &["[2001:db8::7]:443"]), Some(ip("2001:db8::7")));
+        // No header (a request straight to the dyno), or garbage where the address should be.
+        assert_eq!(heroku.client_ip(router, &[]), router);
+        assert_eq!(heroku.client_ip(router, &["unknown"]), router);
+        // Two hops (a CDN in front of the router): the address the CDN saw.
+        let two = TrustedProxies::Hops(2);
+        assert_eq!(two.client_ip(router, &["6.6.6.6, 203.0.113.9, 172.16.0.5"]), Some(ip("203.0.113.9")));
+        assert_eq!(two.client_ip(router, &["203.0.113.9"]), router, "shorter than the chain: the peer");
+    }
+
+    #[test]
+    fn a_caddy_cidr_list_walks_past_trusted_addresses_only() {
+        let caddy = parse("127.0.0.1/32,::1/128,10.0.0.0/8");
+        let local = Some(ip("127.0.0.1"));
+        assert_eq!(caddy.client_ip(local, &["203.0.113.9"]), Some(ip("203.0.113.9")));
+        // A spoofed entry left of the real client stays unread.
+        assert_eq!(caddy.client_ip(local, &["6.6.6.6, 203.0.113.9"]), Some(ip("203.0.113.9")));
+        // Through two of our proxies (an internal load balancer, then Caddy).
+        assert_eq!(caddy.client_ip(local, &["6.6.6.6, 203.0.113.9, 10.0.0.4"]), Some(ip("203.0.113.9")));
+        // A peer we do not trust is the client, whatever it claims.
+        assert_eq!(caddy.client_ip(Some(ip("198.51.100.20")), &["10.0.0.4"]), Some(ip("198.51.100.20")));
+        assert_eq!(caddy.client_ip(Some(ip("::ffff:198.51.100.20")), &[]), Some(ip("198.51.100.20")));
+        // The proxy itself asking (no header): the proxy is the client.
+        assert_eq!(caddy.client_ip(local, &[]), local);
+        // An unreadable entry stops the walk at the last trusted address.
+        assert_eq!(caddy.client_ip(local, &["6.6.6.6, garbage"]), local);
+        // No socket address: no trusted starting point.
+        assert_eq!(caddy.client_ip(None, &["203.0.113.9"]), None);
+    }
 }

@@ -411,7 +411,8 @@ async fn unknown_pages_and_methods_get_templated_errors() {
 #[tokio::test]
 async fn per_ip_limits_skip_loopback_only_in_development() {
     // Development: everyone is 127.0.0.1, so per-IP limits would only get in the way.
-    let dev = TestApp::new().await;
+    // (The test client has no socket address: a trusted proxy hop says where it is.)
+    let dev = TestApp::with_config(|c| c.trusted_proxies = app::config::TrustedProxies::Hops(1)).await;
     for i in 0..12 {
         let b = dev.new_browser();
         let token = b.csrf_token().await;
@@ -419,7 +420,11 @@ async fn per_ip_limits_skip_loopback_only_in_development() {
         b.post_raw("/signup", "application/x-www-form-urlencoded", body.into_bytes(), &[("x-forwarded-for", "127.0.0.1")]).await.assert_status(303);
     }
     // Production: the same loopback address is limited like any other.
-    let prod = TestApp::with_config(|c| c.app_env = app::config::AppEnv::Production).await;
+    let prod = TestApp::with_config(|c| {
+        c.app_env = app::config::AppEnv::Production;
+        c.trusted_proxies = app::config::TrustedProxies::Hops(1);
+    })
+    .await;
     let mut statuses = Vec::new();
     for i in 0..11 {
         let b = prod.new_browser();

@@ -53,7 +53,7 @@ const READS_FIELDS: &[&str] =
 fn the_route_list_is_complete() {
     let routes = all_routes();
     let patterns: Vec<&str> = routes.iter().map(|(p, _, _)| p.as_str()).collect();
-    for expected in ["/", "/health", "/login", "/password/reset/:token", "/s/:id/c/:n", "/stories", "/settings", "/dev/mail/:name", "/media/*key", "/m/:id/figure"] {
+    for expected in ["/", "/health", "/login", "/password/reset/:token", "/s/:id/c/:n", "/stories", "/settings", "/dev/mail/:name", "/media/*key", "/m/:public_id/figure"] {
         assert!(patterns.contains(&expected), "{expected} missing from {patterns:?}");
     }
     assert!(routes.len() >= 25, "{patterns:?}");

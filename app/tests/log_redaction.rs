@@ -28,6 +28,7 @@ async fn tokens_in_urls_are_not_written_to_the_json_log() {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .arg("serve")
+        .env("APP_ENV", "development")
         .env("DATABASE_URL", &db.url)
         .env("PORT", port.to_string())
         .env("LOG_FORMAT", "json")

@@ -289,6 +289,7 @@ fn bad_timeout_settings_stop_the_binary_with_one_line_naming_the_variable() {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_web"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("APP_ENV", "development")
             .env("DATABASE_URL", "postgres://x@127.0.0.1/x")
             .env(var, value)
             .current_dir(&dir)

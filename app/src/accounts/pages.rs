@@ -149,18 +149,21 @@ async fn login(ctx: Ctx, Form(form): Form<LoginForm>) -> Result<Response> {
     if login.len() > 254 || form.password.chars().count() > validate::PASSWORD_MAX {
         return failed("That login and password do not match an account.");
     }
-    let limiter = &ctx.state.limiter;
+    // Every attempt counts against the address, before any hashing.
     ctx.limit_ip("login", limits::LOGIN_PER_IP).await?;
-    limiter.hit(&format!("login:account:{}", login.to_lowercase()), limits::LOGIN_PER_ACCOUNT).await?;
 
     let db = ctx.state.db.primary();
     let found = users::find_for_login(db, login).await?;
-    let (user_id, hash) = match found {
-        Some((id, hash)) => (Some(id), Some(hash)),
-        None => (None, None),
-    };
+    let ip = ctx.ip_bucket();
+    let (user_id, hash) = found.map_or((None, None), |(id, hash)| (Some(id), Some(hash)));
+    let failures = failure_key(user_id, login, &ip, db).await?;
+    // Locked: refused before hashing, so guessing costs the attacker, not our CPU.
+    ctx.state.limiter.check(&failures, limits::LOGIN_PER_ACCOUNT).await?;
     let ok = passwords::verify(form.password.clone(), hash).await?;
     let Some(user_id) = user_id.filter(|_| ok) else {
+        // Only failures count: the owner logging in often uses up nothing. Over the
+        // limit is answered by the next attempt's check, not this one.
+        let _ = ctx.state.limiter.hit(&failures, limits::LOGIN_PER_ACCOUNT).await;
         return failed("That login and password do not match an account.");
     };
     // A fresh id at every login: a session id planted before login is worth nothing.
@@ -168,10 +171,24 @@ async fn login(ctx: Ctx, Form(form): Form<LoginForm>) -> Result<Response> {
         ctx.state.sessions.end(old).await?;
     }
     let mut conn = db.acquire().await?;
+    users::remember_login_ip(&mut conn, user_id, &ip).await?;
     let token = ctx.state.sessions.create(&mut conn, user_id, &ctx.user_agent, &ctx.ip).await?;
     cookies::set_session(ctx.cookies(), &token, ctx.secure_cookies());
     tracing::info!(user_id, "logged in");
     Ok(ctx.redirect(next))
+}
+
+/// The failed-login budget an attempt draws on. Failures count per account (the user id,
+/// so its username and its email share one budget); a login that matches no account gets
+/// one per typed value, lower-cased, so a lock-out looks the same either way and does not
+/// tell whether an account exists. An address the account has logged in from before has
+/// a budget of its own: failures from elsewhere lock everyone else out, not the owner.
+async fn failure_key(user_id: Option<i64>, typed: &str, ip: &str, db: &sqlx::PgPool) -> Result<String> {
+    Ok(match user_id {
+        Some(id) if users::is_known_login_ip(db, id, ip).await? => format!("login:fail:{id}:{ip}"),
+        Some(id) => format!("login:fail:{id}"),
+        None => format!("login:fail:name:{}", typed.to_lowercase()),
+    })
 }
 
 #[handler]
@@ -283,6 +300,10 @@ async fn reset_page(ctx: Ctx, Path(token): Path<String>) -> Result<Response> {
     }
 }
 
+fn reset_link_invalid(ctx: &Ctx) -> Result<Response> {
+    ctx.render_status(StatusCode::BAD_REQUEST, "accounts/link_invalid.html", context! { kind => "reset" })
+}
+
 #[handler]
 async fn reset(ctx: Ctx, Path(token): Path<String>, Form(form): Form<ResetForm>) -> Result<Response> {
     let mut errors = FieldErrors::new();
@@ -295,14 +316,23 @@ async fn reset(ctx: Ctx, Path(token): Path<String>, Form(form): Form<ResetForm>)
             context! { token => token, errors => errors },
         );
     }
+    // Hashing is the expensive part: count the attempt and check the link first, so a
+    // made-up token costs one cheap lookup and never a hash.
+    ctx.limit_ip("reset", limits::RESET_PER_IP).await?;
+    let db = ctx.state.db.primary();
+    if users::peek_token(db, &token, TokenPurpose::ResetPassword).await? == TokenCheck::Invalid {
+        return reset_link_invalid(&ctx);
+    }
     let hash = passwords::hash(form.password).await?;
-    let mut tx = ctx.state.db.primary().begin().await?;
+    let mut tx = db.begin().await?;
+    // Spent in the transaction that uses it: of two concurrent submissions only one wins.
     let TokenCheck::Valid { user_id } = users::consume_token(&mut tx, &token, TokenPurpose::ResetPassword).await? else {
         drop(tx);
-        return ctx.render_status(StatusCode::BAD_REQUEST, "accounts/link_invalid.html", context! { kind => "reset" });
+        return reset_link_invalid(&ctx);
     };
     users::set_password(&mut tx, user_id, &hash).await?;
     users::void_tokens(&mut tx, user_id, TokenPurpose::ResetPassword).await?;
+    users::forget_login_ips(&mut tx, user_id).await?;
     // Whoever had the old password is logged out everywhere.
     let ended = ctx.state.sessions.end_all_for_user(tx, user_id).await?;
     tracing::info!(user_id, sessions_ended = ended, "password reset");

@@ -9,7 +9,7 @@
 
 use std::sync::{
     LazyLock,
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicU64, AtomicUsize, Ordering},
 };
 
 use argon2::{
@@ -26,8 +26,17 @@ static WAITING: AtomicUsize = AtomicUsize::new(0);
 /// About a second of work on a 2-core machine (~40 ms of CPU per hash).
 const MAX_WAITING: usize = 48;
 
+static STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// argon2 runs this process has started (hashes and verifications): lets tests prove a
+/// path turned a request away without hashing.
+pub fn hashes_started() -> u64 {
+    STARTED.load(Ordering::Relaxed)
+}
+
 /// A turn to hash, or `Error::Busy` when too many are already waiting.
 async fn turn() -> Result<SemaphorePermit<'static>, Error> {
+    STARTED.fetch_add(1, Ordering::Relaxed);
     if WAITING.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
         WAITING.fetch_sub(1, Ordering::Relaxed);
         return Err(Error::Busy { retry_after_secs: 2 });

@@ -228,3 +228,45 @@ pub async fn purge_spent_tokens(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Er
         .await?;
     Ok(r.rows_affected())
 }
+
+/// How long an address stays known after the last successful login from it.
+const LOGIN_IP_DAYS: i32 = 90;
+
+/// Whether `user_id` has logged in with the right password from `ip` (a rate-limit bucket:
+/// an IPv4 address or an IPv6 /64) within `LOGIN_IP_DAYS`.
+pub async fn is_known_login_ip(db: impl PgExecutor<'_>, user_id: i64, ip: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM login_ips WHERE user_id = $1 AND ip = $2
+                        AND last_login_at > now() - make_interval(days => $3::int))",
+    )
+    .bind(user_id)
+    .bind(ip)
+    .bind(LOGIN_IP_DAYS)
+    .fetch_one(db)
+    .await
+}
+
+/// Records a successful login from `ip`, and forgets this account's addresses not used
+/// for `LOGIN_IP_DAYS` (so the table holds what is in use, without a sweeper job).
+pub async fn remember_login_ip(conn: &mut PgConnection, user_id: i64, ip: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO login_ips (user_id, ip) VALUES ($1, $2)
+         ON CONFLICT (user_id, ip) DO UPDATE SET last_login_at = now()",
+    )
+    .bind(user_id)
+    .bind(ip)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM login_ips WHERE user_id = $1 AND last_login_at < now() - make_interval(days => $2::int)")
+        .bind(user_id)
+        .bind(LOGIN_IP_DAYS)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// After a password reset nobody's old address is vouched for any more.
+pub async fn forget_login_ips(conn: &mut PgConnection, user_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM login_ips WHERE user_id = $1").bind(user_id).execute(conn).await?;
+    Ok(())
+}

@@ -10,6 +10,7 @@ use poem::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    config::TrustedProxies,
     error::{Error, Result},
     sessions::{CurrentUser, RequestSession},
     web::{AppState, cookies, request_id::RequestId},
@@ -54,7 +55,7 @@ impl<'a> FromRequest<'a> for Ctx {
         Ok(Ctx {
             htmx: req.headers().get("hx-request").is_some_and(|v| v == "true"),
             request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default(),
-            ip: client_ip(req),
+            ip: client_ip(req, &state.config.trusted_proxies),
             user_agent: req
                 .headers()
                 .get(header::USER_AGENT)
@@ -70,16 +71,21 @@ impl<'a> FromRequest<'a> for Ctx {
     }
 }
 
-/// The client's address: the last `X-Forwarded-For` hop (the one our own proxy — Heroku's
-/// router, Caddy — appended) or the socket peer.
-pub fn client_ip(req: &Request) -> String {
-    if let Some(xff) = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok())
-        && let Some(last) = xff.rsplit(',').next().map(str::trim).filter(|s| !s.is_empty())
-    {
-        return last.chars().take(64).collect();
-    }
-    match req.remote_addr().as_socket_addr() {
-        Some(addr) => addr.ip().to_string(),
+/// The client's address as `TRUSTED_PROXIES` says to read it: the socket's peer, or the
+/// `X-Forwarded-For` entry our own proxies vouch for. "unknown" when the server has no IP
+/// for the peer (an in-memory test client, a Unix socket): all such clients then share
+/// one rate-limit bucket, which fails safe (limited together, never unlimited).
+pub fn client_ip(req: &Request, trusted: &TrustedProxies) -> String {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    let forwarded: Vec<&str> = match trusted {
+        // Not even read: with no proxy in front the header is the client's own invention.
+        TrustedProxies::None => Vec::new(),
+        // A value that is not text stays in place as an unreadable entry, so the entries
+        // right of it keep their positions.
+        _ => req.headers().get_all("x-forwarded-for").iter().map(|v| v.to_str().unwrap_or("")).collect(),
+    };
+    match trusted.client_ip(peer, &forwarded) {
+        Some(ip) => ip.to_string(),
         None => "unknown".into(),
     }
 }
@@ -102,7 +108,12 @@ impl Ctx {
         if loopback && !self.state.config.is_production() {
             return Ok(());
         }
-        self.state.limiter.hit(&format!("{action}:ip:{}", self.ip), limit).await
+        self.state.limiter.hit(&format!("{action}:ip:{}", self.ip_bucket()), limit).await
+    }
+
+    /// This client's address as per-IP limits count it (IPv6 by its /64).
+    pub fn ip_bucket(&self) -> String {
+        crate::ratelimit::ip_bucket(&self.ip)
     }
 
     pub fn secure_cookies(&self) -> bool {

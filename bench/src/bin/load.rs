@@ -571,6 +571,8 @@ fn app_env(cmd: &mut Command, pg: &Pg, app: &str, port: u16) {
         .env("SMTP_URL", "smtp://127.0.0.1:1")
         .env("MAIL_FROM", "Quire bench <bench@quire.invalid>")
         .env("LOG_FORMAT", "")
+        // The load sends each client's address in X-Forwarded-For, as a proxy would.
+        .env("TRUSTED_PROXIES", "1")
         .env_remove("RUST_LOG")
         .current_dir(root().join("var/bench/load"));
 }
