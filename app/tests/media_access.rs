@@ -18,26 +18,6 @@ async fn writer(app: &TestApp, name: &str, verified: bool) -> TestApp {
     b
 }
 
-/// A multipart body with the CSRF token first, as our forms send it.
-fn multipart(token: &str, fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (String, Vec<u8>) {
-    let boundary = "----quiremediaaccess0d1f";
-    let mut body = Vec::new();
-    let mut part = |head: String, data: &[u8]| {
-        body.extend_from_slice(format!("--{boundary}\r\n{head}\r\n\r\n").as_bytes());
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    };
-    part("Content-Disposition: form-data; name=\"csrf_token\"".into(), token.as_bytes());
-    for (k, v) in fields {
-        part(format!("Content-Disposition: form-data; name=\"{k}\""), v.as_bytes());
-    }
-    if let Some((name, data)) = file {
-        part(format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{name}.png\"\r\nContent-Type: image/png"), data);
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 fn picture(seed: u8) -> Vec<u8> {
     app::seed::gradient_png(64, 48, [seed, 20, 30], [200, 100, seed])
 }
@@ -45,7 +25,7 @@ fn picture(seed: u8) -> Vec<u8> {
 /// POST /stories with a cover: the new story's id.
 async fn story_with_cover(w: &TestApp, title: &str) -> i64 {
     let token = w.csrf_token().await;
-    let (ct, body) = multipart(&token, &[("title", title), ("summary", ""), ("tags", "")], Some(("cover", &picture(1))));
+    let (ct, body) = common::multipart(&token, &[("title", title), ("summary", ""), ("tags", "")], Some(("cover", "cover.png", &picture(1))));
     let r = w.post_raw("/stories", &ct, body, &[]).await;
     r.assert_status(303);
     r.location().unwrap().trim_start_matches("/s/").parse().unwrap()
@@ -53,13 +33,13 @@ async fn story_with_cover(w: &TestApp, title: &str) -> i64 {
 
 async fn edit_with(w: &TestApp, story: i64, fields: &[(&str, &str)], cover: Option<&[u8]>) -> common::Resp {
     let token = w.csrf_token().await;
-    let (ct, body) = multipart(&token, fields, cover.map(|c| ("cover", c)));
+    let (ct, body) = common::multipart(&token, fields, cover.map(|c| ("cover", "cover.png", c)));
     w.post_raw(&format!("/s/{story}/edit"), &ct, body, &[]).await
 }
 
 async fn set_avatar(w: &TestApp, display_name: &str, avatar: Option<&[u8]>) -> common::Resp {
     let token = w.csrf_token().await;
-    let (ct, body) = multipart(&token, &[("display_name", display_name), ("bio", "")], avatar.map(|a| ("avatar", a)));
+    let (ct, body) = common::multipart(&token, &[("display_name", display_name), ("bio", "")], avatar.map(|a| ("avatar", "avatar.png", a)));
     w.post_raw("/settings", &ct, body, &[]).await
 }
 
@@ -168,19 +148,19 @@ async fn an_unverified_account_gets_its_form_back_and_nothing_is_stored() {
     let token = cleo.csrf_token().await;
 
     // A new story with a cover: refused as a whole, the reason on the file field.
-    let (ct, body) = multipart(&token, &[("title", "With cover"), ("summary", "s"), ("tags", "")], Some(("cover", &picture(4))));
+    let (ct, body) = common::multipart(&token, &[("title", "With cover"), ("summary", "s"), ("tags", "")], Some(("cover", "cover.png", &picture(4))));
     let r = cleo.post_raw("/stories", &ct, body, &[]).await;
     r.assert_status(403).assert_contains("Confirm your email address before uploading").assert_contains("id=\"cover-error\"");
     r.assert_contains("value=\"With cover\"");
     assert_eq!(app.count("SELECT count(*) FROM stories").await, 0);
     // htmx gets the form fragment, with the same status.
-    let (ct, body) = multipart(&token, &[("title", "With cover"), ("summary", "s"), ("tags", "")], Some(("cover", &picture(4))));
+    let (ct, body) = common::multipart(&token, &[("title", "With cover"), ("summary", "s"), ("tags", "")], Some(("cover", "cover.png", &picture(4))));
     let r = cleo.post_raw("/stories", &ct, body, &[("hx-request", "true")]).await;
     r.assert_status(403).assert_contains("id=\"cover-error\"");
     assert!(!r.body.contains("<html"), "a fragment");
 
     // Without a file an unverified writer may still start a draft…
-    let (ct, body) = multipart(&token, &[("title", "Plain"), ("summary", ""), ("tags", "")], None);
+    let (ct, body) = common::multipart(&token, &[("title", "Plain"), ("summary", ""), ("tags", "")], None);
     let r = cleo.post_raw("/stories", &ct, body, &[]).await;
     r.assert_status(303);
     let story: i64 = r.location().unwrap().trim_start_matches("/s/").parse().unwrap();
@@ -224,7 +204,7 @@ async fn uploads_are_limited_per_account() {
     assert_eq!(app.count("SELECT count(*) FROM stories WHERE title = 'Renamed'").await, 0);
     // Covers and avatars share the allowance.
     set_avatar(&amy, "Amy", Some(&picture(98))).await.assert_status(429).assert_contains("id=\"avatar-error\"");
-    let (ct, body) = multipart(&amy.csrf_token().await, &[("title", "Another"), ("summary", ""), ("tags", "")], Some(("cover", &picture(97))));
+    let (ct, body) = common::multipart(&amy.csrf_token().await, &[("title", "Another"), ("summary", ""), ("tags", "")], Some(("cover", "cover.png", &picture(97))));
     amy.post_raw("/stories", &ct, body, &[]).await.assert_status(429);
     assert_eq!(app.count("SELECT count(*) FROM media").await, max);
     assert_eq!(app.count("SELECT count(*) FROM stories").await, 1);

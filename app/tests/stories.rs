@@ -30,32 +30,6 @@ async fn publish(b: &TestApp, id: i64) -> Resp {
     b.post_form(&format!("/s/{id}/edit"), &[("status", "published")]).await
 }
 
-/// A multipart body with the CSRF token first, as our forms send it.
-fn multipart(token: &str, fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>) -> (String, Vec<u8>) {
-    let boundary = "----quiretestboundary7MA4YWxk";
-    let mut body = Vec::new();
-    let mut part = |name: &str, filename: Option<&str>, data: &[u8]| {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match filename {
-            Some(f) => body.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
-            ),
-            None => body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
-        }
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    };
-    part("csrf_token", None, token.as_bytes());
-    for (k, v) in fields {
-        part(k, None, v.as_bytes());
-    }
-    if let Some((name, filename, data)) = file {
-        part(name, Some(filename), data);
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 fn files_under(dir: &std::path::Path) -> usize {
     fn walk(d: &std::path::Path) -> usize {
         std::fs::read_dir(d).map(|rd| rd.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum()).unwrap_or(0)
@@ -268,7 +242,7 @@ async fn hostile_uploads_are_4xx_with_nothing_stored_and_no_job() {
         ("big.jpg", eleven_mib, 413, "too large"),
     ];
     for (name, bytes, status, reason) in cases {
-        let (ct, body) = multipart(&token, &[("title", "With cover"), ("summary", ""), ("tags", "")], Some(("cover", name, &bytes)));
+        let (ct, body) = common::multipart(&token, &[("title", "With cover"), ("summary", ""), ("tags", "")], Some(("cover", name, &bytes)));
         let r = w.post_raw("/stories", &ct, body, &[]).await;
         // The form again, with the reason next to the file input.
         r.assert_status(status).assert_contains(reason).assert_contains("id=\"cover-error\"");
@@ -288,7 +262,7 @@ async fn a_cover_upload_commits_story_media_row_and_job_together() {
     let w = writer(&app, "jon", true).await;
     let token = w.csrf_token().await;
     let png = app::seed::gradient_png(640, 480, [10, 20, 30], [200, 100, 50]);
-    let (ct, body) = multipart(&token, &[("title", "Covered"), ("summary", "s"), ("tags", "art")], Some(("cover", "cover.png", &png)));
+    let (ct, body) = common::multipart(&token, &[("title", "Covered"), ("summary", "s"), ("tags", "art")], Some(("cover", "cover.png", &png)));
     let r = w.post_raw("/stories", &ct, body, &[]).await;
     r.assert_status(303);
     let id: i64 = r.location().unwrap().trim_start_matches("/s/").parse().unwrap();
@@ -311,13 +285,13 @@ async fn an_avatar_upload_on_settings_commits_profile_media_and_job() {
     let w = writer(&app, "kay", true).await;
     let token = w.csrf_token().await;
     let png = app::seed::gradient_png(300, 300, [1, 2, 3], [200, 150, 100]);
-    let (ct, body) = multipart(&token, &[("display_name", "Kay"), ("bio", "Hi")], Some(("avatar", "me.png", &png)));
+    let (ct, body) = common::multipart(&token, &[("display_name", "Kay"), ("bio", "Hi")], Some(("avatar", "me.png", &png)));
     w.post_raw("/settings", &ct, body, &[]).await.assert_status(303);
     assert_eq!(app.count("SELECT count(*) FROM users u JOIN media m ON m.id = u.avatar_id WHERE m.purpose = 'avatar' AND u.display_name = 'Kay'").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM apalis.jobs WHERE job_type = 'media'").await, 1);
     w.get("/u/kay").await.assert_status(200).assert_contains("hx-get=\"/m/");
     // A refused avatar: 400, the reason on the form, the profile unchanged.
-    let (ct, body) = multipart(&token, &[("display_name", "Changed"), ("bio", "")], Some(("avatar", "x.png", b"GIF89a....")));
+    let (ct, body) = common::multipart(&token, &[("display_name", "Changed"), ("bio", "")], Some(("avatar", "x.png", b"GIF89a....")));
     w.post_raw("/settings", &ct, body, &[]).await.assert_status(400).assert_contains("Only JPEG, PNG and WebP");
     assert_eq!(app.count("SELECT count(*) FROM users WHERE display_name = 'Changed'").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM media").await, 1);

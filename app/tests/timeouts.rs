@@ -291,6 +291,8 @@ fn bad_timeout_settings_stop_the_binary_with_one_line_naming_the_variable() {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("APP_ENV", "development")
             .env("DATABASE_URL", "postgres://x@127.0.0.1/x")
+            // A key of its own: no development key file is read or written.
+            .env("SECRET_KEY", "0123456789abcdef0123456789abcdef-test")
             .env(var, value)
             .current_dir(&dir)
             .arg("serve")

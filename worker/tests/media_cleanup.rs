@@ -20,25 +20,6 @@ use worker::{
 
 const PW: &str = "correct horse battery";
 
-fn multipart(token: &str, fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (String, Vec<u8>) {
-    let boundary = "----quirecleanup5b2e";
-    let mut body = Vec::new();
-    let mut part = |head: String, data: &[u8]| {
-        body.extend_from_slice(format!("--{boundary}\r\n{head}\r\n\r\n").as_bytes());
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    };
-    part("Content-Disposition: form-data; name=\"csrf_token\"".into(), token.as_bytes());
-    for (k, v) in fields {
-        part(format!("Content-Disposition: form-data; name=\"{k}\""), v.as_bytes());
-    }
-    if let Some((name, data)) = file {
-        part(format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{name}.png\"\r\nContent-Type: image/png"), data);
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 fn job_context(app: &TestApp) -> Arc<JobContext> {
     Arc::new(JobContext {
         db: app.db.db(),
@@ -73,14 +54,14 @@ async fn verified_writer(app: &TestApp, name: &str) -> TestApp {
 }
 
 async fn new_story(w: &TestApp, png: &[u8]) -> i64 {
-    let (ct, body) = multipart(&w.csrf_token().await, &[("title", "Pictured"), ("summary", ""), ("tags", "")], Some(("cover", png)));
+    let (ct, body) = common::multipart(&w.csrf_token().await, &[("title", "Pictured"), ("summary", ""), ("tags", "")], Some(("cover", "cover.png", png)));
     let r = w.post_raw("/stories", &ct, body, &[]).await;
     r.assert_status(303);
     r.location().unwrap().trim_start_matches("/s/").parse().unwrap()
 }
 
 async fn replace_cover(w: &TestApp, story: i64, png: &[u8]) {
-    let (ct, body) = multipart(&w.csrf_token().await, &[("status", "draft")], Some(("cover", png)));
+    let (ct, body) = common::multipart(&w.csrf_token().await, &[("status", "draft")], Some(("cover", "cover.png", png)));
     w.post_raw(&format!("/s/{story}/edit"), &ct, body, &[]).await.assert_status(303);
 }
 
@@ -166,7 +147,7 @@ async fn a_replaced_avatar_is_deleted_but_never_one_in_use() {
         let w = &w;
         async move {
             let png = app::seed::gradient_png(200, 200, [seed, 0, 0], [0, 0, seed]);
-            let (ct, body) = multipart(&w.csrf_token().await, &[("display_name", "Ray"), ("bio", "")], Some(("avatar", &png)));
+            let (ct, body) = common::multipart(&w.csrf_token().await, &[("display_name", "Ray"), ("bio", "")], Some(("avatar", "avatar.png", &png)));
             w.post_raw("/settings", &ct, body, &[]).await.assert_status(303);
         }
     };

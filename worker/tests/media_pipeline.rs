@@ -13,23 +13,6 @@ use worker::{jobs::JobContext, mailer::Mailer, runtime::{self, Options}};
 
 const PW: &str = "correct horse battery";
 
-fn multipart(token: &str, fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> (String, Vec<u8>) {
-    let boundary = "----quirepipeline";
-    let mut body = Vec::new();
-    let mut part = |head: String, data: &[u8]| {
-        body.extend_from_slice(format!("--{boundary}\r\n{head}\r\n\r\n").as_bytes());
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    };
-    part("Content-Disposition: form-data; name=\"csrf_token\"".into(), token.as_bytes());
-    for (k, v) in fields {
-        part(format!("Content-Disposition: form-data; name=\"{k}\""), v.as_bytes());
-    }
-    part(format!("Content-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\nContent-Type: image/png", file.0, file.1), file.2);
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
 async fn start_media_worker(app: &TestApp) -> tokio::task::JoinHandle<()> {
     let ctx = Arc::new(JobContext {
         db: app.db.db(),
@@ -58,7 +41,7 @@ async fn upload_story(app: &TestApp, png: &[u8]) -> (TestApp, i64) {
     // Only confirmed addresses upload.
     sqlx::query("UPDATE users SET email_verified_at = now() WHERE username = 'pat'").execute(&app.db.pool).await.unwrap();
     let token = w.csrf_token().await;
-    let (ct, body) = multipart(&token, &[("title", "Pictured"), ("summary", ""), ("tags", "")], ("cover", "cover.png", png));
+    let (ct, body) = common::multipart(&token, &[("title", "Pictured"), ("summary", ""), ("tags", "")], Some(("cover", "cover.png", png)));
     let r = w.post_raw("/stories", &ct, body, &[]).await;
     r.assert_status(303);
     let id = r.location().unwrap().trim_start_matches("/s/").parse().unwrap();

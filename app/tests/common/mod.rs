@@ -377,3 +377,30 @@ impl<E: Endpoint> Endpoint for TestPeer<E> {
         self.0.call(poem::Request::from_parts(parts, body)).await
     }
 }
+
+/// A multipart form as our pages send it: the CSRF token first, then `fields`, then
+/// the file `(field, filename, bytes)` if any. Returns the content type and the body.
+pub fn multipart(token: &str, fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>) -> (String, Vec<u8>) {
+    let boundary = "----quiretestboundary7MA4YWxk";
+    let mut body = Vec::new();
+    let mut part = |name: &str, filename: Option<&str>, data: &[u8]| {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match filename {
+            Some(f) => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+            ),
+            None => body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
+        }
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    };
+    part("csrf_token", None, token.as_bytes());
+    for (k, v) in fields {
+        part(k, None, v.as_bytes());
+    }
+    if let Some((name, filename, data)) = file {
+        part(name, Some(filename), data);
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}

@@ -26,7 +26,7 @@ use crate::mailer::Mailer;
 /// Handlers read and write through `db.primary()`: a job is enqueued in the same
 /// transaction as the rows it is about, and a replica may not have replayed them yet. A
 /// job that only reads data known to be old (a nightly export, say) may choose
-/// `db.replica()` explicitly; none does today.
+/// a replica explicitly (`app::replica_read!`); none does today.
 pub struct JobContext {
     pub db: Db,
     pub storage: app::storage::Storage,
