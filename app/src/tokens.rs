@@ -105,6 +105,9 @@ mod tests {
         // A difference in only one bit of one middle byte.
         assert!(!constant_time_eq(&[0, 0, 1, 0], &[0, 0, 0, 0]));
         assert!(!constant_time_eq(&[0, 0, 0x80, 0], &[0, 0, 0, 0]));
+        // Two differences that would cancel out if they were combined with xor.
+        assert!(!constant_time_eq(&[1, 1], &[0, 0]));
+        assert!(!constant_time_eq(&[3, 5, 6], &[0, 0, 0]));
     }
 
     #[test]

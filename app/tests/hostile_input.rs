@@ -7,32 +7,6 @@ use common::TestApp;
 
 const PW: &str = "correct horse battery";
 
-/// Every route pattern with its methods, read from the router's own `.at(...)` calls
-/// (poem does not expose its table at run time), plus the nested `/static` and `/media`.
-fn all_routes() -> Vec<(String, bool, bool)> {
-    let src = [
-        include_str!("../src/accounts/pages.rs"),
-        include_str!("../src/web/mod.rs"),
-        include_str!("../src/web/ops/dev_mail.rs"),
-        include_str!("../src/stories/pages.rs"),
-        include_str!("../src/media/pages.rs"),
-    ];
-    let mut found = Vec::new();
-    for file in src {
-        for line in file.lines() {
-            let Some(at) = line.find(".at(\"") else { continue };
-            let rest = &line[at + 5..];
-            let Some(pattern) = rest.split('"').next() else { continue };
-            let pattern = if pattern == "/*key" { "/media/*key".to_string() } else { pattern.to_string() };
-            let get = rest.contains("get(");
-            let post = rest.contains("post(");
-            found.push((pattern, get, post));
-        }
-    }
-    found.push(("/static/*path".into(), true, false));
-    found
-}
-
 /// The pattern with every parameter filled with `value`.
 fn fill(pattern: &str, value: &str) -> String {
     pattern
@@ -51,7 +25,7 @@ const READS_FIELDS: &[&str] =
 
 #[test]
 fn the_route_list_is_complete() {
-    let routes = all_routes();
+    let routes = common::route_table();
     let patterns: Vec<&str> = routes.iter().map(|(p, _, _)| p.as_str()).collect();
     for expected in ["/", "/health", "/login", "/password/reset/:token", "/s/:id/c/:n", "/stories", "/settings", "/dev/mail/:name", "/media/*key", "/m/:public_id/figure"] {
         assert!(patterns.contains(&expected), "{expected} missing from {patterns:?}");
@@ -67,7 +41,7 @@ async fn nul_anywhere_in_a_request_is_refused_never_a_500() {
     let r = app.post_form("/stories", &[("title", "Mine"), ("summary", "s"), ("tags", "x")]).await;
     let story = r.location().and_then(|l| l.strip_prefix("/s/")).expect("story created").to_string();
 
-    let mut routes = all_routes();
+    let mut routes = common::route_table();
     // Last: the routes that end the session (the rest must run logged in).
     routes.sort_by_key(|(p, _, _)| p == "/logout" || p.contains("revoke"));
     let mut failures = Vec::new();

@@ -24,27 +24,9 @@ const UNSAFE_ROUTES: &[(&str, &str)] = &[
     ("/s/:id/chapters", "/s/1/chapters"),
 ];
 
-/// Reads the route table from the source of truth: the router's own `.at(...)` calls
-/// with `post(` — poem does not expose its table at run time.
+/// The unsafe routes of the router's own table (`common::route_table`).
 fn routes_with_post() -> Vec<String> {
-    let src = [
-        include_str!("../src/accounts/pages.rs"),
-        include_str!("../src/web/mod.rs"),
-        include_str!("../src/web/ops/dev_mail.rs"),
-        include_str!("../src/stories/pages.rs"),
-        include_str!("../src/media/pages.rs"),
-    ];
-    let mut found = Vec::new();
-    for file in src {
-        for line in file.lines() {
-            let line = line.trim();
-            if line.starts_with(".at(\"") && (line.contains("post(") || line.contains(".put(") || line.contains(".delete(") || line.contains(".patch(")) {
-                let path = line.trim_start_matches(".at(\"").split('"').next().unwrap().to_string();
-                found.push(path);
-            }
-        }
-    }
-    found
+    common::route_table().into_iter().filter(|(_, _, unsafe_method)| *unsafe_method).map(|(pattern, _, _)| pattern).collect()
 }
 
 #[test]

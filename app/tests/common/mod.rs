@@ -404,3 +404,30 @@ pub fn multipart(token: &str, fields: &[(&str, &str)], file: Option<(&str, &str,
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
+
+/// Every route pattern with whether it answers GET and an unsafe method (POST, PUT,
+/// PATCH, DELETE), read from the router's own `.at(...)` calls
+/// (poem does not expose its table at run time), plus the nested `/static` and `/media`.
+pub fn route_table() -> Vec<(String, bool, bool)> {
+    let src = [
+        include_str!("../../src/accounts/pages.rs"),
+        include_str!("../../src/web/mod.rs"),
+        include_str!("../../src/web/ops/dev_mail.rs"),
+        include_str!("../../src/stories/pages.rs"),
+        include_str!("../../src/media/pages.rs"),
+    ];
+    let mut found = Vec::new();
+    for file in src {
+        for line in file.lines() {
+            let Some(at) = line.find(".at(\"") else { continue };
+            let rest = &line[at + 5..];
+            let Some(pattern) = rest.split('"').next() else { continue };
+            let pattern = if pattern == "/*key" { "/media/*key".to_string() } else { pattern.to_string() };
+            let get = rest.contains("get(");
+            let post = ["post(", ".put(", ".delete(", ".patch("].iter().any(|m| rest.contains(m));
+            found.push((pattern, get, post));
+        }
+    }
+    found.push(("/static/*path".into(), true, false));
+    found
+}
