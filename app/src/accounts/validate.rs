@@ -60,9 +60,14 @@ pub fn safe_next(next: &str) -> &str {
     if is_local_path(next) { next } else { "/" }
 }
 
+/// Longer `next=` values are not ours (our URLs are short); refusing them keeps the
+/// decoding below cheap.
+pub const NEXT_MAX: usize = 2048;
+
 fn is_local_path(next: &str) -> bool {
-    // As sent: one line of printable characters with no backslash.
-    if !next.starts_with('/') || next.len() > 2048 || next.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control()) {
+    // As sent, query included: at most `NEXT_MAX` bytes on one line of printable
+    // characters with no backslash (the path checks below cover the leading `/`).
+    if next.len() > NEXT_MAX || next.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control()) {
         return false;
     }
     // The path, and each decoding of it, must be a plain local path: three rounds cover
@@ -190,6 +195,14 @@ mod tests {
     fn next_is_local_only() {
         for ok in ["/", "/settings", "/s/12/c/3", "/s/1?after=17_3&x=a%20b", "/t/sci-fi#top", "/u/al_ice"] {
             assert_eq!(safe_next(ok), ok, "{ok:?} should be kept");
+        }
+        let long_ok = format!("/s/1?x={}", "a".repeat(NEXT_MAX - "/s/1?x=".len()));
+        assert_eq!(safe_next(&long_ok), long_ok, "{NEXT_MAX} bytes");
+        assert_eq!(safe_next(&format!("{long_ok}a")), "/", "{} bytes", NEXT_MAX + 1);
+        // The query cannot change the host, but a raw tab, space, backslash or control
+        // character has no business in a Location header.
+        for evil in ["/s/1?x=\t", "/s/1?x=a b", "/s/1?x=\\", "/s/1?x=\u{1}", "/s/1#a\nb"] {
+            assert_eq!(safe_next(evil), "/", "{evil:?} must not be followed");
         }
         for evil in [
             "",
