@@ -128,3 +128,19 @@ impl SessionStore {
         store::remember_write_in_session(self.db.primary(), token).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csrf_tokens_are_per_visitor_and_per_key() {
+        let t = csrf_token_for(b"key", "seed-1");
+        assert_eq!(t, csrf_token_for(b"key", "seed-1"), "stable for one session");
+        assert_ne!(t, csrf_token_for(b"key", "seed-2"), "another visitor's token differs");
+        assert_ne!(t, csrf_token_for(b"other", "seed-1"), "another key's token differs");
+        assert!(tokens::is_well_formed(&t));
+        // Domain-separated from the session token itself and from link tokens.
+        assert_ne!(t, tokens::hmac(b"key", b"seed-1"));
+    }
+}
