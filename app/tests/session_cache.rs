@@ -53,3 +53,17 @@ async fn a_session_deleted_elsewhere_lives_at_most_the_ttl_here_and_local_revoca
     app.post_form("/logout", &[]).await.assert_status(303);
     assert_eq!(app.get("/settings").await.status.as_u16(), 303);
 }
+
+#[tokio::test]
+async fn a_write_evicts_the_cached_session_even_for_a_client_without_the_wrote_cookie() {
+    let app = TestApp::new().await;
+    app.signup("vic", "vic@example.com", PW).await.assert_status(303);
+    after_the_write_window(&app).await;
+    // Cached now, with the old display name.
+    app.get("/settings").await.assert_status(200);
+    app.post_form("/settings", &[("display_name", "Victoria Stone"), ("bio", "")]).await.assert_status(303);
+    // A client that does not keep the "wrote lately" cookie still sees its change at once
+    // on this process: the write itself dropped the cached session.
+    app.set_cookie(app::web::cookies::WROTE_COOKIE, "");
+    app.get("/").await.assert_contains("Victoria Stone");
+}
