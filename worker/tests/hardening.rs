@@ -4,6 +4,7 @@
 
 #[path = "../../app/tests/common/mod.rs"]
 mod common;
+mod smtp_sink;
 mod support;
 
 use std::{
@@ -69,22 +70,10 @@ async fn an_address_lettre_refuses_fails_permanently_after_one_attempt() {
 #[tokio::test]
 async fn a_non_ascii_address_to_a_server_without_smtputf8_fails_permanently() {
     let app = TestApp::new().await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let maildir = std::env::temp_dir().join(format!("quire-smtp-{}", uuid::Uuid::new_v4().simple()));
-    let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
-    // aiosmtpd offers SMTPUTF8 only with --smtputf8.
-    let mut server = std::process::Command::new(python)
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
-        .spawn()
-        .expect("start aiosmtpd (bin/test installs python3-aiosmtpd)");
-    wait_for("the SMTP server to listen", Duration::from_secs(10), || async {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await;
+    let localhost: std::net::IpAddr = [127, 0, 0, 1].into();
+    let port = smtp_sink::free_port(localhost);
+    // aiosmtpd offers SMTPUTF8 only with --smtputf8, which the sink does not pass.
+    let server = smtp_sink::smtp_server(localhost, port);
     let mut config = (*app.state.config).clone();
     config.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
     let mut ctx = Arc::try_unwrap(job_context(&app, Mailer::from_config(&config).unwrap())).ok().unwrap();
@@ -92,8 +81,7 @@ async fn a_non_ascii_address_to_a_server_without_smtputf8_fails_permanently() {
 
     let user_id = user_with_mail(&app, "jose", "josé@example.com").await;
     let result = run_envelope(queued_envelope(&app).await, &ctx).await;
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     match result {
         Err(JobError::Permanent(msg)) => {
             assert!(msg.contains(&format!("cannot mail user {user_id}")) && !msg.contains("josé"), "{msg}");

@@ -4,6 +4,7 @@
 
 #[path = "../../app/tests/common/mod.rs"]
 mod common;
+mod smtp_sink;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -199,22 +200,10 @@ async fn jobs_held_by_a_dead_worker_are_picked_up_again() {
 #[tokio::test]
 async fn mail_is_delivered_through_a_real_smtp_server() {
     let app = TestApp::new().await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let maildir = std::env::temp_dir().join(format!("quire-smtp-{}", uuid::Uuid::new_v4().simple()));
-    let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
-    let mut server = std::process::Command::new(python)
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
-        .spawn()
-        .expect("start aiosmtpd (bin/test installs python3-aiosmtpd)");
-    wait_for("the SMTP server to listen", Duration::from_secs(10), || async {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await;
-
+    let localhost: std::net::IpAddr = [127, 0, 0, 1].into();
+    let port = smtp_sink::free_port(localhost);
+    let server = smtp_sink::smtp_server(localhost, port);
+    let maildir = server.maildir.clone();
     let mut config = (*app.state.config).clone();
     config.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
     let ctx = Arc::new(JobContext {
@@ -239,8 +228,7 @@ async fn mail_is_delivered_through_a_real_smtp_server() {
     assert_eq!(msg.to().unwrap().first().unwrap().address(), Some("sam@example.com"));
     assert!(msg.body_text(0).unwrap().contains("/verify-email/"), "text part arrived");
     assert!(msg.body_html(0).unwrap().contains("Confirm my email"), "HTML part arrived");
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 #[tokio::test]

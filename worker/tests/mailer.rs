@@ -2,50 +2,13 @@
 //! from `MAIL_FROM` with Message-IDs in its domain, and `smtp://` to a host other than
 //! this one is never sent in plaintext unless the URL says `?tls=none`.
 
-use std::{collections::HashMap, ffi::OsString, net::IpAddr, path::Path, path::PathBuf, process::Child, time::Duration};
+mod smtp_sink;
+
+use std::{collections::HashMap, ffi::OsString, net::IpAddr};
 
 use app::config::Config;
+use smtp_sink::{free_port, received, smtp_server};
 use worker::mailer::{Email, Mailer};
-
-struct SmtpServer {
-    child: Child,
-    maildir: PathBuf,
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.maildir);
-    }
-}
-
-/// aiosmtpd listening on `ip:port`, storing what it receives in a maildir.
-fn smtp_server(ip: IpAddr, port: u16) -> SmtpServer {
-    let maildir = std::env::temp_dir().join(format!("quire-mailer-{}", uuid::Uuid::new_v4().simple()));
-    let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
-    let child = std::process::Command::new(python)
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("{ip}:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&maildir)
-        .spawn()
-        .expect("start aiosmtpd (bin/test installs python3-aiosmtpd)");
-    let start = std::time::Instant::now();
-    while std::net::TcpStream::connect((ip, port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "aiosmtpd did not listen on {ip}:{port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    SmtpServer { child, maildir }
-}
-
-fn received(server: &SmtpServer) -> Vec<Vec<u8>> {
-    std::fs::read_dir(server.maildir.join("new"))
-        .map(|d| d.flatten().filter_map(|e| std::fs::read(e.path()).ok()).collect())
-        .unwrap_or_default()
-}
-
-fn free_port(ip: IpAddr) -> u16 {
-    std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
-}
 
 /// A configuration read the way the binaries read it (development, so no DB or other
 /// production variables are needed).
