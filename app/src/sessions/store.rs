@@ -158,3 +158,19 @@ fn truncate(s: &str, max: usize) -> &str {
     }
     &s[..end]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncate_keeps_short_text_and_cuts_on_a_character_boundary() {
+        assert_eq!(truncate("Firefox", 10), "Firefox");
+        assert_eq!(truncate("Firefox", 7), "Firefox", "exactly the limit is kept whole");
+        assert_eq!(truncate("Firefox", 4), "Fire");
+        assert_eq!(truncate("", 4), "");
+        // "é" is two bytes: a cut inside it steps back to the boundary before it.
+        assert_eq!(truncate("aé", 2), "a");
+        assert_eq!(truncate("aéb", 3), "aé");
+    }
+}
