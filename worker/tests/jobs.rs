@@ -5,50 +5,20 @@
 #[path = "../../app/tests/common/mod.rs"]
 mod common;
 mod smtp_sink;
+mod support;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
 use app::{jobs::Envelope, templates::Templates};
 use common::TestApp;
+use support::{job_context, start_worker, wait_for};
 use worker::{
     jobs::{JobContext, run_envelope},
     mailer::Mailer,
-    runtime::{self, Options},
+    runtime::Options,
 };
 
 const PW: &str = "correct horse battery";
-
-fn job_context(app: &TestApp, mailer: Mailer) -> Arc<JobContext> {
-    Arc::new(JobContext {
-        db: app.db.db(),
-        storage: app.state.storage.clone(),
-        config: app.state.config.clone(),
-        templates: Templates::new(|_| None).unwrap(),
-        mailer,
-    })
-}
-
-/// Runs the real worker runtime in the background until the returned handle is dropped.
-fn start_worker(ctx: Arc<JobContext>, options: Options) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let _ = runtime::monitor(ctx, &options).run().await;
-    })
-}
-
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = std::time::Instant::now();
-    while start.elapsed() < timeout {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
 
 fn eml_files(dir: &Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir)
