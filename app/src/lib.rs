@@ -5,7 +5,8 @@
 //!   `markdown`, `tokens`, `ratelimit`, `telemetry`, `shutdown`, `error`, and `jobs` (the
 //!   payloads `web` enqueues and `worker` runs).
 //! - `web`: every piece of HTTP — the route table, middleware, static files, ops pages.
-//! - One module per feature area (`accounts`, `sessions`, `stories`, `media`), each
+//! - One module per feature area (`accounts`, `sessions`, `stories`, `media`, `social`,
+//!   `notifications`, `live`), each
 //!   owning its tables (`db.rs` or a module named for them) and its pages (`pages.rs`).
 
 pub mod accounts;
@@ -13,12 +14,15 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod jobs;
+pub mod live;
 pub mod markdown;
 pub mod media;
+pub mod notifications;
 pub mod ratelimit;
 pub mod seed;
 pub mod sessions;
 pub mod shutdown;
+pub mod social;
 pub mod storage;
 pub mod stories;
 pub mod telemetry;

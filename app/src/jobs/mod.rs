@@ -8,6 +8,7 @@
 pub mod mail;
 pub mod maintenance;
 pub mod media;
+pub mod notify;
 
 use std::time::Duration;
 

@@ -13,7 +13,8 @@ impl Run for PurgeExpired {
         let db = ctx.db.primary();
         let sessions = sessions::store::purge_expired(db).await?;
         let tokens = users::purge_spent_tokens(db).await?;
-        tracing::info!(sessions, tokens, "purged expired rows");
+        let live_events = app::live::purge_old(db).await?;
+        tracing::info!(sessions, tokens, live_events, "purged expired rows");
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 pub mod mail;
 pub mod maintenance;
 pub mod media;
+pub mod notify;
 pub mod registry;
 
 use std::sync::{Arc, LazyLock};
@@ -68,7 +69,7 @@ pub trait Run: Job + DeserializeOwned {
 /// Every job the worker runs. A job type of `app::jobs` missing here fails
 /// `tests/registry.rs`; one registered twice panics here, at start-up.
 pub fn all() -> Registry {
-    use app::jobs::{mail::*, maintenance::*, media::*};
+    use app::jobs::{mail::*, maintenance::*, media::*, notify::*};
     Registry::new()
         .register::<SendVerificationEmail>()
         .register::<SendPasswordReset>()
@@ -76,6 +77,7 @@ pub fn all() -> Registry {
         .register::<Noop>()
         .register::<ProcessImage>()
         .register::<DeleteMedia>()
+        .register::<Notify>()
 }
 
 /// The process's registry, built on first use (the worker builds it before starting).

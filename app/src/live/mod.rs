@@ -1,0 +1,75 @@
+//! Live updates over Server-Sent Events.
+//!
+//! Raising an event ([`publish`]) inserts a row into `live_events` and queues
+//! `NOTIFY quire_live, '<id>'` on the caller's connection: pass the transaction that makes
+//! the change, and the event exists exactly when the change commits. The data is an HTML
+//! fragment the raiser renders once (a comment, a like count); every subscriber gets the
+//! same bytes.
+
+pub mod pages;
+
+use sqlx::PgConnection;
+
+/// The NOTIFY channel every web process LISTENs on.
+pub const NOTIFY_CHANNEL: &str = "quire_live";
+
+/// Who receives an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Everyone with the story's page open (who may see the story).
+    Story(i64),
+    /// One user's open pages (the notification count in the navigation).
+    User(i64),
+}
+
+impl Channel {
+    pub fn key(self) -> String {
+        match self {
+            Channel::Story(id) => format!("story:{id}"),
+            Channel::User(id) => format!("user:{id}"),
+        }
+    }
+
+    pub fn parse(key: &str) -> Option<Channel> {
+        let (kind, id) = key.split_once(':')?;
+        let id = id.parse().ok()?;
+        match kind {
+            "story" => Some(Channel::Story(id)),
+            "user" => Some(Channel::User(id)),
+            _ => None,
+        }
+    }
+}
+
+/// Raises `event` on `channel` with `data` (an HTML fragment) as part of `conn`'s
+/// transaction. Returns the event's id (also its SSE `id:`).
+pub async fn publish(conn: &mut PgConnection, channel: Channel, event: &str, data: &str) -> Result<i64, sqlx::Error> {
+    let id: i64 = sqlx::query_scalar("INSERT INTO live_events (channel, event, data) VALUES ($1, $2, $3) RETURNING id")
+        .bind(channel.key())
+        .bind(event)
+        .bind(data)
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(id.to_string()).execute(&mut *conn).await?;
+    Ok(id)
+}
+
+/// Deletes events older than an hour (the maintenance job): a browser away longer than
+/// that reloads instead of resuming.
+pub async fn purge_old(db: impl sqlx::PgExecutor<'_>) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM live_events WHERE created_at < now() - interval '1 hour'").execute(db).await?.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Channel;
+
+    #[test]
+    fn channel_keys_round_trip() {
+        for c in [Channel::Story(7), Channel::User(42)] {
+            assert_eq!(Channel::parse(&c.key()), Some(c));
+        }
+        assert_eq!(Channel::parse("story:x"), None);
+        assert_eq!(Channel::parse("other:1"), None);
+    }
+}

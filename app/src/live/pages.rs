@@ -1,0 +1,7 @@
+//! The Server-Sent Events streams.
+
+use poem::Route;
+
+pub fn routes(route: Route) -> Route {
+    route
+}

@@ -1,0 +1,7 @@
+//! Notification pages and actions.
+
+use poem::Route;
+
+pub fn routes(route: Route) -> Route {
+    route
+}
