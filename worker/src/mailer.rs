@@ -13,7 +13,10 @@ use std::path::PathBuf;
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     address::AddressError,
-    message::{Mailbox, MultiPart},
+    message::{
+        Mailbox, MultiPart,
+        header::{HeaderName, HeaderValue},
+    },
 };
 
 #[derive(Clone)]
@@ -34,7 +37,14 @@ pub struct Email {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// The one-click unsubscribe link of a notification mail: sent as `List-Unsubscribe:
+    /// <url>` with `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058), so mail
+    /// clients offer their own unsubscribe button and may POST to it without a browser.
+    pub unsubscribe_url: Option<String>,
 }
+
+const LIST_UNSUBSCRIBE: HeaderName = HeaderName::new_from_ascii_str("List-Unsubscribe");
+const LIST_UNSUBSCRIBE_POST: HeaderName = HeaderName::new_from_ascii_str("List-Unsubscribe-Post");
 
 /// Why a send failed: `Recipient` can never succeed for this address (retrying would
 /// fail the same way); `Other` may be transient (an SMTP server down, a full disk).
@@ -95,13 +105,19 @@ impl Mailer {
         // so lettre may refuse an address we stored: a permanent failure for this mail.
         let non_ascii_recipient = !email.to.is_ascii();
         let to: Mailbox = email.to.parse().map_err(|e: AddressError| MailError::Recipient(e.to_string()))?;
-        let message = Message::builder()
+        let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(email.subject)
             // Same key, same Message-ID: a receiving system can also drop a duplicate.
-            .message_id(Some(format!("<{key}@{}>", self.from.email.domain())))
-            .multipart(MultiPart::alternative_plain_html(email.text, email.html))?;
+            .message_id(Some(format!("<{key}@{}>", self.from.email.domain())));
+        if let Some(url) = &email.unsubscribe_url {
+            // Our own URL (BASE_URL plus a token of [0-9a-z._-]): no CR/LF or `>` to inject.
+            builder = builder
+                .raw_header(HeaderValue::new(LIST_UNSUBSCRIBE, format!("<{url}>")))
+                .raw_header(HeaderValue::new(LIST_UNSUBSCRIBE_POST, "List-Unsubscribe=One-Click".to_string()));
+        }
+        let message = builder.multipart(MultiPart::alternative_plain_html(email.text, email.html))?;
         match &self.transport {
             Transport::Smtp(transport) => {
                 transport.send(message).await.map_err(|e| classify_smtp(e, non_ascii_recipient))?;

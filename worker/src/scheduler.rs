@@ -1,14 +1,19 @@
 //! Periodic jobs. Every worker process ticks, but each tick enqueues with an idempotency
-//! key naming the period, so however many workers run, each period's job runs once.
+//! key naming the period, so however many workers run, each period's job runs once:
+//! the purge every 15 minutes, the daily digest once per UTC day (at the first tick
+//! after `DIGEST_HOUR_UTC`).
 
 use std::time::Duration;
 
 use app::{
     db::Db,
-    jobs::{EnqueueError, UNIQUE_VIOLATION, maintenance::PurgeExpired},
+    jobs::{EnqueueError, UNIQUE_VIOLATION, maintenance::PurgeExpired, notify::DailyDigest},
 };
 
 pub const PURGE_EVERY: Duration = Duration::from_secs(15 * 60);
+/// The digest goes out at the first tick after this hour (UTC): morning in Europe,
+/// early enough for the Americas' evening.
+pub const DIGEST_HOUR_UTC: u64 = 7;
 
 pub async fn run(db: Db) {
     let mut tick = tokio::time::interval(PURGE_EVERY);
@@ -22,7 +27,24 @@ pub async fn run(db: Db) {
             Err(e) if is_duplicate(&e) => tracing::debug!(%key, "already scheduled"),
             Err(e) => tracing::warn!(error = format!("{e:#}"), "could not schedule periodic job"),
         }
+        let secs = unix_secs();
+        if secs % 86_400 >= DIGEST_HOUR_UTC * 3600 {
+            let day = (secs / 86_400) as i64;
+            match schedule_digest(&db, day).await {
+                Ok(()) => tracing::info!(day, "daily digest scheduled"),
+                Err(e) if is_duplicate(&e) => tracing::debug!(day, "daily digest already scheduled"),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "could not schedule the daily digest"),
+            }
+        }
     }
+}
+
+/// Enqueues day `day`'s digest (days since the Unix epoch, UTC), once: the key
+/// `daily_digest:{day}` makes every other worker's attempt a duplicate.
+pub async fn schedule_digest(db: &Db, day: i64) -> anyhow::Result<()> {
+    let mut conn = db.primary().acquire().await?;
+    app::jobs::enqueue_with_key(&mut conn, &DailyDigest { day }, None, Some(&format!("daily_digest:{day}"))).await?;
+    Ok(())
 }
 
 /// Enqueues this period's purge under `key`.
@@ -49,7 +71,10 @@ pub fn is_duplicate(e: &anyhow::Error) -> bool {
     })
 }
 
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
 fn chrono_period(every: Duration) -> u64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    now.as_secs() / every.as_secs().max(1)
+    unix_secs() / every.as_secs().max(1)
 }

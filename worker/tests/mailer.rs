@@ -29,6 +29,7 @@ fn email() -> Email {
         subject: "Reset your password".into(),
         text: "http://localhost/password/reset/t".into(),
         html: "<p>reset</p>".into(),
+        unsubscribe_url: None,
     }
 }
 

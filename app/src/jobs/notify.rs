@@ -44,3 +44,52 @@ impl Job for Notify {
     const QUEUE: &'static str = QUEUE_DEFAULT;
     const PRIORITY: usize = 5;
 }
+
+/// Sends the instant emails of up to [`MAIL_BATCH`] notifications (the `notify` job
+/// enqueues one per batch of recipients, all in one statement). Idempotent: each
+/// notification is claimed (`emailed_at`) in the transaction that sends its mail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendNotificationEmails {
+    pub notification_ids: Vec<i64>,
+}
+
+/// Recipients per mail job: small enough that a retry redoes little, large enough that a
+/// chapter to 100,000 followers is 500 jobs, not 100,000.
+pub const MAIL_BATCH: usize = 200;
+
+impl Job for SendNotificationEmails {
+    const NAME: &'static str = "send_notification_emails";
+    const QUEUE: &'static str = super::QUEUE_MAIL;
+    const PRIORITY: usize = 5;
+    /// 200 SMTP sends, one after another.
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+}
+
+/// The daily digest, enqueued by the worker's scheduler once per UTC day (`day`: days
+/// since the Unix epoch, also its idempotency key). Finds who has something due and
+/// enqueues a [`SendDigests`] per batch of them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DailyDigest {
+    pub day: i64,
+}
+
+impl Job for DailyDigest {
+    const NAME: &'static str = "daily_digest";
+    const QUEUE: &'static str = QUEUE_DEFAULT;
+    const MAX_ATTEMPTS: usize = 3;
+}
+
+/// Sends day `day`'s digest to each of `user_ids` (at most [`MAIL_BATCH`]). Idempotent:
+/// per user, the claim `digest-{day}-{user}` and the marking of what it lists commit in
+/// the transaction that sends it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendDigests {
+    pub day: i64,
+    pub user_ids: Vec<i64>,
+}
+
+impl Job for SendDigests {
+    const NAME: &'static str = "send_digests";
+    const QUEUE: &'static str = super::QUEUE_MAIL;
+    const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+}

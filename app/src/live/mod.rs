@@ -54,6 +54,31 @@ pub async fn publish(conn: &mut PgConnection, channel: Channel, event: &str, dat
     Ok(id)
 }
 
+/// Raises `event` with `data` on the `User` channel of each of `user_ids`, as part of
+/// `conn`'s transaction, in one statement (one row per user, one `INSERT … SELECT
+/// unnest`, and one NOTIFY carrying the highest id: a listener reads every new row per
+/// wake-up anyway). For fan-outs (a chapter to every follower's navigation).
+pub async fn publish_to_users(conn: &mut PgConnection, user_ids: &[i64], event: &str, data: &str) -> Result<(), sqlx::Error> {
+    if user_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "WITH ins AS (
+             INSERT INTO live_events (channel, event, data)
+             SELECT 'user:' || u, $2, $3 FROM unnest($1::bigint[]) u
+             RETURNING id
+         )
+         SELECT pg_notify($4, (SELECT max(id) FROM ins)::text)",
+    )
+    .bind(user_ids)
+    .bind(event)
+    .bind(data)
+    .bind(NOTIFY_CHANNEL)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Deletes events older than an hour (the maintenance job): a browser away longer than
 /// that reloads instead of resuming.
 pub async fn purge_old(db: impl sqlx::PgExecutor<'_>) -> Result<u64, sqlx::Error> {

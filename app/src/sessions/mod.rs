@@ -33,6 +33,10 @@ pub struct CurrentUser {
     pub email: String,
     pub role: String,
     pub email_verified: bool,
+    /// Unread notifications, counted up to `notifications::db::UNREAD_CAP` (the
+    /// navigation shows "99+" beyond): read with the session in the same statement, so
+    /// the count in every page's navigation costs no extra round trip, and cached with it.
+    pub unread: i64,
 }
 
 /// The session as one request sees it; put into the request's extensions by `Sessions`.

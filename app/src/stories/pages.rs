@@ -12,6 +12,7 @@ use super::{
 use crate::{
     accounts::users,
     error::{Error, FieldErrors, Result},
+    jobs::notify::{Activity, Notify},
     markdown,
     media::{self, Purpose, upload::ImageUpload},
     ratelimit::limits,
@@ -254,6 +255,12 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
     let cover_id = media::db::replace_optional(&mut tx, &ctx.state.storage, user.id, slot, cover.as_ref(), Some(&ctx.request_id)).await?;
     db::update(&mut tx, id, &db::StoryUpdate { title: &input.title, summary: &input.summary, publish, cover_id }).await?;
     db::set_tags(&mut tx, id, &input.tags).await?;
+    if story.status == StoryStatus::Draft && publish && story.chapter_count > 0 {
+        // First publication (or again after a return to draft): the followers hear of
+        // the latest chapter. Its dedupe key means a chapter is announced once, however
+        // often the story goes back and forth.
+        notify_chapter(&mut tx, &ctx, &story, story.chapter_count).await?;
+    }
     tx.commit().await?;
     let message = match (story.status, publish) {
         (StoryStatus::Draft, true) => "Your story is published.",
@@ -319,9 +326,20 @@ async fn add_chapter(ctx: Ctx, Path(id): Path<i64>, form::Form(form): form::Form
     let words = markdown::word_count(body) as i32;
     let mut tx = ctx.state.db.primary().begin().await?;
     let number = db::add_chapter(&mut tx, id, &db::NewChapter { title, body_markdown: body, body_html: &html, word_count: words }).await?;
+    if story.status == StoryStatus::Published {
+        notify_chapter(&mut tx, &ctx, &story, number).await?;
+    }
     tx.commit().await?;
     ctx.flash("success", format!("Chapter {number} is saved."));
     Ok(ctx.redirect(&format!("/s/{id}/c/{number}")))
+}
+
+/// Enqueues the `Notify{Chapter}` job of chapter `number` in `tx`, the transaction that
+/// publishes it. The handler re-checks that the story is still published when it runs.
+async fn notify_chapter(tx: &mut sqlx::PgConnection, ctx: &Ctx, story: &StoryRow, number: i32) -> Result<()> {
+    let job = Notify { activity: Activity::Chapter { story_id: story.id, author_id: story.author_id, number } };
+    crate::jobs::enqueue(tx, &job, Some(&ctx.request_id)).await?;
+    Ok(())
 }
 
 #[handler]

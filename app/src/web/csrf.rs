@@ -57,6 +57,9 @@ impl<E: Endpoint> Endpoint for CsrfEndpoint<E> {
         if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE) {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         }
+        if is_one_click_unsubscribe(req.method(), req.uri().path()) {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        }
         let expected = req
             .extensions()
             .get::<RequestSession>()
@@ -90,6 +93,18 @@ impl<E: Endpoint> Endpoint for CsrfEndpoint<E> {
             }
         }
     }
+}
+
+/// `POST /unsubscribe/{token}`, the one exemption. RFC 8058 one-click unsubscribe: a
+/// mail client POSTs `List-Unsubscribe=One-Click` to the mail's link with no cookies and
+/// so no CSRF token. Safe without one: the signed token in the path is itself the proof
+/// the request came from our mail (it names one user and one kind, cannot be forged
+/// without SECRET_KEY, and can only turn mail off), so a cross-site form cannot do
+/// anything with it that the link's holder could not. Exactly that path shape: one
+/// segment after `/unsubscribe/`.
+fn is_one_click_unsubscribe(method: &Method, path: &str) -> bool {
+    *method == Method::POST
+        && path.strip_prefix("/unsubscribe/").is_some_and(|token| !token.is_empty() && !token.contains('/'))
 }
 
 /// How much of a multipart body is read, at most, to find the token (plus the chunk that
@@ -238,6 +253,16 @@ mod tests {
             Scan::NeedMore => None,
             Scan::Done(t) => Some(t),
         }
+    }
+
+    #[test]
+    fn only_post_to_one_unsubscribe_token_is_exempt() {
+        assert!(is_one_click_unsubscribe(&Method::POST, "/unsubscribe/42.chapter.abc"));
+        for path in ["/unsubscribe/", "/unsubscribe", "/unsubscribe/a/b", "/settings/notifications", "/x/unsubscribe/a", "/unsubscribe/a/"] {
+            assert!(!is_one_click_unsubscribe(&Method::POST, path), "{path}");
+        }
+        assert!(!is_one_click_unsubscribe(&Method::PUT, "/unsubscribe/42.chapter.abc"));
+        assert!(!is_one_click_unsubscribe(&Method::DELETE, "/unsubscribe/42.chapter.abc"));
     }
 
     #[test]

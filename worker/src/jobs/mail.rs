@@ -16,7 +16,7 @@ use super::{JobContext, JobError, Run};
 use crate::mailer::{Email, MailError};
 
 /// Claims `key` for this send; false when a previous run already sent it.
-async fn claim(conn: &mut PgConnection, key: &str, to: &str, subject: &str) -> Result<bool, sqlx::Error> {
+pub(super) async fn claim(conn: &mut PgConnection, key: &str, to: &str, subject: &str) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "INSERT INTO sent_emails (job_key, recipient, subject) VALUES ($1, $2, $3) ON CONFLICT (job_key) DO NOTHING",
     )
@@ -33,7 +33,7 @@ fn render(ctx: &JobContext, template: &str, user: &User, subject: &str, url: &st
     let vars = context! { user => minijinja::Value::from(minijinja::value::Serde(user)), url => url, subject => subject, base_url => &ctx.config.base_url };
     let text = ctx.templates.render(&format!("emails/{template}.txt"), vars.clone()).map_err(|e| JobError::Retry(e.into()))?;
     let html = ctx.templates.render(&format!("emails/{template}.html"), vars).map_err(|e| JobError::Retry(e.into()))?;
-    Ok(Email { to: user.email.clone(), subject: subject.to_string(), text, html })
+    Ok(Email { to: user.email.clone(), subject: subject.to_string(), text, html, unsubscribe_url: None })
 }
 
 /// The shared shape of a link mail: claim, make a token, render, send, commit.

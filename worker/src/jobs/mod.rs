@@ -78,6 +78,9 @@ pub fn all() -> Registry {
         .register::<ProcessImage>()
         .register::<DeleteMedia>()
         .register::<Notify>()
+        .register::<SendNotificationEmails>()
+        .register::<DailyDigest>()
+        .register::<SendDigests>()
 }
 
 /// The process's registry, built on first use (the worker builds it before starting).
