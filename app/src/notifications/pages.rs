@@ -21,7 +21,7 @@ pub fn routes(route: Route) -> Route {
         .at("/notifications/read", post(mark_read))
         .at("/notifications/count", get(count))
         .at("/settings/notifications", get(settings_page).post(save_settings))
-        .at("/unsubscribe/:token", get(unsubscribe_page).post(unsubscribe))
+        .at("/unsubscribe/:token", get(unsubscribe_page).post(unsubscribe_now))
 }
 
 /// A notification for templates, with its link.
@@ -164,7 +164,7 @@ async fn unsubscribe_page(ctx: Ctx, Path(token): Path<String>) -> Result<Respons
 /// token is the authority, see `web::csrf`). Answers the done page itself, 200: a mail
 /// client does not follow redirects.
 #[handler]
-async fn unsubscribe(ctx: Ctx, Path(token): Path<String>) -> Result<Response> {
+async fn unsubscribe_now(ctx: Ctx, Path(token): Path<String>) -> Result<Response> {
     let (user_id, scope) = verified(&ctx, &token)?;
     if !prefs::turn_off(ctx.state.db.primary(), user_id, scope.kind()).await? {
         // Signed by us, but the account is gone.
