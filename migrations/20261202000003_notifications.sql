@@ -35,8 +35,9 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_user_idx ON notifications (user_id, id DESC);
 -- the navigation's bounded unread count (and "mark all read")
 CREATE INDEX notifications_unread_idx ON notifications (user_id, id) WHERE read_at IS NULL;
--- the daily digest's search for what is still to be sent
-CREATE INDEX notifications_undigested_idx ON notifications (user_id, id) WHERE digested_at IS NULL AND emailed_at IS NULL;
+-- the daily digest's search for what is still to be sent (the last 7 days of it)
+CREATE INDEX notifications_undigested_idx ON notifications (created_at)
+    WHERE digested_at IS NULL AND emailed_at IS NULL AND read_at IS NULL;
 
 -- Email delivery per kind. No row: the defaults (in app::notifications::prefs, the one
 -- place they are written down; every write here sets all five columns).
