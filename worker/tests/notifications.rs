@@ -392,3 +392,40 @@ async fn an_unverified_address_gets_no_digest_either_and_a_read_notification_is_
     assert_eq!(mails.len(), 1, "{mails:?}");
     assert_eq!(to_of(&std::fs::read(&mails[0]).unwrap()), "control@example.com", "only the verified user with something unread");
 }
+
+#[tokio::test]
+async fn a_refused_address_fails_its_mail_permanently_without_naming_it_and_the_batch_goes_on() {
+    let app = TestApp::new().await;
+    ensure_follows(&app).await;
+    let ctx = job_context(&app, Mailer::files(app.mail_dir.clone()));
+    let author = new_user(&app, "author", true).await;
+    let good = new_user(&app, "good", true).await;
+    // Accepted at signup, refused by the mail library: never deliverable.
+    let bad: i64 = sqlx::query_scalar(
+        "INSERT INTO users (username, email, password_hash, email_verified_at) VALUES ('bad', 'bad.@example.com', 'x', now()) RETURNING id",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    for u in [bad, good] {
+        sqlx::query("INSERT INTO follows (follower_id, followee_id) VALUES ($1, $2)").bind(u).bind(author).execute(&app.db.pool).await.unwrap();
+    }
+    let s = story(&app, author, "Tides", true, 1).await;
+    handle(&app.db.pool, &Activity::Chapter { story_id: s, author_id: author, number: 1 }).await.unwrap();
+    let jobs = take_jobs(&app, "send_notification_emails").await;
+    assert_eq!(jobs.len(), 1);
+    let err = run_envelope(jobs[0].clone(), &ctx).await.expect_err("the refused address fails the job");
+    let msg = format!("{err:#}");
+    assert!(matches!(err, worker::jobs::JobError::Permanent(_)), "{msg}");
+    assert!(msg.contains(&bad.to_string()) && !msg.contains("bad.@example.com"), "names the user, not the address: {msg}");
+    let eml = |app: &TestApp| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&app.mail_dir)
+            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(eml(&app).len(), 1, "the good address got its mail");
+    // Run again: nothing is retried or sent twice (both are claimed).
+    run_envelope(jobs[0].clone(), &ctx).await.unwrap();
+    assert_eq!(eml(&app).len(), 1);
+    assert_eq!(app.count("SELECT count(*) FROM notifications WHERE emailed_at IS NOT NULL").await, 2);
+}
