@@ -346,6 +346,12 @@ mod tests {
     }
 
     #[test]
+    fn the_unread_count_stops_at_the_cap() {
+        // The session lookup (sessions::store) counts the same way, with the same literal.
+        assert!(UNREAD_SQL.contains(&format!("LIMIT {UNREAD_CAP}")), "{UNREAD_SQL}");
+    }
+
+    #[test]
     fn excerpts_are_cut_on_characters() {
         assert_eq!(truncate_chars("héllo", 2), "hé");
         assert_eq!(truncate_chars("hi", 5), "hi");

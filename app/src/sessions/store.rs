@@ -59,6 +59,7 @@ pub async fn lookup(db: &sqlx::PgPool, token: &str) -> Result<Option<Found>, sql
     let row: Option<Row> = sqlx::query_as(
         "SELECT s.public_id, s.last_seen_at, s.read_lsn, u.id, u.username, u.display_name, u.email, u.role,
                 u.email_verified_at IS NOT NULL AS email_verified,
+                -- notifications::db::UNREAD_CAP: bounded on the partial index, O(1) per lookup
                 (SELECT count(*) FROM (SELECT 1 FROM notifications n WHERE n.user_id = u.id AND n.read_at IS NULL
                                        LIMIT 100) unread) AS unread
          FROM sessions s JOIN users u ON u.id = s.user_id
