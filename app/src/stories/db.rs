@@ -184,7 +184,7 @@ pub async fn update(conn: &mut PgConnection, id: i64, u: &StoryUpdate<'_>) -> Re
         "UPDATE stories SET title = $2, summary = $3,
             status = CASE WHEN $4 THEN 'published' ELSE 'draft' END,
             published_at = CASE WHEN $4 THEN coalesce(published_at, now()) ELSE NULL END,
-            -- publishing a story that has chapters puts them in followers' "new chapters"
+            -- publishing a story that has chapters puts it among its followers' new chapters
             last_chapter_at = CASE WHEN $4 AND status = 'draft' AND chapter_count > 0 THEN now() ELSE last_chapter_at END,
             cover_id = coalesce($5, cover_id),
             updated_at = now()
