@@ -557,3 +557,61 @@ async fn progress_and_the_home_sections() {
     author.get(&format!("/s/{d}/c/1")).await.assert_status(200);
     assert_eq!(app.count(&format!("SELECT count(*) FROM reading_progress WHERE story_id = {d}")).await, 0);
 }
+
+// ---- statements per page ------------------------------------------------------------
+
+/// Queries the app handed out while `f` ran (each of these pages' reads is one statement).
+async fn statements<F: std::future::Future<Output = Resp>>(app: &TestApp, f: F) -> u64 {
+    let before = app.state.db.stats().primary_queries;
+    f.await.assert_status(200);
+    app.state.db.stats().primary_queries - before
+}
+
+#[tokio::test]
+async fn pages_run_a_bounded_number_of_statements() {
+    let app = TestApp::new().await;
+    let author = user(&app, "author", true).await;
+    let reader = user(&app, "reader", false).await;
+    let id = published(&author, "Counted", 2).await;
+    reader.post_form("/u/author/follow", &[]).await.assert_status(303);
+    reader.get(&format!("/s/{id}/c/1")).await.assert_status(200);
+    let anon = app.new_browser();
+    let path = format!("/s/{id}");
+    // Warm up both browsers' sessions (a first visit may create or refresh one).
+    anon.get(&path).await;
+    reader.get(&path).await;
+    // What any page costs these browsers beyond its own reads (the session's lookup for a
+    // logged-in one): a tag page runs one statement of its own.
+    let base_anon = statements(&app, anon.get("/t/none")).await - 1;
+    let base = statements(&app, reader.get("/t/none")).await - 1;
+    let mut seen = Vec::new();
+    for threads in [0, 3, 15] {
+        if threads > 0 {
+            sqlx::query(
+                "WITH top AS (INSERT INTO comments (story_id, author_id, body_markdown, body_html)
+                              SELECT $1, $2, 't', '<p>t</p>' FROM generate_series(1, $3) RETURNING id)
+                 INSERT INTO comments (story_id, author_id, parent_id, body_markdown, body_html)
+                 SELECT $1, $2, top.id, 'r', '<p>r</p>' FROM top, generate_series(1, 2)",
+            )
+            .bind(id)
+            .bind(uid(&app, "author").await)
+            .bind(threads)
+            .execute(&app.db.pool)
+            .await
+            .unwrap();
+        }
+        let a = statements(&app, anon.get(&path)).await - base_anon;
+        let r = statements(&app, reader.get(&path)).await - base;
+        seen.push((threads, a, r));
+    }
+    // The story page: PAGE_SQL and the comments; a logged-in viewer adds their state.
+    assert!(seen.iter().all(|&(_, a, r)| a == 2 && r == 3), "(threads, anonymous, logged in): {seen:?}");
+    // Home for a logged-in reader: the latest stories plus the two personal sections.
+    assert_eq!(statements(&app, reader.get("/")).await - base, 3);
+    assert_eq!(statements(&app, anon.get("/")).await - base_anon, 1);
+    // Profile: the user, the avatar-less listing, and for a logged-in visitor "following?".
+    assert_eq!(statements(&app, reader.get("/u/author")).await - base, 3);
+    assert_eq!(statements(&app, reader.get("/u/author/followers")).await - base, 2);
+    assert_eq!(statements(&app, reader.get("/reading-list")).await - base, 1);
+    eprintln!("per-request session cost: anonymous {base_anon}, logged in {base}");
+}
