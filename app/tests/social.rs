@@ -615,3 +615,42 @@ async fn pages_run_a_bounded_number_of_statements() {
     assert_eq!(statements(&app, reader.get("/reading-list")).await - base, 1);
     eprintln!("per-request session cost: anonymous {base_anon}, logged in {base}");
 }
+
+#[tokio::test]
+async fn seed_builds_a_living_site_and_is_idempotent() {
+    let app = TestApp::new().await;
+    let media = std::env::temp_dir().join(format!("quire-seed-{}", uuid::Uuid::new_v4().simple()));
+    let storage = app::storage::Storage::local(&media).unwrap();
+    let db = app.db.db();
+    app::seed::run(&db, &storage).await.unwrap();
+    let first = (
+        app.count("SELECT count(*) FROM follows").await,
+        app.count("SELECT count(*) FROM likes").await,
+        app.count("SELECT count(*) FROM comments").await,
+        app.count("SELECT count(*) FROM comments WHERE parent_id IS NOT NULL").await,
+    );
+    app::seed::run(&db, &storage).await.unwrap();
+    let second = (
+        app.count("SELECT count(*) FROM follows").await,
+        app.count("SELECT count(*) FROM likes").await,
+        app.count("SELECT count(*) FROM comments").await,
+        app.count("SELECT count(*) FROM comments WHERE parent_id IS NOT NULL").await,
+    );
+    assert_eq!(first, second, "a second seed adds nothing");
+    assert!(first.0 > 5 && first.1 > 5 && first.2 > 3 && first.3 >= 2, "{first:?}");
+    // Every counter agrees with its rows.
+    let off = app
+        .count(
+            "SELECT count(*) FROM stories s WHERE like_count <> (SELECT count(*) FROM likes l WHERE l.story_id = s.id)
+                OR comment_count <> (SELECT count(*) FROM comments c WHERE c.story_id = s.id AND c.deleted_at IS NULL)",
+        )
+        .await;
+    let off_users = app
+        .count(
+            "SELECT count(*) FROM users u WHERE follower_count <> (SELECT count(*) FROM follows f WHERE f.followee_id = u.id)
+                OR following_count <> (SELECT count(*) FROM follows f WHERE f.follower_id = u.id)",
+        )
+        .await;
+    assert_eq!((off, off_users), (0, 0));
+    let _ = std::fs::remove_dir_all(&media);
+}
