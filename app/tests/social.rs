@@ -231,6 +231,7 @@ async fn likes_are_for_published_stories_and_notify_once() {
     reader.post_form("/s/999999/like", &[]).await.assert_status(404);
     reader.post_form("/s/abc/like", &[]).await.assert_status(400);
     reader.post_form_raw(&format!("/s/{id}/like"), &[]).await.assert_status(403);
+    reader.post_form_raw(&format!("/s/{id}/unlike"), &[]).await.assert_status(403);
     assert_eq!(app.count("SELECT count(*) FROM likes").await, 0);
     assert!(notify_kinds(&app).await.is_empty() && live(&app).await.is_empty(), "refused: no job, no event");
 
