@@ -346,6 +346,16 @@ async fn comments_replies_and_their_validation() {
     let after = (app.count("SELECT count(*) FROM comments").await, notify_kinds(&app).await.len(), live(&app).await.len());
     assert_eq!(before, after, "refused comments leave no trace");
 
+    // Hostile nesting: 5000 quotes deep renders to more than a live event holds; the
+    // comment is still posted, and the event carries a note instead.
+    let deep = ">".repeat(4990) + "deep";
+    let r = reader.post_form(&format!("/s/{id}/comments"), &[("body", &deep)]).await;
+    r.assert_status(303);
+    let deep_id = comment_id_from(&r);
+    let last = live(&app).await.pop().unwrap();
+    assert!(last.1.starts_with(&format!("<li id=\"comment-{deep_id}\"")) && last.1.contains("reload the page"), "{}", &last.1[..200.min(last.1.len())]);
+    reader.get(&format!("/s/{id}")).await.assert_status(200).assert_contains("deep");
+
     // htmx: the new comment plus a fresh form; errors come back over the form.
     let r = htmx_post(&reader, &format!("/s/{id}/comments"), &[("body", "Via **htmx**")]).await;
     r.assert_status(200).assert_contains("<li id=\"comment-").assert_contains("<strong>htmx</strong>");

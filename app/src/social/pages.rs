@@ -285,6 +285,21 @@ fn comment_html_for_anyone(ctx: &Ctx, comment: &db::Comment, story_author_id: i6
     )?)
 }
 
+/// What `live_events.data` holds at most (`live_events_data_length`: 65 536 characters;
+/// counted here in bytes, which are never fewer).
+const LIVE_DATA_MAX: usize = 65_536;
+
+/// The comment for the live event. Its HTML can outgrow an event (5000 nested quotes
+/// render to over 100 KB): then the event carries a short note in its place, so the
+/// comment is still posted and open pages still learn of it.
+fn live_comment_html(ctx: &Ctx, comment: &db::Comment, story_author_id: i64) -> Result<String> {
+    let html = comment_html_for_anyone(ctx, comment, story_author_id)?;
+    if html.len() <= LIVE_DATA_MAX {
+        return Ok(html);
+    }
+    Ok(ctx.state.templates.render("social/_comment_too_long.html", context! { c => Value::from(minijinja::value::Serde(comment)) })?)
+}
+
 #[handler]
 async fn create_comment(ctx: Ctx, Path(id): Path<i64>, form::Form(f): form::Form<CommentForm>) -> Result<Response> {
     let back = format!("/s/{id}");
@@ -337,7 +352,7 @@ async fn create_comment(ctx: Ctx, Path(id): Path<i64>, form::Form(f): form::Form
     // Top-level comments go to the top of every open page's list; replies raise their
     // own event (the list of a thread is not a place one target can name).
     let event = if comment.parent_id.is_some() { "reply" } else { "comment" };
-    live::publish(&mut tx, Channel::Story(id), event, &comment_html_for_anyone(&ctx, &comment, story.author_id)?).await?;
+    live::publish(&mut tx, Channel::Story(id), event, &live_comment_html(&ctx, &comment, story.author_id)?).await?;
     let job = Notify {
         activity: Activity::Comment {
             comment_id: comment.id,
