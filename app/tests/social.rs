@@ -665,3 +665,39 @@ async fn seed_builds_a_living_site_and_is_idempotent() {
     assert_eq!((off, off_users), (0, 0));
     let _ = std::fs::remove_dir_all(&media);
 }
+
+/// The action, its counter, its live event and its job commit together: when the event
+/// or the job cannot be written, the action leaves nothing behind either.
+#[tokio::test]
+async fn an_action_and_its_event_and_job_commit_together() {
+    let app = TestApp::new().await;
+    let author = user(&app, "author", true).await;
+    let reader = user(&app, "reader", false).await;
+    let id = published(&author, "Fragile", 1).await;
+    // Fail every live event, then every job insert, the way a full disk or a bug would.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+         CREATE TRIGGER refuse_events BEFORE INSERT ON live_events FOR EACH ROW EXECUTE FUNCTION refuse();",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    reader.post_form(&format!("/s/{id}/like"), &[]).await.assert_status(500);
+    reader.post_form(&format!("/s/{id}/comments"), &[("body", "Lost")]).await.assert_status(500);
+    assert_eq!(app.count("SELECT count(*) FROM likes").await + app.count("SELECT count(*) FROM comments").await, 0);
+    assert_eq!(counter(&app, "SELECT like_count + comment_count FROM stories WHERE id = $1", id).await, 0);
+    assert!(notify_kinds(&app).await.is_empty(), "no job without its action");
+
+    sqlx::raw_sql(
+        "DROP TRIGGER refuse_events ON live_events;
+         CREATE TRIGGER refuse_jobs BEFORE INSERT ON apalis.jobs FOR EACH ROW EXECUTE FUNCTION refuse();",
+    )
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    reader.post_form("/u/author/follow", &[]).await.assert_status(500);
+    reader.post_form(&format!("/s/{id}/like"), &[]).await.assert_status(500);
+    assert_eq!(app.count("SELECT count(*) FROM follows").await + app.count("SELECT count(*) FROM likes").await, 0);
+    assert_eq!(counter(&app, "SELECT follower_count FROM users WHERE username = 'author' AND $1 > 0", 1).await, 0);
+    assert!(live(&app).await.is_empty(), "no event without its action");
+}
