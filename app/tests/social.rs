@@ -701,3 +701,33 @@ async fn an_action_and_its_event_and_job_commit_together() {
     assert_eq!(counter(&app, "SELECT follower_count FROM users WHERE username = 'author' AND $1 > 0", 1).await, 0);
     assert!(live(&app).await.is_empty(), "no event without its action");
 }
+
+/// Everyone following everyone at once (A→B while B→A included): no deadlock, no error,
+/// and both counters of every user agree with the rows.
+#[tokio::test]
+async fn concurrent_mutual_follows_neither_deadlock_nor_miscount() {
+    let app = TestApp::new().await;
+    let mut people = Vec::new();
+    for i in 0..8 {
+        people.push((format!("user{i}"), user(&app, &format!("user{i}"), false).await));
+    }
+    let requests = people.iter().flat_map(|(_, b)| {
+        people.iter().map(move |(other, _)| async move {
+            let path = format!("/u/{other}/follow");
+            [b.post_form(&path, &[]).await.status.as_u16(), b.post_form(&path, &[]).await.status.as_u16()]
+        })
+    });
+    let statuses: Vec<[u16; 2]> = futures::future::join_all(requests).await;
+    // Following yourself is the one refusal (422); everything else went through.
+    assert_eq!(statuses.iter().flatten().filter(|s| **s == 422).count(), 16);
+    assert!(statuses.iter().flatten().all(|s| *s == 303 || *s == 422), "{statuses:?}");
+    assert_eq!(app.count("SELECT count(*) FROM follows").await, 56);
+    let off = app
+        .count(
+            "SELECT count(*) FROM users u WHERE follower_count <> (SELECT count(*) FROM follows f WHERE f.followee_id = u.id)
+                OR following_count <> (SELECT count(*) FROM follows f WHERE f.follower_id = u.id) OR follower_count <> 7",
+        )
+        .await;
+    assert_eq!(off, 0);
+    assert_eq!(notify_kinds(&app).await.len(), 56, "one notification per new follow, none for the repeats");
+}
