@@ -83,6 +83,69 @@ static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
     b
 });
 
+/// What comments keep: emphasis, links, code, quotes and lists. No headings (they become
+/// paragraphs), no tables, footnotes or images (an image becomes a link to it, as in
+/// chapters), and raw HTML is shown as the text it is.
+const COMMENT_TAGS: &[&str] = &["p", "br", "blockquote", "pre", "code", "em", "strong", "del", "s", "ul", "ol", "li", "a"];
+
+static COMMENT_SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
+    let mut b = ammonia::Builder::empty();
+    b.tags(COMMENT_TAGS.iter().copied().collect())
+        .clean_content_tags(CLEAN_CONTENT_TAGS.iter().copied().collect())
+        .generic_attributes(HashSet::new())
+        .generic_attribute_prefixes(HashSet::new())
+        .tag_attributes(HashMap::from([("a", HashSet::from(["href", "title"])), ("ol", HashSet::from(["start"]))]))
+        .attribute_filter(|_element, attribute, value| match attribute {
+            "start" if value.len() <= 9 && value.bytes().all(|b| b.is_ascii_digit()) => Some(value.into()),
+            "start" => None,
+            _ => Some(value.into()),
+        })
+        .url_schemes(HashSet::from(["http", "https", "mailto"]))
+        .url_relative(ammonia::UrlRelative::PassThrough)
+        .link_rel(Some(LINK_REL))
+        .strip_comments(true);
+    b
+});
+
+/// A comment's Markdown → sanitised HTML, safe to embed as is (see [`COMMENT_TAGS`]).
+pub fn render_comment(src: &str) -> String {
+    let mut link_depth = 0usize;
+    let events = Parser::new_ext(src, Options::ENABLE_STRIKETHROUGH).filter_map(|event| {
+        Some(match event {
+            Event::Start(Tag::Heading { .. }) => Event::Start(Tag::Paragraph),
+            Event::End(TagEnd::Heading(_)) => Event::End(TagEnd::Paragraph),
+            Event::Start(Tag::Link { link_type, dest_url, title, id }) => {
+                link_depth += 1;
+                Event::Start(Tag::Link { link_type, dest_url, title, id })
+            }
+            Event::End(TagEnd::Link) => {
+                link_depth = link_depth.saturating_sub(1);
+                Event::End(TagEnd::Link)
+            }
+            Event::Start(Tag::Image { link_type, dest_url, title, id }) => {
+                link_depth += 1;
+                if link_depth > 1 { Event::Text(CowStr::Borrowed("")) } else { Event::Start(Tag::Link { link_type, dest_url, title, id }) }
+            }
+            Event::End(TagEnd::Image) => {
+                link_depth = link_depth.saturating_sub(1);
+                if link_depth > 0 { Event::Text(CowStr::Borrowed("")) } else { Event::End(TagEnd::Link) }
+            }
+            // Typed HTML is text in a comment: shown (escaped), never interpreted.
+            Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
+            Event::Rule => return None,
+            other => other,
+        })
+    });
+    let mut html = String::with_capacity(src.len() + src.len() / 4);
+    pulldown_cmark::html::push_html(&mut html, events);
+    COMMENT_SANITIZER.clean(&html).to_string()
+}
+
+/// The first `max` characters of `s` (not bytes): a notification's excerpt.
+pub fn excerpt(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
 fn options() -> Options {
     Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_FOOTNOTES
 }
@@ -230,6 +293,32 @@ fn count_words(text: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comments_keep_emphasis_links_code_quotes_and_lists() {
+        let html = render_comment("*a* **b** `c` [d](https://example.com)\n\n> q\n\n- one\n- two\n\n```\nx < y\n```");
+        for want in ["<em>a</em>", "<strong>b</strong>", "<code>c</code>", "<blockquote>", "<li>one</li>", "x &lt; y"] {
+            assert!(html.contains(want), "{want} in {html}");
+        }
+        assert!(html.contains("<a href=\"https://example.com\" rel=\"nofollow ugc noopener noreferrer\">d</a>"), "{html}");
+    }
+
+    #[test]
+    fn comments_drop_headings_images_and_html() {
+        let html = render_comment("# Big\n\n![alt](https://e.com/i.png)\n\n<script>alert(1)</script><b onclick=x>hi</b>\n\n[j](javascript:alert(1))\n\n---");
+        assert!(!html.contains("<h1") && html.contains("<p>Big</p>"), "{html}");
+        assert!(!html.contains("<img") && html.contains(">alt</a>"), "{html}");
+        assert!(!html.contains("<script") && html.contains("&lt;script&gt;"), "{html}");
+        assert!(!html.contains("<b") && !html.contains("onclick=x>"), "{html}");
+        assert!(!html.contains("javascript:"), "{html}");
+        assert!(!html.contains("<hr"), "{html}");
+    }
+
+    #[test]
+    fn excerpt_counts_characters() {
+        assert_eq!(excerpt("héllo", 2), "hé");
+        assert_eq!(excerpt("ab", 280), "ab");
+    }
 
     #[test]
     fn counts_words_not_markup() {

@@ -62,6 +62,11 @@ pub mod limits {
     pub const UPLOADS_PER_ACCOUNT: Limit = Limit::per_minutes(20, 60);
     /// Chapters added (each is up to 500 000 characters, rendered and stored).
     pub const CHAPTERS_PER_ACCOUNT: Limit = Limit::per_minutes(30, 60);
+    /// Comments posted (each is stored, shown to every reader and notifies the author).
+    pub const COMMENTS_PER_ACCOUNT: Limit = Limit::per_minutes(10, 10);
+    /// Follow, like and save toggles (each may notify someone): generous for people,
+    /// a stop for scripts.
+    pub const SOCIAL_TOGGLES_PER_ACCOUNT: Limit = Limit::per_minutes(120, 10);
     /// New-password submissions (each costs a hash when the link is good).
     pub const RESET_PER_IP: Limit = Limit::per_minutes(10, 15);
 }

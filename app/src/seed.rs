@@ -1,12 +1,15 @@
 //! `web seed`: demo data for development, idempotent (run it as often as you like).
 //! Authors, published stories with chapters and tags, and covers drawn here (PNG
-//! gradients, nothing downloaded) and queued for the worker like any upload.
+//! gradients, nothing downloaded) and queued for the worker like any upload; then the
+//! community around them: follows, likes, comments with a reply or two, reading lists
+//! and progress, written through `social::db` so every counter is right.
 
 use crate::{
     accounts::passwords,
     db::Db,
     markdown,
     media::{self, Purpose},
+    social::db as social,
     stories::db as stories,
     media::upload::{ImageKind, ImageUpload},
 };
@@ -16,7 +19,67 @@ pub const DEMO_USERS: &[(&str, &str, &str)] = &[
     ("alice", "Alice Marlowe", "Writes slow-burning mysteries set in harbour towns."),
     ("bruno", "Bruno Okafor", "Science fiction, mostly about ships and the people who fix them."),
     ("chen", "Chen Wei", "Short fantasy. One chapter a week, rain or shine."),
+    ("dana", "Dana Reyes", "Reader. Anything with a lighthouse, a ship or a dragon in it."),
+    ("eli", "Eli Novak", "Reads on the train, comments at the station."),
 ];
+
+/// (follower, followee)
+const FOLLOWS: &[(&str, &str)] = &[
+    ("bruno", "alice"), ("chen", "alice"), ("alice", "chen"), ("alice", "bruno"),
+    ("dana", "alice"), ("dana", "bruno"), ("dana", "chen"), ("eli", "chen"), ("eli", "alice"),
+];
+
+/// (story title, who likes it)
+const LIKES: &[(&str, &[&str])] = &[
+    ("The Lighthouse Keeper's Ledger", &["bruno", "chen", "dana", "eli"]),
+    ("Salt on the Windowsill", &["dana"]),
+    ("Drydock", &["alice", "dana"]),
+    ("The Paper Dragon of Lin'an", &["alice", "dana", "eli"]),
+];
+
+struct DemoComment {
+    story: &'static str,
+    author: &'static str,
+    body: &'static str,
+    replies: &'static [(&'static str, &'static str)],
+}
+
+const COMMENTS: &[DemoComment] = &[
+    DemoComment {
+        story: "The Lighthouse Keeper's Ledger",
+        author: "dana",
+        body: "The *second hand* in the ledger gave me chills. Is it who I think it is?",
+        replies: &[("alice", "No spoilers — but watch the dates in chapter 3."), ("eli", "I have a theory and it involves the tide tables.")],
+    },
+    DemoComment {
+        story: "The Lighthouse Keeper's Ledger",
+        author: "bruno",
+        body: "Lovely atmosphere. The harbour feels like a character of its own.",
+        replies: &[],
+    },
+    DemoComment {
+        story: "Drydock",
+        author: "dana",
+        body: "An extra bunk and nobody noticed? **Pressure** was a great title for that chapter.",
+        replies: &[("bruno", "Thank you! The next one is about the manifest again.")],
+    },
+    DemoComment {
+        story: "The Paper Dragon of Lin'an",
+        author: "eli",
+        body: "Read this on the train and missed my stop. Worth it.",
+        replies: &[],
+    },
+];
+
+/// (reader, story title, chapter last opened)
+const PROGRESS: &[(&str, &str, i32)] = &[
+    ("dana", "The Lighthouse Keeper's Ledger", 2),
+    ("dana", "Drydock", 4),
+    ("eli", "The Paper Dragon of Lin'an", 1),
+];
+
+/// (reader, story title)
+const SAVES: &[(&str, &str)] = &[("dana", "Salt on the Windowsill"), ("eli", "Drydock"), ("alice", "The Paper Dragon of Lin'an")];
 pub const DEMO_PASSWORD: &str = "quire-demo-password";
 
 struct DemoStory {
@@ -123,8 +186,63 @@ pub async fn run(db: &Db, storage: &crate::storage::Storage) -> anyhow::Result<(
         tx.commit().await?;
         stories_created += 1;
     }
+    seed_social(db).await?;
     tracing::info!(created, stories_created, "seeded demo data (password: {DEMO_PASSWORD})");
     Ok(())
+}
+
+async fn user_id(db: &Db, username: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT id FROM users WHERE username = $1").bind(username).fetch_one(db.primary()).await?)
+}
+
+async fn story_id(db: &Db, title: &str) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT id FROM stories WHERE title = $1 ORDER BY id LIMIT 1").bind(title).fetch_one(db.primary()).await?)
+}
+
+/// Idempotent like the rest: follows, likes and saves are no-ops the second time, and a
+/// comment is posted only if its author has not posted that text on that story yet.
+async fn seed_social(db: &Db) -> anyhow::Result<()> {
+    for (follower, followee) in FOLLOWS {
+        let mut tx = db.primary().begin().await?;
+        social::follow(&mut tx, user_id(db, follower).await?, user_id(db, followee).await?).await?;
+        tx.commit().await?;
+    }
+    for (title, likers) in LIKES {
+        let story = story_id(db, title).await?;
+        for liker in *likers {
+            social::like(&mut *db.primary().acquire().await?, story, user_id(db, liker).await?).await?;
+        }
+    }
+    for c in COMMENTS {
+        let story = story_id(db, c.story).await?;
+        let parent = comment_once(db, story, c.author, c.body, None).await?;
+        for (author, body) in c.replies {
+            comment_once(db, story, author, body, Some(parent)).await?;
+        }
+    }
+    for (reader, title, chapter) in PROGRESS {
+        social::record_progress(db.primary(), user_id(db, reader).await?, story_id(db, title).await?, *chapter).await?;
+    }
+    for (reader, title) in SAVES {
+        social::save(&mut *db.primary().acquire().await?, user_id(db, reader).await?, story_id(db, title).await?).await?;
+    }
+    Ok(())
+}
+
+async fn comment_once(db: &Db, story: i64, author: &str, body: &str, parent_id: Option<i64>) -> anyhow::Result<i64> {
+    let author_id = user_id(db, author).await?;
+    let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM comments WHERE story_id = $1 AND author_id = $2 AND body_markdown = $3")
+        .bind(story)
+        .bind(author_id)
+        .bind(body)
+        .fetch_optional(db.primary())
+        .await?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let html = markdown::render_comment(body);
+    let new = social::NewComment { story_id: story, author_id, parent_id, body_markdown: body, body_html: &html };
+    Ok(social::insert_comment(&mut *db.primary().acquire().await?, &new).await?.id)
 }
 
 /// A diagonal two-colour gradient as an 8-bit RGB PNG, written by hand (the web binary

@@ -17,6 +17,9 @@ pub struct User {
     pub email_verified_at: Option<DateTime<Utc>>,
     pub avatar_id: Option<i64>,
     pub created_at: DateTime<Utc>,
+    /// Kept by `social::db` in the follow's transaction.
+    pub follower_count: i32,
+    pub following_count: i32,
 }
 
 impl User {
@@ -28,7 +31,7 @@ impl User {
 /// The columns of `User`, spelled once.
 macro_rules! user_columns {
     () => {
-        "id, username, email, display_name, bio, role, email_verified_at, avatar_id, created_at"
+        "id, username, email, display_name, bio, role, email_verified_at, avatar_id, created_at, follower_count, following_count"
     };
 }
 

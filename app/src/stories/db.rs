@@ -49,6 +49,9 @@ pub struct StoryRow {
     pub word_count: i32,
     pub created_at: DateTime<Utc>,
     pub tags: Vec<String>,
+    /// Counters kept by the social area (`social::db`) in the same transaction as the rows.
+    pub like_count: i32,
+    pub comment_count: i32,
     /// The cover's media row, joined in (templates get its figure via `story_value`).
     #[serde(skip)]
     #[sqlx(json(nullable))]
@@ -60,7 +63,7 @@ macro_rules! story_select {
         concat!(
             "SELECT s.id, s.author_id, u.username AS author_username, u.display_name AS author_display_name,
                 s.title, s.summary, s.status, s.published_at, s.cover_id, s.chapter_count, s.word_count,
-                s.created_at,
+                s.created_at, s.like_count, s.comment_count,
                 coalesce((SELECT array_agg(t.name ORDER BY t.name) FROM story_tags st JOIN tags t ON t.id = st.tag_id
                           WHERE st.story_id = s.id), ARRAY[]::text[]) AS tags,
                 ",
@@ -70,6 +73,8 @@ macro_rules! story_select {
         )
     };
 }
+/// Other areas' listings of stories (`social::db`) select the same columns.
+pub(crate) use story_select;
 
 /// Keyset position in a newest-first listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +184,8 @@ pub async fn update(conn: &mut PgConnection, id: i64, u: &StoryUpdate<'_>) -> Re
         "UPDATE stories SET title = $2, summary = $3,
             status = CASE WHEN $4 THEN 'published' ELSE 'draft' END,
             published_at = CASE WHEN $4 THEN coalesce(published_at, now()) ELSE NULL END,
+            -- publishing a story that has chapters puts it among its followers' new chapters
+            last_chapter_at = CASE WHEN $4 AND status = 'draft' AND chapter_count > 0 THEN now() ELSE last_chapter_at END,
             cover_id = coalesce($5, cover_id),
             updated_at = now()
          WHERE id = $1",
@@ -298,7 +305,7 @@ pub async fn add_chapter(conn: &mut PgConnection, story_id: i64, c: &NewChapter<
         .bind(c.word_count)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("UPDATE stories SET chapter_count = $2, word_count = word_count + $3, updated_at = now() WHERE id = $1")
+    sqlx::query("UPDATE stories SET chapter_count = $2, word_count = word_count + $3, last_chapter_at = now(), updated_at = now() WHERE id = $1")
         .bind(story_id)
         .bind(number)
         .bind(c.word_count)

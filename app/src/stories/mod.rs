@@ -5,3 +5,4 @@
 pub mod db;
 pub mod pages;
 pub mod validate;
+pub mod values;

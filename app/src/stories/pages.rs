@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::{
     db::{self, Cursor, Listing, StoryRow, StoryStatus},
     validate,
+    values::{reading_minutes, story_value, story_values},
 };
 use crate::{
     accounts::users,
@@ -17,6 +18,7 @@ use crate::{
     media::{self, Purpose, upload::ImageUpload},
     ratelimit::limits,
     sessions::CurrentUser,
+    social,
     web::{ctx::Ctx, form},
 };
 
@@ -31,8 +33,6 @@ pub fn routes(route: Route) -> Route {
         .at("/u/:username", get(profile))
         .at("/t/:tag", get(tag_page))
 }
-
-const WORDS_PER_MINUTE: i32 = 230;
 
 // ---- shared helpers ----------------------------------------------------------------
 
@@ -66,23 +66,6 @@ async fn authored_story(ctx: &Ctx, id: i64) -> Result<(StoryRow, &CurrentUser)> 
         return Err(Error::Forbidden("Only the author can change this story.".into()));
     }
     Ok((story, user))
-}
-
-fn reading_minutes(words: i32) -> i32 {
-    ((words + WORDS_PER_MINUTE - 1) / WORDS_PER_MINUTE).max(1)
-}
-
-/// A story for templates, with its cover figure (the cover row comes joined to the story).
-fn story_value(story: &StoryRow) -> Value {
-    let cover = story.cover.as_ref().map(media::figure_value);
-    context! {
-        ..Value::from(minijinja::value::Serde(story)),
-        ..context! { cover => cover, reading_minutes => reading_minutes(story.word_count) }
-    }
-}
-
-fn story_values(stories: &[StoryRow]) -> Vec<Value> {
-    stories.iter().map(story_value).collect()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,10 +165,42 @@ async fn create(ctx: Ctx, req: &Request, body: Body) -> Result<Response> {
     Ok(ctx.redirect(&format!("/s/{id}")))
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ShowQuery {
+    /// Keyset position in the comments ("Load more").
+    comments: String,
+}
+
+/// The story page. Statements: the page itself (`PAGE_SQL`) and one page of comments
+/// with their replies; a logged-in viewer adds one (liked, saved, following, progress).
+/// With htmx and `?comments=` only the next comments (one more statement).
 #[handler]
-async fn show(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
+async fn show(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<ShowQuery>) -> Result<Response> {
     let (story, chapters) = crate::replica_read!(ctx.state.db, db => db::page(db, id))?.ok_or(Error::NotFound)?;
     let story = may_see(&ctx, Some(story))?;
+    let published = story.status == StoryStatus::Published;
+    let cursor = Cursor::decode(&q.comments);
+    // Drafts have no comments (nor likes): nothing to read.
+    let (comments, comments_next) = if published {
+        crate::replica_read!(ctx.state.db, db => social::db::comments(db, id, cursor))?
+    } else {
+        (Vec::new(), None)
+    };
+    let comments_v = Value::from(minijinja::value::Serde(&comments));
+    let comments_next = comments_next.map(|c| c.encode());
+    if ctx.htmx && cursor.is_some() {
+        return ctx.render_form(
+            StatusCode::OK,
+            "stories/show.html",
+            "comment_items",
+            context! { story => story_value(&story), comments => comments_v, comments_next => comments_next },
+        );
+    }
+    let viewer = match ctx.user() {
+        Some(u) if published => crate::replica_read!(ctx.state.db, db => social::db::viewer_state(db, u.id, id, story.author_id))?,
+        _ => social::db::ViewerState::default(),
+    };
     let story_v = story_value(&story);
     let author = is_author(ctx.user(), &story);
     ctx.render(
@@ -197,6 +212,9 @@ async fn show(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
             can_publish => ctx.user().is_some_and(|u| u.email_verified),
             values => context!{},
             errors => context!{},
+            viewer => Value::from(minijinja::value::Serde(&viewer)),
+            comments => comments_v,
+            comments_next => comments_next,
         },
     )
 }
@@ -349,6 +367,13 @@ async fn read_chapter(ctx: Ctx, Path((id, n)): Path<(i64, i32)>) -> Result<Respo
         return Err(Error::NotFound);
     }
     let chapter = crate::replica_read!(ctx.state.db, db => db::chapter(db, id, n))?.ok_or(Error::NotFound)?;
+    if let Some(user) = ctx.user().filter(|_| story.status == StoryStatus::Published) {
+        // Remembered for "Continue reading". Reading must not fail because this write
+        // did (a primary in trouble while replicas serve): logged, and the page shown.
+        if let Err(e) = social::db::record_progress(ctx.state.db.primary(), user.id, id, n).await {
+            tracing::warn!(error = %e, "could not record reading progress");
+        }
+    }
     ctx.render(
         "stories/chapter.html",
         context! {
@@ -365,15 +390,34 @@ async fn read_chapter(ctx: Ctx, Path((id, n)): Path<(i64, i32)>) -> Result<Respo
 
 // ---- reading pages -----------------------------------------------------------------
 
+/// Home: the latest stories; a logged-in reader also gets "Continue reading" and "New
+/// chapters from authors you follow" above them (two statements more, first page only).
 #[handler]
 pub async fn home(ctx: Ctx, Query(q): Query<PageQuery>) -> Result<Response> {
-    listing_page(&ctx, "home.html", Listing::All, &q, context! { page_url => "/" }).await
+    let mut extra = context! { page_url => "/" };
+    if let Some(user) = ctx.user().filter(|_| q.after.is_empty()) {
+        let reading = crate::replica_read!(ctx.state.db, db => social::db::continue_reading(db, user.id))?;
+        let followed = crate::replica_read!(ctx.state.db, db => social::db::followed_updates(db, user.id))?;
+        let reading: Vec<Value> = reading
+            .iter()
+            .map(|r| {
+                let next = (r.progress_chapter < r.story.chapter_count).then_some(r.progress_chapter + 1);
+                context! { story => story_value(&r.story), chapter => r.progress_chapter, next => next }
+            })
+            .collect();
+        extra = context! { ..extra, ..context! { continue_reading => reading, followed => story_values(&followed), personal => true } };
+    }
+    listing_page(&ctx, "home.html", Listing::All, &q, extra).await
 }
 
 #[handler]
 async fn profile(ctx: Ctx, Path(username): Path<String>, Query(q): Query<PageQuery>) -> Result<Response> {
     let author = crate::replica_read!(ctx.state.db, db => users::find_by_username(db, &username))?.ok_or(Error::NotFound)?;
     let own = ctx.user().is_some_and(|u| u.id == author.id);
+    let following = match ctx.user() {
+        Some(u) if !own => crate::replica_read!(ctx.state.db, db => social::db::is_following(db, u.id, author.id))?,
+        _ => false,
+    };
     let drafts = if own { db::drafts_of(ctx.state.db.primary(), author.id).await? } else { Vec::new() };
     let avatar = match author.avatar_id {
         Some(id) => crate::replica_read!(ctx.state.db, db => media::db::find(db, id))?.map(|m| media::figure_value(&m)),
@@ -383,6 +427,7 @@ async fn profile(ctx: Ctx, Path(username): Path<String>, Query(q): Query<PageQue
         author => Value::from(minijinja::value::Serde(&author)),
         avatar => avatar,
         own => own,
+        following => following,
         drafts => story_values(&drafts),
         page_url => format!("/u/{}", author.username),
     };
