@@ -444,6 +444,94 @@ async function journeyReader(run, browser, shared) {
   }
 }
 
+/** d. a second reader follows the author, likes and comments; the author, with the story
+ *  page open, sees the like count and the comment arrive live (JS on) and finds the
+ *  notifications (with the count in the navigation). */
+async function journeyCommunity(run, browser, shared) {
+  const { story, writer } = shared;
+  const authorPage = await writer.context.newPage();
+  const context = await newContext(browser, run);
+  const page = (run.page = await context.newPage());
+  const comment = `What a storm, ${run.mode} ${RUN_ID}!`;
+  try {
+    await run.step('the author keeps the story page open', async () => {
+      const streamed = run.js ? authorPage.waitForRequest((r) => new URL(r.url()).pathname === `${story.path}/live`, { timeout: 15_000 }) : null;
+      await authorPage.goto(`${BASE}${story.path}`);
+      await expectText(authorPage.locator('#like-count'), /^0 likes$/, 'like count before');
+      if (run.js) await streamed; // the SSE stream is open
+    });
+
+    const fan = await signUp(run, page, 'fan');
+
+    await run.step(`follow ${writer.username} from their profile`, async () => {
+      await page.goto(`${BASE}/u/${writer.username}`);
+      await expectText(page.locator('#follower-count'), /^0 followers$/, 'follower count before');
+      const submitted = waitForSubmit(page, run, 'POST', `/u/${writer.username}/follow`);
+      await page.getByRole('button', { name: 'Follow', exact: true }).click();
+      await submitted;
+      await expectText(page.getByRole('button', { name: /Following/ }), /Following · unfollow/, 'the button after following');
+      await expectText(page.locator('#follower-count'), /^1 follower$/, 'follower count after');
+      await run.axe(page, 'profile, following');
+    });
+
+    await run.step('like the story', async () => {
+      await page.goto(`${BASE}${story.path}`);
+      const submitted = waitForSubmit(page, run, 'POST', `${story.path}/like`);
+      await page.getByRole('button', { name: /Like/ }).click();
+      await submitted;
+      await expectText(page.getByRole('button', { name: /Liked/ }), /Liked · undo/, 'the button after liking');
+      await expectText(page.locator('#like-count'), /^1 like$/, 'like count after');
+    });
+
+    await run.step('comment on the story', async () => {
+      await page.getByLabel('Add a comment').fill(comment);
+      const submitted = waitForSubmit(page, run, 'POST', `${story.path}/comments`);
+      await page.getByRole('button', { name: 'Post comment' }).click();
+      await submitted;
+      await expectText(page.locator('#comments .comment').filter({ hasText: comment }), new RegExp(comment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), 'the new comment');
+      expect(await page.locator('#comments .comment').filter({ hasText: comment }).count() === 1, 'the comment is shown more than once');
+      if (run.js) expect((await page.getByLabel('Add a comment').inputValue()) === '', 'the comment form was not cleared');
+      await run.axe(page, 'story page with a comment');
+    });
+
+    await run.step(run.js ? 'the author sees the like and the comment arrive live' : 'the author reloads and sees the like and the comment', async () => {
+      if (!run.js) await authorPage.reload();
+      // No reload with JS on: the SSE stream brings both.
+      await authorPage.locator('#like-count', { hasText: /^1 like$/ }).waitFor({ timeout: 10_000 });
+      await authorPage.locator('#comments .comment', { hasText: comment }).waitFor({ timeout: 10_000 });
+      expect(await authorPage.locator('#comments .comment').filter({ hasText: comment }).count() === 1, 'the author sees the comment more than once');
+    });
+
+    await run.step('the author is notified', async () => {
+      // The worker creates the notifications from the jobs the actions queued. With JS on
+      // the count in the navigation updates live; without it, on the next page view.
+      const badge = authorPage.locator('#nav-notifications .badge');
+      const deadline = Date.now() + MAIL_TIMEOUT;
+      for (;;) {
+        if (!run.js) await authorPage.reload();
+        if (await badge.count() && /^[3-9]|^\d\d/.test((await badge.innerText()).trim())) break;
+        expect(Date.now() < deadline, `the navigation shows no notifications for the follow, like and comment after ${MAIL_TIMEOUT / 1000}s (is the worker running?)`);
+        await authorPage.waitForTimeout(run.js ? 250 : 1000);
+      }
+      await authorPage.locator('#nav-notifications').click();
+      await expectPath(authorPage, '/notifications');
+      const list = authorPage.locator('.notifications');
+      await expectText(list.locator('.notification', { hasText: 'started following you' }), new RegExp(`${fan.username}[\\s\\S]*started following you`), 'follow notification');
+      await expectText(list.locator('.notification', { hasText: 'liked' }), new RegExp(`${fan.username}[\\s\\S]*liked`), 'like notification');
+      await expectText(list.locator('.notification', { hasText: 'commented on' }), /commented on/, 'comment notification');
+      await expectText(list.locator('.notification', { hasText: 'commented on' }).locator('.excerpt'), /What a storm/, 'comment excerpt');
+      await run.axe(authorPage, 'notifications');
+      await authorPage.getByRole('button', { name: 'Mark all as read' }).click();
+      await authorPage.locator('.notification.unread').first().waitFor({ state: 'detached', timeout: 10_000 });
+      if (!run.js) await authorPage.reload();
+      await authorPage.locator('#nav-notifications .badge').waitFor({ state: 'detached', timeout: 10_000 });
+    });
+  } finally {
+    await authorPage.close().catch(() => {});
+    await context.close();
+  }
+}
+
 // --- browser plumbing ------------------------------------------------------------------
 
 async function newContext(browser, run) {
@@ -497,6 +585,7 @@ const JOURNEYS = [
   { name: 'account', title: 'sign up, verify the email, log out, log in', fn: journeyAccount, needs: [] },
   { name: 'story', title: 'a story with a cover and two chapters, published and read', fn: journeyStory, needs: ['account'] },
   { name: 'reader', title: 'a second user finds the story on the home page', fn: journeyReader, needs: ['story'] },
+  { name: 'community', title: 'a reader follows, likes and comments; the author sees it live and is notified', fn: journeyCommunity, needs: ['story'] },
 ];
 
 async function main() {
