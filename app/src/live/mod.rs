@@ -5,8 +5,18 @@
 //! the change, and the event exists exactly when the change commits. The data is an HTML
 //! fragment the raiser renders once (a comment, a like count); every subscriber gets the
 //! same bytes.
+//!
+//! Delivery: each web process runs one [`broker::Broker`] (one LISTEN connection) that
+//! reads new rows on each NOTIFY and fans them out to the streams open in that process
+//! (`pages`: `GET /s/{id}/live`, `GET /live`). Ids are table ids, the same everywhere, so
+//! a browser resuming with `Last-Event-ID` on any process gets exactly what it missed.
 
+pub mod broker;
+pub mod db;
 pub mod pages;
+pub mod sse;
+
+pub use broker::Broker;
 
 use sqlx::PgConnection;
 
