@@ -155,7 +155,7 @@ impl Broker {
             .map(|c| {
                 let key = c.key();
                 let rx = map.entry(key.clone()).or_insert_with(|| broadcast::channel(BUFFER).0).subscribe();
-                (key, rx)
+                Receiving { key, rx, held: None }
             })
             .collect();
         drop(map);
@@ -212,41 +212,77 @@ pub enum Next {
 
 /// One stream's subscription to its channels (a story's and/or a user's).
 pub struct Subscription {
-    receivers: Vec<(String, broadcast::Receiver<Arc<Event>>)>,
+    receivers: Vec<Receiving>,
     broker: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 }
 
+struct Receiving {
+    key: String,
+    rx: broadcast::Receiver<Arc<Event>>,
+    /// Received but not yet handed out: events of several channels go out in id order.
+    held: Option<Arc<Event>>,
+}
+
 impl Subscription {
     /// The channel keys subscribed to (for the replay query).
     pub fn keys(&self) -> Vec<String> {
-        self.receivers.iter().map(|(k, _)| k.clone()).collect()
+        self.receivers.iter().map(|r| r.key.clone()).collect()
     }
 
-    /// The next event on any of the channels. Cancel-safe.
+    /// The next event on any of the channels; of those waiting, the lowest id, so the
+    /// browser's Last-Event-ID only moves forward. Cancel-safe.
     pub async fn next(&mut self) -> Next {
-        let shutdown = self.shutdown.wait_for(|stop| *stop);
-        let event = async {
-            match self.receivers.as_mut_slice() {
-                [] => std::future::pending().await,
-                [(_, a)] => a.recv().await,
-                [(_, a), (_, b)] => tokio::select! { r = a.recv() => r, r = b.recv() => r },
-                // More than two: take them in turn (not used by the streams today).
-                many => {
-                    let futures = many.iter_mut().map(|(_, rx)| Box::pin(rx.recv()));
-                    futures::future::select_all(futures).await.0
+        loop {
+            if *self.shutdown.borrow() {
+                return Next::Closed;
+            }
+            for r in &mut self.receivers {
+                if r.held.is_none() {
+                    match r.rx.try_recv() {
+                        Ok(e) => r.held = Some(e),
+                        Err(broadcast::error::TryRecvError::Empty) => {}
+                        Err(broadcast::error::TryRecvError::Lagged(_)) => return Next::Lagged,
+                        // The sender goes only with its last receiver: this is shutdown.
+                        Err(broadcast::error::TryRecvError::Closed) => return Next::Closed,
+                    }
                 }
             }
-        };
-        tokio::select! {
-            _ = shutdown => Next::Closed,
-            r = event => match r {
-                Ok(e) => Next::Event(e),
-                Err(broadcast::error::RecvError::Lagged(_)) => Next::Lagged,
-                // The sender is removed only with its last receiver, so this is shutdown.
-                Err(broadcast::error::RecvError::Closed) => Next::Closed,
-            },
+            let lowest = self
+                .receivers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.held.as_ref().map(|e| (e.id, i)))
+                .min();
+            if let Some((_, i)) = lowest
+                && let Some(e) = self.receivers[i].held.take()
+            {
+                return Next::Event(e);
+            }
+            // Nothing waiting: sleep until something arrives (or shutdown).
+            let shutdown = self.shutdown.wait_for(|stop| *stop);
+            let any = async {
+                match self.receivers.as_mut_slice() {
+                    [] => std::future::pending().await,
+                    [a] => (0, a.rx.recv().await),
+                    [a, b] => tokio::select! { r = a.rx.recv() => (0, r), r = b.rx.recv() => (1, r) },
+                    many => {
+                        let waits = many.iter_mut().map(|r| Box::pin(r.rx.recv()));
+                        let (r, i, _) = futures::future::select_all(waits).await;
+                        (i, r)
+                    }
+                }
+            };
+            let (i, received) = tokio::select! {
+                _ = shutdown => return Next::Closed,
+                got = any => got,
+            };
+            match received {
+                Ok(e) => self.receivers[i].held = Some(e),
+                Err(broadcast::error::RecvError::Lagged(_)) => return Next::Lagged,
+                Err(broadcast::error::RecvError::Closed) => return Next::Closed,
+            }
         }
     }
 }
@@ -254,7 +290,7 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         // Receivers first, so the counts below no longer include ours.
-        let keys: Vec<String> = self.receivers.drain(..).map(|(k, _)| k).collect();
+        let keys: Vec<String> = self.receivers.drain(..).map(|r| r.key).collect();
         let mut map = self.broker.channels.lock().unwrap_or_else(|p| p.into_inner());
         for key in keys {
             if map.get(&key).is_some_and(|tx| tx.receiver_count() == 0) {

@@ -121,5 +121,5 @@ async fn missed(ctx: &Ctx, keys: &[String], after: i64) -> Result<(Vec<Event>, b
         // The reload shows all of it; replaying some first would only be thrown away.
         return Ok((Vec::new(), true));
     }
-    Ok((rows.into_iter().map(Event::from).collect(), too_many))
+    Ok((rows.into_iter().map(Event::from).collect(), false))
 }
