@@ -490,11 +490,21 @@ async fn the_listener_reconnects_after_its_backend_is_killed_and_delivers_what_c
     let before = publish(&app.state, Channel::Story(id), "likes", "1").await;
     assert_eq!(s.next_event(SOON).await.unwrap().id(), before);
 
+    // A row whose NOTIFY never arrives (as if sent while the listener was away): only
+    // the catch-up after reconnecting can deliver it.
+    let silent: i64 = sqlx::query_scalar("INSERT INTO live_events (channel, event, data) VALUES ($1, 'likes', 'silent') RETURNING id")
+        .bind(format!("story:{id}"))
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(s.next_event(QUIET).await, None, "not delivered without a notification");
     let pid = app.state.live.listener_pid().expect("listening");
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)").bind(pid as i32).fetch_one(&app.db.pool).await.unwrap();
     assert!(killed);
     // Committed while the listener is (probably) down: nobody hears its NOTIFY.
     let meanwhile = publish(&app.state, Channel::Story(id), "likes", "2").await;
+    let got = s.next_event(Duration::from_secs(5)).await.expect("delivered by the catch-up after reconnecting");
+    assert_eq!(got.id(), silent);
     let got = s.next_event(Duration::from_secs(5)).await.expect("delivered after the reconnect");
     assert_eq!(got.id(), meanwhile);
     wait_until("a new LISTEN connection", Duration::from_secs(5), || {
