@@ -74,6 +74,27 @@ pub async fn purge_old(db: impl sqlx::PgExecutor<'_>) -> Result<u64, sqlx::Error
 mod tests {
     use super::Channel;
 
+    /// base.html connects a page to the stream its `live_url` block names (story pages
+    /// override it), to `/live` for a logged-in visitor, and to nothing otherwise.
+    #[test]
+    fn base_html_connects_to_the_blocks_stream() {
+        let mut env = minijinja::Environment::new();
+        env.add_function("static", |p: String| p);
+        env.add_template("base.html", include_str!("../../../templates/base.html")).unwrap();
+        env.add_template("story.html", r#"{% extends "base.html" %}{% block live_url %}/s/{{ id }}/live{% endblock %}"#).unwrap();
+        env.add_template("page.html", r#"{% extends "base.html" %}{% block content %}hi{% endblock %}"#).unwrap();
+        let user = minijinja::context! { current_user => minijinja::context! { username => "amy", email_verified => true } };
+        let render = |t: &str, ctx: minijinja::Value| env.get_template(t).unwrap().render(ctx).unwrap();
+        let story = render("story.html", minijinja::context! { id => 7 });
+        assert!(story.contains(r#" hx-ext="sse" sse-connect="/s/7/live">"#), "{story}");
+        let own = render("story.html", minijinja::context! { id => 7, ..user.clone() });
+        assert!(own.contains(r#"sse-connect="/s/7/live""#), "{own}");
+        let page = render("page.html", user);
+        assert!(page.contains(r#" hx-ext="sse" sse-connect="/live">"#), "{page}");
+        let anon = render("page.html", minijinja::context! {});
+        assert!(!anon.contains("sse-connect") && !anon.contains("hx-ext"), "{anon}");
+    }
+
     #[test]
     fn channel_keys_round_trip() {
         for c in [Channel::Story(7), Channel::User(42)] {
