@@ -37,8 +37,10 @@ use super::{Channel, NOTIFY_CHANNEL, db, sse};
 use crate::config::LiveLimits;
 
 /// Events a subscriber may fall behind by before it is cut off (it reconnects and
-/// resumes from the table instead of this process holding its backlog).
-const BUFFER: usize = 64;
+/// resumes from the table instead of this process holding its backlog). The buffer is
+/// one per channel holding shared events, so it is cheap; it must absorb a burst fanned
+/// out in one batch (a like storm) without cutting off every reader of the story.
+const BUFFER: usize = 256;
 /// Rows read per query; a longer backlog takes several.
 const BATCH: i64 = 500;
 /// Remembered ids that were skipped while in flight, at most (beyond: given up).
