@@ -179,20 +179,23 @@
   };
 
   // A comment now in the list twice (the poster gets it from their own form's
-  // response and from the stream): keep the first, drop the others.
+  // response and from the stream; a resumed stream may replay one the page was
+  // rendered with): keep the copy that was there first and drop the newcomer. New
+  // ones arrive at the top (hx-swap="afterbegin"), so that is the last in the list.
   function dropDuplicateComments() {
     var list = document.getElementById("comments");
     if (!list) {
       return;
     }
     var seen = {};
-    Array.prototype.forEach.call(list.querySelectorAll(":scope > li[id]"), function (li) {
-      if (seen[li.id]) {
-        li.remove();
+    var items = list.querySelectorAll(":scope > li[id]");
+    for (var i = items.length - 1; i >= 0; i--) {
+      if (seen[items[i].id]) {
+        items[i].remove();
       } else {
-        seen[li.id] = true;
+        seen[items[i].id] = true;
       }
-    });
+    }
   }
 
   // `comment_deleted` carries the comment's id, or the placeholder that replaces it
