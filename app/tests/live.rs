@@ -555,3 +555,26 @@ async fn pages_connect_to_a_stream_only_when_there_is_one() {
     page.assert_status(200).assert_contains(r#"hx-ext="sse" sse-connect="/live""#);
     page.assert_contains(r#"id="nav-notifications""#).assert_contains(r#"hx-trigger="sse:unread""#);
 }
+
+#[tokio::test]
+async fn an_event_committed_between_the_page_and_its_stream_is_not_missed() {
+    let app = TestApp::new().await;
+    let (w, uid, cookie) = user(&app, "amy").await;
+    let served = serve(app.state.clone()).await;
+    let before = publish(&app.state, Channel::User(uid), "unread", "").await;
+    wait_until("the broker has read it", Duration::from_secs(5), || app.state.live.last_id() >= before).await;
+    let page = w.get("/").await;
+    let url = page.body.split("sse-connect=\"").nth(1).and_then(|r| r.split('"').next()).expect("sse-connect").to_string();
+    assert_eq!(url, format!("/live?after={before}"), "the page starts its stream at the broker's position");
+    // Committed after the page was rendered, before the browser connects.
+    let between = publish(&app.state, Channel::User(uid), "unread", "").await;
+    let mut s = Stream::open(served.port, &url, &[("Cookie", &cookie)]).await;
+    assert_eq!(s.status(), 200);
+    assert_eq!(s.next_event(SOON).await.expect("replayed").id(), between);
+    assert_eq!(s.next_event(QUIET).await, None, "and nothing from before the page");
+    // A later Last-Event-ID (the browser reconnecting) wins over the rendered position.
+    let later = publish(&app.state, Channel::User(uid), "unread", "").await;
+    let mut again = Stream::open(served.port, &url, &[("Cookie", &cookie), ("Last-Event-ID", &between.to_string())]).await;
+    assert_eq!(again.next_event(SOON).await.expect("replayed").id(), later);
+    assert_eq!(again.next_event(QUIET).await, None);
+}

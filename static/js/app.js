@@ -173,6 +173,8 @@
 
   htmx.createEventSource = function (url) {
     if (lastEventId) {
+      // Replaces the position the page was rendered with (sse-connect="…?after=N").
+      url = url.replace(/([?&])after=[^&]*&?/, "$1").replace(/[?&]$/, "");
       url += (url.indexOf("?") < 0 ? "?" : "&") + "after=" + encodeURIComponent(lastEventId);
     }
     return new EventSource(url, { withCredentials: true });

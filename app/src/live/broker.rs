@@ -21,7 +21,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     sync::{
         Arc, Mutex, Weak,
-        atomic::{AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -89,6 +89,8 @@ struct Shared {
     shutdown: watch::Sender<bool>,
     /// The LISTEN connection's backend pid (0 while disconnected).
     listener_pid: AtomicU32,
+    /// The broker's read position (`Cursor::last_id`), for pages to start their stream at.
+    last_id: AtomicI64,
     delivered: AtomicU64,
     reconnects: AtomicU64,
 }
@@ -135,6 +137,7 @@ impl Broker {
             heartbeat: limits.heartbeat,
             shutdown,
             listener_pid: AtomicU32::new(0),
+            last_id: AtomicI64::new(0),
             delivered: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
         }))
@@ -168,6 +171,13 @@ impl Broker {
     /// graceful shutdown begins, so the server does not wait for pages left open.
     pub fn shut_down(&self) {
         self.0.shutdown.send_replace(true);
+    }
+
+    /// The id of the last event this process has read (0 before the first read). A
+    /// page renders it into its stream's URL (`?after=`), so what commits between the
+    /// page's queries and the stream's start is replayed instead of missed.
+    pub fn last_id(&self) -> i64 {
+        self.0.last_id.load(Ordering::Relaxed)
     }
 
     /// The LISTEN connection's backend pid, None while disconnected.
@@ -355,6 +365,7 @@ async fn catch_up(shared: &Shared, pool: &PgPool, cursor: &mut Cursor) -> Result
         for row in cursor.advance(rows, Instant::now()) {
             shared.fan_out(Event::from(row));
         }
+        shared.last_id.store(cursor.last_id, Ordering::Relaxed);
         if !full {
             return Ok(());
         }
@@ -390,7 +401,10 @@ async fn listen(shared: Weak<Shared>, pool: PgPool, listen_pool: PgPool, mut shu
         // is open before the server accepts).
         let caught_up = match cursor.as_mut() {
             Some(c) => catch_up(&state, &pool, c).await,
-            None => db::latest_id(&pool).await.map(|last_id| cursor = Some(Cursor { last_id, ..Cursor::default() })),
+            None => db::latest_id(&pool).await.map(|last_id| {
+                state.last_id.store(last_id, Ordering::Relaxed);
+                cursor = Some(Cursor { last_id, ..Cursor::default() });
+            }),
         };
         drop(state);
         if let Err(error) = caught_up {

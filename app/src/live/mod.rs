@@ -89,10 +89,18 @@ mod tests {
         assert!(story.contains(r#" hx-ext="sse" sse-connect="/s/7/live">"#), "{story}");
         let own = render("story.html", minijinja::context! { id => 7, ..user.clone() });
         assert!(own.contains(r#"sse-connect="/s/7/live""#), "{own}");
-        let page = render("page.html", user);
+        let page = render("page.html", user.clone());
         assert!(page.contains(r#" hx-ext="sse" sse-connect="/live">"#), "{page}");
         let anon = render("page.html", minijinja::context! {});
         assert!(!anon.contains("sse-connect") && !anon.contains("hx-ext"), "{anon}");
+        // With the broker's position: the stream starts after it.
+        let at = minijinja::context! { live_after => 42, ..user.clone() };
+        let page = render("page.html", at.clone());
+        assert!(page.contains(r#"sse-connect="/live?after=42">"#), "{page}");
+        let story = render("story.html", minijinja::context! { id => 7, ..at });
+        assert!(story.contains(r#"sse-connect="/s/7/live?after=42">"#), "{story}");
+        let anon = render("page.html", minijinja::context! { live_after => 42 });
+        assert!(!anon.contains("sse-connect"), "{anon}");
     }
 
     #[test]

@@ -69,13 +69,17 @@ async fn user_stream(ctx: Ctx, req: &Request) -> Result<Response> {
 }
 
 /// Where the browser left off: the `Last-Event-ID` header EventSource sends when it
-/// reconnects, or `?after=` (app.js adds it when htmx opens a new EventSource after the
-/// old one gave up, which forgets the header). Anything unreadable is no resume point.
+/// reconnects, or `?after=`: the page renders the broker's position into its stream URL
+/// (so what commits between the page's queries and the stream's start is not missed),
+/// and app.js puts the last id seen there when htmx opens a new EventSource after the
+/// old one gave up (which forgets the header). The furthest of them wins; anything
+/// unreadable is no resume point.
 fn resume_point(req: &Request) -> Option<i64> {
     let header = req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).and_then(parse_id);
-    let query = req.uri().query().and_then(|q| {
-        q.split('&').find_map(|pair| pair.strip_prefix("after=")).and_then(parse_id)
-    });
+    let query = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').filter_map(|pair| pair.strip_prefix("after=")).filter_map(parse_id).max());
     header.max(query)
 }
 
