@@ -9,6 +9,7 @@
 // /usr/bin/chromium), E2E_MODES (default "js,nojs"), E2E_HEADED=1 to watch.
 // Prints one summary line at the end and exits 1 when anything failed.
 
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -532,6 +533,81 @@ async function journeyCommunity(run, browser, shared) {
   }
 }
 
+/** d. live updates: a logged-in page holds one event stream (JS on; none with JS off), and
+ *  events raised in the database (as a transaction would: row + NOTIFY) change the page. */
+async function journeyLive(run, browser) {
+  const context = await newContext(browser, run);
+  const page = (run.page = await context.newPage());
+  const streams = [];
+  context.on('request', (r) => {
+    if (new URL(r.url()).pathname === '/live') streams.push(r);
+  });
+  try {
+    const user = await signUp(run, page, 'live');
+    if (!run.js) {
+      await run.step('no event stream without JavaScript', async () => {
+        await page.goto(`${BASE}/`);
+        await page.waitForTimeout(500);
+        expect(streams.length === 0, `${streams.length} request(s) to /live with JavaScript off`);
+      });
+      return;
+    }
+    await run.step('the page opens its event stream', async () => {
+      for (let i = 0; i < 200 && !streams.length; i++) await page.waitForTimeout(50);
+      expect(streams.length, 'no request to /live within 10 s');
+      expect(streams[0].resourceType() === 'eventsource', `/live was a ${streams[0].resourceType()} request`);
+      const resp = await streams[0].response();
+      expect(resp && resp.status() === 200, `/live answered ${resp && resp.status()}`);
+      expect((resp.headers()['content-type'] || '').startsWith('text/event-stream'), 'not an event stream');
+    });
+    const raise = (event, data) => {
+      const uid = `(SELECT id FROM users WHERE username = '${user.username}')`;
+      sql(`WITH e AS (INSERT INTO live_events (channel, event, data) VALUES ('user:' || ${uid}, '${event}', '${data}') RETURNING id)
+           SELECT pg_notify('quire_live', id::text) FROM e`);
+    };
+    await run.step('a comment_deleted event removes the comment', async () => {
+      await page.evaluate(() => {
+        const list = document.createElement('ol');
+        list.id = 'comments';
+        list.innerHTML = '<li id="comment-999">gone soon</li><li id="comment-998">stays</li>';
+        document.querySelector('main').appendChild(list);
+      });
+      raise('comment_deleted', '999');
+      await page.locator('#comment-999').waitFor({ state: 'detached', timeout: 5_000 });
+      expect(await page.locator('#comment-998').count() === 1, 'the other comment went too');
+    });
+    await run.step('a comment event is swapped in once, even when the page has it already', async () => {
+      // The story page's markup (social area): <ol id="comments" sse-swap="comment" hx-swap="afterbegin">.
+      await page.evaluate(() => {
+        const list = document.getElementById('comments');
+        list.setAttribute('sse-swap', 'comment');
+        list.setAttribute('hx-swap', 'afterbegin');
+        window.htmx.process(list);
+      });
+      raise('comment', '<li id="comment-1000">new</li>');
+      await expectText(page.locator('#comment-1000'), /new/, 'the new comment');
+      raise('comment', '<li id="comment-998">stays (again)</li>');
+      raise('comment', '<li id="comment-1001">newer</li>');
+      await expectText(page.locator('#comment-1001'), /newer/, 'the newer comment');
+      expect(await page.locator('#comments > li').count() === 3, `${await page.locator('#comments > li').count()} comments, not 3`);
+      const ids = await page.locator('#comments > li').evaluateAll((lis) => lis.map((li) => `${li.id}:${li.textContent}`));
+      expect(ids.join(',') === 'comment-1001:newer,comment-1000:new,comment-998:stays', `comments are ${ids.join(', ')}`);
+    });
+    await run.step('a reload event offers a reload', async () => {
+      raise('reload', '');
+      await expectText(page.locator('#live-reload'), /missed some updates/, 'the missed-updates note');
+      await run.axe(page, 'home with the missed-updates note');
+    });
+  } finally {
+    await context.close();
+  }
+}
+
+/** Runs one SQL statement on the e2e database (DATABASE_URL, exported by ./run). */
+function sql(query) {
+  return execFileSync('psql', [process.env.DATABASE_URL, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', query], { encoding: 'utf8' }).trim();
+}
+
 // --- browser plumbing ------------------------------------------------------------------
 
 async function newContext(browser, run) {
@@ -586,6 +662,7 @@ const JOURNEYS = [
   { name: 'story', title: 'a story with a cover and two chapters, published and read', fn: journeyStory, needs: ['account'] },
   { name: 'reader', title: 'a second user finds the story on the home page', fn: journeyReader, needs: ['story'] },
   { name: 'community', title: 'a reader follows, likes and comments; the author sees it live and is notified', fn: journeyCommunity, needs: ['story'] },
+  { name: 'live', title: 'a page keeps its event stream and live events change it', fn: journeyLive, needs: [] },
 ];
 
 async function main() {

@@ -53,6 +53,8 @@ pub struct Config {
     pub http: HttpLimits,
     /// Which `X-Forwarded-For` entries to believe (`TRUSTED_PROXIES`).
     pub trusted_proxies: TrustedProxies,
+    /// Server-Sent Events: the bound on open streams and the heartbeat (`live`).
+    pub live: LiveLimits,
 }
 
 impl fmt::Debug for Config {
@@ -198,6 +200,7 @@ impl Config {
             Some(other) => return Err(bad("LOG_FORMAT", format!("must be `json` or `pretty`, not `{other}`"))),
         };
         let http = HttpLimits::read(&var)?;
+        let live = LiveLimits::read(&var, &http)?;
         let trusted_proxies = TrustedProxies::parse(var("TRUSTED_PROXIES")?.as_deref()).map_err(|m| bad("TRUSTED_PROXIES", m))?;
         Ok(Config {
             app_env,
@@ -216,6 +219,7 @@ impl Config {
             db_pool_size,
             http,
             trusted_proxies,
+            live,
         })
     }
 
@@ -250,6 +254,7 @@ impl Config {
             db_pool_size: 4,
             http: HttpLimits::default(),
             trusted_proxies: TrustedProxies::None,
+            live: LiveLimits::default(),
         }
     }
 
@@ -323,6 +328,70 @@ impl HttpLimits {
             return Err(bad("IDLE_TIMEOUT_SECS", "must be longer than REQUEST_TIMEOUT_SECS and UPLOAD_TIMEOUT_SECS"));
         }
         Ok(limits)
+    }
+}
+
+/// Live updates (`live`): how many event streams one process keeps open and how often an
+/// idle stream sends a heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveLimits {
+    /// `LIVE_MAX_STREAMS` (3/4 of `MAX_CONNECTIONS`, so 768): open streams per process;
+    /// one more is answered 503 with Retry-After. An HTTP/1.1 stream holds a connection
+    /// for as long as the page is open, so the bound must stay below `MAX_CONNECTIONS`:
+    /// otherwise open pages could take every connection and no page would load.
+    pub max_streams: usize,
+    /// `LIVE_HEARTBEAT_SECS` (15): a stream with nothing to say sends a comment this often,
+    /// so proxies, the idle timeout and the browser all see it alive (and a closed tab is
+    /// noticed). Must be shorter than `IDLE_TIMEOUT_SECS`.
+    pub heartbeat: std::time::Duration,
+}
+
+impl Default for LiveLimits {
+    fn default() -> Self {
+        LiveLimits::for_connections(HttpLimits::default().max_connections)
+    }
+}
+
+impl LiveLimits {
+    fn for_connections(max_connections: usize) -> LiveLimits {
+        LiveLimits { max_streams: (max_connections * 3 / 4).max(1), heartbeat: std::time::Duration::from_secs(15) }
+    }
+
+    fn read(
+        var: &dyn Fn(&'static str) -> Result<Option<String>, ConfigError>,
+        http: &HttpLimits,
+    ) -> Result<LiveLimits, ConfigError> {
+        let d = LiveLimits::for_connections(http.max_connections);
+        let max_streams = match var("LIVE_MAX_STREAMS")? {
+            None => d.max_streams,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n >= 1 && n < http.max_connections => n,
+                _ => {
+                    return Err(bad(
+                        "LIVE_MAX_STREAMS",
+                        format!(
+                            "must be a number of streams from 1 to below MAX_CONNECTIONS ({}), not `{v}`",
+                            http.max_connections
+                        ),
+                    ));
+                }
+            },
+        };
+        let heartbeat = match var("LIVE_HEARTBEAT_SECS")? {
+            None => d.heartbeat,
+            Some(v) => match v.trim_end_matches('s').parse::<f64>() {
+                Ok(s) if s >= 1.0 && std::time::Duration::from_secs_f64(s) < http.idle_timeout => {
+                    std::time::Duration::from_secs_f64(s)
+                }
+                _ => {
+                    return Err(bad(
+                        "LIVE_HEARTBEAT_SECS",
+                        format!("must be a number of seconds from 1 to below IDLE_TIMEOUT_SECS (e.g. 15), not `{v}`"),
+                    ));
+                }
+            },
+        };
+        Ok(LiveLimits { max_streams, heartbeat })
     }
 }
 
@@ -744,5 +813,43 @@ mod trusted_proxies_tests {
         assert_eq!(caddy.client_ip(local, &["6.6.6.6, garbage"]), local);
         // No socket address: no trusted starting point.
         assert_eq!(caddy.client_ip(None, &["203.0.113.9"]), None);
+    }
+}
+
+#[cfg(test)]
+mod live_limits_tests {
+    use super::*;
+
+    fn read(vars: &[(&'static str, &str)]) -> Result<LiveLimits, ConfigError> {
+        let vars: Vec<(&'static str, String)> = vars.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let var = |name: &'static str| Ok(vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()));
+        let http = HttpLimits::read(&var)?;
+        LiveLimits::read(&var, &http)
+    }
+
+    #[test]
+    fn defaults_follow_the_connection_cap() {
+        let d = read(&[]).unwrap();
+        assert_eq!(d, LiveLimits::default());
+        assert_eq!(d.max_streams, 768);
+        assert_eq!(d.heartbeat, std::time::Duration::from_secs(15));
+        assert_eq!(read(&[("MAX_CONNECTIONS", "100")]).unwrap().max_streams, 75);
+        let set = read(&[("LIVE_MAX_STREAMS", "10"), ("LIVE_HEARTBEAT_SECS", "2.5")]).unwrap();
+        assert_eq!((set.max_streams, set.heartbeat), (10, std::time::Duration::from_millis(2500)));
+    }
+
+    #[test]
+    fn refuses_bounds_that_would_starve_pages_or_the_idle_timeout() {
+        for (name, value) in [
+            ("LIVE_MAX_STREAMS", "0"),
+            ("LIVE_MAX_STREAMS", "1024"),
+            ("LIVE_MAX_STREAMS", "many"),
+            ("LIVE_HEARTBEAT_SECS", "0.5"),
+            ("LIVE_HEARTBEAT_SECS", "120"),
+            ("LIVE_HEARTBEAT_SECS", "soon"),
+        ] {
+            let e = read(&[(name, value)]).expect_err(value);
+            assert_eq!(e.var, name, "{value}: {e}");
+        }
     }
 }

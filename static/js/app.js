@@ -154,4 +154,112 @@
       }
     }
   });
+
+  // ---- Live updates (htmx-ext-sse; the stream is sse-connect on <body>) ----------
+  //
+  // Without JavaScript none of this runs and every page is complete as served.
+
+  // The id of the last event received. EventSource resends it by itself
+  // (Last-Event-ID) when it reconnects, but when the server answered an error the
+  // extension gives up on that EventSource and opens a new one, which would forget
+  // it: the new one asks for the events after it with ?after=.
+  var lastEventId = "";
+
+  function noteEventId(evt) {
+    if (evt && evt.lastEventId) {
+      lastEventId = evt.lastEventId;
+    }
+  }
+
+  htmx.createEventSource = function (url) {
+    if (lastEventId) {
+      // Replaces the position the page was rendered with (sse-connect="…?after=N").
+      url = url.replace(/([?&])after=[^&]*&?/, "$1").replace(/[?&]$/, "");
+      url += (url.indexOf("?") < 0 ? "?" : "&") + "after=" + encodeURIComponent(lastEventId);
+    }
+    return new EventSource(url, { withCredentials: true });
+  };
+
+  // A comment now in the list twice (the poster gets it from their own form's
+  // response and from the stream; a resumed stream may replay one the page was
+  // rendered with): keep the copy that was there first and drop the newcomer. New
+  // ones arrive at the top (hx-swap="afterbegin"), so that is the last in the list.
+  function dropDuplicateComments() {
+    var list = document.getElementById("comments");
+    if (!list) {
+      return;
+    }
+    var seen = {};
+    var items = list.querySelectorAll(":scope > li[id]");
+    for (var i = items.length - 1; i >= 0; i--) {
+      if (seen[items[i].id]) {
+        items[i].remove();
+      } else {
+        seen[items[i].id] = true;
+      }
+    }
+  }
+
+  // `comment_deleted` carries the comment's id, or the placeholder that replaces it
+  // (an element with the same id="comment-N").
+  function commentDeleted(evt) {
+    noteEventId(evt);
+    var data = String(evt.data || "").trim();
+    if (/^\d+$/.test(data)) {
+      var gone = document.getElementById("comment-" + data);
+      if (gone) {
+        gone.remove();
+      }
+      return;
+    }
+    var template = document.createElement("template");
+    template.innerHTML = data;
+    var placeholder = template.content.firstElementChild;
+    var old = placeholder && placeholder.id ? document.getElementById(placeholder.id) : null;
+    if (old) {
+      old.replaceWith(placeholder);
+      htmx.process(placeholder);
+    }
+  }
+
+  // More was missed than the server replays (a long sleep, a long outage): offer a
+  // reload rather than forcing one over a half-written comment.
+  function missedUpdates(evt) {
+    noteEventId(evt);
+    if (document.getElementById("live-reload")) {
+      return;
+    }
+    var note = document.createElement("div");
+    note.id = "live-reload";
+    note.className = "flash info";
+    note.setAttribute("role", "status");
+    note.appendChild(document.createTextNode("This page missed some updates. "));
+    var reload = document.createElement("button");
+    reload.type = "button";
+    reload.className = "link-button";
+    reload.textContent = "Reload it";
+    reload.addEventListener("click", function () {
+      window.location.reload();
+    });
+    note.appendChild(reload);
+    var main = document.querySelector("main") || document.body;
+    main.insertBefore(note, main.firstChild);
+  }
+
+  document.addEventListener("htmx:sseOpen", function (evt) {
+    var source = evt.detail && evt.detail.source;
+    if (!source || source.quireListening) {
+      return;
+    }
+    source.quireListening = true;
+    source.addEventListener("comment_deleted", commentDeleted);
+    source.addEventListener("reload", missedUpdates);
+  });
+
+  document.addEventListener("htmx:sseMessage", function (evt) {
+    noteEventId(evt.detail);
+    dropDuplicateComments();
+  });
+
+  document.addEventListener("htmx:afterSwap", dropDuplicateComments);
 })();

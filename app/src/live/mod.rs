@@ -5,8 +5,18 @@
 //! the change, and the event exists exactly when the change commits. The data is an HTML
 //! fragment the raiser renders once (a comment, a like count); every subscriber gets the
 //! same bytes.
+//!
+//! Delivery: each web process runs one [`broker::Broker`] (one LISTEN connection) that
+//! reads new rows on each NOTIFY and fans them out to the streams open in that process
+//! (`pages`: `GET /s/{id}/live`, `GET /live`). Ids are table ids, the same everywhere, so
+//! a browser resuming with `Last-Event-ID` on any process gets exactly what it missed.
 
+pub mod broker;
+pub mod db;
 pub mod pages;
+pub mod sse;
+
+pub use broker::Broker;
 
 use sqlx::PgConnection;
 
@@ -88,6 +98,35 @@ pub async fn purge_old(db: impl sqlx::PgExecutor<'_>) -> Result<u64, sqlx::Error
 #[cfg(test)]
 mod tests {
     use super::Channel;
+
+    /// base.html connects a page to the stream its `live_url` block names (story pages
+    /// override it), to `/live` for a logged-in visitor, and to nothing otherwise.
+    #[test]
+    fn base_html_connects_to_the_blocks_stream() {
+        let mut env = minijinja::Environment::new();
+        env.add_function("static", |p: String| p);
+        env.add_template("base.html", include_str!("../../../templates/base.html")).unwrap();
+        env.add_template("story.html", r#"{% extends "base.html" %}{% block live_url %}/s/{{ id }}/live{% endblock %}"#).unwrap();
+        env.add_template("page.html", r#"{% extends "base.html" %}{% block content %}hi{% endblock %}"#).unwrap();
+        let user = minijinja::context! { current_user => minijinja::context! { username => "amy", email_verified => true } };
+        let render = |t: &str, ctx: minijinja::Value| env.get_template(t).unwrap().render(ctx).unwrap();
+        let story = render("story.html", minijinja::context! { id => 7 });
+        assert!(story.contains(r#" hx-ext="sse" sse-connect="/s/7/live">"#), "{story}");
+        let own = render("story.html", minijinja::context! { id => 7, ..user.clone() });
+        assert!(own.contains(r#"sse-connect="/s/7/live""#), "{own}");
+        let page = render("page.html", user.clone());
+        assert!(page.contains(r#" hx-ext="sse" sse-connect="/live">"#), "{page}");
+        let anon = render("page.html", minijinja::context! {});
+        assert!(!anon.contains("sse-connect") && !anon.contains("hx-ext"), "{anon}");
+        // With the broker's position: the stream starts after it.
+        let at = minijinja::context! { live_after => 42, ..user.clone() };
+        let page = render("page.html", at.clone());
+        assert!(page.contains(r#"sse-connect="/live?after=42">"#), "{page}");
+        let story = render("story.html", minijinja::context! { id => 7, ..at });
+        assert!(story.contains(r#"sse-connect="/s/7/live?after=42">"#), "{story}");
+        let anon = render("page.html", minijinja::context! { live_after => 42 });
+        assert!(!anon.contains("sse-connect"), "{anon}");
+    }
 
     #[test]
     fn channel_keys_round_trip() {

@@ -199,6 +199,8 @@ pub fn page_globals(
         flash => Value::from(minijinja::value::Serde(flash)),
         request_id => request_id,
         dev => !state.config.is_production(),
+        // Where this page's event stream starts (base.html; `live`).
+        live_after => state.live.last_id(),
     };
     context! { ..extra, ..globals }
 }

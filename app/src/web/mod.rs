@@ -43,6 +43,8 @@ pub struct Inner {
     pub storage: crate::storage::Storage,
     /// Sessions, with this process's lookup cache.
     pub sessions: SessionStore,
+    /// Live updates: this process's LISTEN connection and its open event streams.
+    pub live: live::Broker,
 }
 
 impl std::ops::Deref for AppState {
@@ -59,7 +61,9 @@ impl AppState {
         let templates = Templates::new(move |path| for_templates.url(path))?;
         let cookie_key = CookieKey::derive_from(&config.secret_key);
         let storage = crate::storage::Storage::local(&config.media_root)?;
+        let live = live::Broker::start(db.primary(), config.live);
         Ok(AppState(Arc::new(Inner {
+            live,
             storage,
             config: Arc::new(config),
             sessions: SessionStore::new(db.clone()),
@@ -137,5 +141,12 @@ pub async fn serve_on(
     signal: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let limits = state.config.http;
+    // Open event streams never finish on their own: end them as soon as shutdown
+    // begins, so the grace period waits only for real requests.
+    let live = state.live.clone();
+    let signal = async move {
+        signal.await;
+        live.shut_down();
+    };
     server::run(listener, app(state).boxed(), limits, signal, Duration::from_secs(25)).await.map_err(Into::into)
 }

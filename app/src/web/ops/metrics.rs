@@ -1,4 +1,4 @@
-//! `/metrics`: Prometheus text format. For now the database router's counters: queries
+//! `/metrics`: Prometheus text format. The live broker's streams and listener, and the database router's counters: queries
 //! handed to each pool, reads that fell back to the primary (and why), reads retried on
 //! the primary, and each replica's lag and rotation state. Counters are per process;
 //! Prometheus sums them across processes.
@@ -31,6 +31,17 @@ pub async fn metrics(Data(state): Data<&AppState>) -> Response {
     for (name, _, _, up) in &stats.replicas {
         let _ = writeln!(out, "quire_db_replica_in_rotation{{replica=\"{name}\"}} {}", u8::from(*up));
     }
+    let live = state.live.stats();
+    head(&mut out, "quire_live_streams_open", "gauge", "Server-Sent Events streams open in this process.");
+    let _ = writeln!(out, "quire_live_streams_open {}", live.open_streams);
+    head(&mut out, "quire_live_streams_max", "gauge", "LIVE_MAX_STREAMS: streams this process accepts at most.");
+    let _ = writeln!(out, "quire_live_streams_max {}", live.max_streams);
+    head(&mut out, "quire_live_listening", "gauge", "1 while this process's LISTEN connection is up.");
+    let _ = writeln!(out, "quire_live_listening {}", u8::from(live.listening));
+    head(&mut out, "quire_live_events_total", "counter", "Live events read and fanned out by this process.");
+    let _ = writeln!(out, "quire_live_events_total {}", live.delivered);
+    head(&mut out, "quire_live_listener_reconnects_total", "counter", "Times the LISTEN connection was lost and re-established.");
+    let _ = writeln!(out, "quire_live_listener_reconnects_total {}", live.reconnects);
     out.with_content_type("text/plain; version=0.0.4; charset=utf-8").into_response()
 }
 
