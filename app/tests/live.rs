@@ -578,3 +578,56 @@ async fn an_event_committed_between_the_page_and_its_stream_is_not_missed() {
     assert_eq!(again.next_event(SOON).await.expect("replayed").id(), later);
     assert_eq!(again.next_event(QUIET).await, None);
 }
+
+/// The proof, through the real routes: a comment and a like POSTed to process A
+/// reach a story stream held on process B within a second, as the fragments the story
+/// page swaps in; the poster's own stream on A gets the same events (one transaction
+/// raised them, whichever process serves the stream).
+#[tokio::test]
+async fn a_comment_and_a_like_posted_through_one_process_reach_a_stream_on_another() {
+    let a = TestApp::new().await;
+    let (_author, author_id, _) = user(&a, "ann").await;
+    let (reader, reader_id, reader_cookie) = user(&a, "rob").await;
+    let id = story(&a, author_id, "published").await;
+    let b_state = second_process(&a);
+    let served_a = serve(a.state.clone()).await;
+    let served_b = serve(b_state.clone()).await;
+
+    let mut on_b = Stream::open(served_b.port, &format!("/s/{id}/live"), &[]).await;
+    assert_eq!(on_b.status(), 200, "{}", on_b.head);
+    on_b.next_frame(SOON).await.expect("the opening frame");
+    let mut own_on_a = Stream::open(served_a.port, &format!("/s/{id}/live"), &[("Cookie", &reader_cookie)]).await;
+    assert_eq!(own_on_a.status(), 200, "{}", own_on_a.head);
+    own_on_a.next_frame(SOON).await.expect("the opening frame");
+
+    // The browser's client is process A's app (its pool, its transaction).
+    let t0 = Instant::now();
+    reader.post_form(&format!("/s/{id}/comments"), &[("body", "Lovely *storm*.")]).await.assert_status(303);
+    let got = on_b.next_event(SOON).await.expect("B's stream delivers the comment posted through A within 1 s");
+    assert!(t0.elapsed() < SOON);
+    assert_eq!(got.event.as_deref(), Some("comment"));
+    let html = got.data.unwrap_or_default();
+    let cid: i64 = sqlx::query_scalar("SELECT id FROM comments WHERE story_id = $1").bind(id).fetch_one(&a.db.pool).await.unwrap();
+    assert!(html.starts_with(&format!("<li id=\"comment-{cid}\"")), "{html}");
+    assert!(html.contains("<em>storm</em>") && html.contains("rob"), "{html}");
+    assert_eq!(own_on_a.next_event(SOON).await.and_then(|f| f.event).as_deref(), Some("comment"));
+
+    reader.post_form(&format!("/s/{id}/like"), &[]).await.assert_status(303);
+    let got = on_b.next_event(SOON).await.expect("B's stream delivers the new like count");
+    assert_eq!(got.event.as_deref(), Some("likes"));
+    assert_eq!(got.data.as_deref().map(str::trim), Some("1 like"));
+
+    // A reply travels as `reply` with its parent, for the page's script to thread it.
+    reader.post_form(&format!("/s/{id}/comments"), &[("body", "And another thing."), ("parent_id", &cid.to_string())]).await.assert_status(303);
+    let got = on_b.next_event(SOON).await.expect("the reply");
+    assert_eq!(got.event.as_deref(), Some("reply"));
+    assert!(got.data.unwrap_or_default().contains(&format!("data-parent-id=\"{cid}\"")));
+
+    // Deleting says which comment went, as its DOM id.
+    reader.post_form(&format!("/s/{id}/comments/{cid}/delete"), &[]).await.assert_status(303);
+    let got = on_b.next_event(SOON).await.expect("the deletion");
+    assert_eq!(got.event.as_deref(), Some("comment_deleted"));
+    assert_eq!(got.data.as_deref(), Some(format!("comment-{cid}").as_str()));
+    let _ = reader_id;
+    drop((served_a, served_b));
+}

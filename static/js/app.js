@@ -200,14 +200,37 @@
     }
   }
 
-  // `comment_deleted` carries the comment's id, or the placeholder that replaces it
-  // (an element with the same id="comment-N").
+  // `comment_deleted` carries the comment's DOM id (`comment-N`; a bare `N` or a
+  // placeholder element with that id work too). The server keeps a deleted comment
+  // that has replies as a "Comment deleted." placeholder above them, and drops one
+  // without: the page does the same.
   function commentDeleted(evt) {
     noteEventId(evt);
     var data = String(evt.data || "").trim();
-    if (/^\d+$/.test(data)) {
-      var gone = document.getElementById("comment-" + data);
-      if (gone) {
+    var match = /^(?:comment-)?(\d+)$/.exec(data);
+    if (match) {
+      var gone = document.getElementById("comment-" + match[1]);
+      if (!gone) {
+        return;
+      }
+      if (gone.querySelector(".replies > li")) {
+        var main = gone.querySelector(".comment-main");
+        if (main) {
+          var note = document.createElement("div");
+          note.className = "comment-main";
+          note.id = main.id;
+          var text = document.createElement("p");
+          text.className = "muted";
+          text.textContent = "Comment deleted.";
+          note.appendChild(text);
+          main.replaceWith(note);
+        }
+        gone.classList.add("deleted");
+        var replyForm = gone.querySelector(":scope > details.reply");
+        if (replyForm) {
+          replyForm.remove();
+        }
+      } else {
         gone.remove();
       }
       return;
@@ -219,6 +242,23 @@
     if (old) {
       old.replaceWith(placeholder);
       htmx.process(placeholder);
+    }
+  }
+
+  // `reply` carries the reply's <li data-parent-id="P">: it goes at the end of its
+  // thread (#replies-P), once (the poster's own form response may have put it there).
+  function replyArrived(evt) {
+    noteEventId(evt);
+    var template = document.createElement("template");
+    template.innerHTML = String(evt.data || "").trim();
+    var item = template.content.firstElementChild;
+    if (!item || !item.id || document.getElementById(item.id)) {
+      return;
+    }
+    var thread = document.getElementById("replies-" + item.getAttribute("data-parent-id"));
+    if (thread) {
+      thread.appendChild(item);
+      htmx.process(item);
     }
   }
 
@@ -253,6 +293,7 @@
     }
     source.quireListening = true;
     source.addEventListener("comment_deleted", commentDeleted);
+    source.addEventListener("reply", replyArrived);
     source.addEventListener("reload", missedUpdates);
   });
 
