@@ -2,7 +2,8 @@
 //! Authors, published stories with chapters and tags, and covers drawn here (PNG
 //! gradients, nothing downloaded) and queued for the worker like any upload; then the
 //! community around them: follows, likes, comments with a reply or two, reading lists
-//! and progress, written through `social::db` so every counter is right.
+//! and progress, written through `social::db` so every counter is right, each queueing
+//! the `notify` job the same action on a page would.
 
 use crate::{
     accounts::passwords,
@@ -10,6 +11,7 @@ use crate::{
     markdown,
     media::{self, Purpose},
     social::db as social,
+    jobs::notify::{Activity, Notify},
     stories::db as stories,
     media::upload::{ImageKind, ImageUpload},
 };
@@ -203,14 +205,23 @@ async fn story_id(db: &Db, title: &str) -> anyhow::Result<i64> {
 /// comment is posted only if its author has not posted that text on that story yet.
 async fn seed_social(db: &Db) -> anyhow::Result<()> {
     for (follower, followee) in FOLLOWS {
+        let (follower_id, followee_id) = (user_id(db, follower).await?, user_id(db, followee).await?);
         let mut tx = db.primary().begin().await?;
-        social::follow(&mut tx, user_id(db, follower).await?, user_id(db, followee).await?).await?;
+        if social::follow(&mut tx, follower_id, followee_id).await? {
+            notify(&mut tx, Activity::Follow { follower_id, followee_id }).await?;
+        }
         tx.commit().await?;
     }
     for (title, likers) in LIKES {
         let story = story_id(db, title).await?;
+        let story_author_id = author_of(db, story).await?;
         for liker in *likers {
-            social::like(&mut *db.primary().acquire().await?, story, user_id(db, liker).await?).await?;
+            let user_id = user_id(db, liker).await?;
+            let mut tx = db.primary().begin().await?;
+            if social::like(&mut tx, story, user_id).await?.is_some() && user_id != story_author_id {
+                notify(&mut tx, Activity::Like { user_id, story_id: story, story_author_id }).await?;
+            }
+            tx.commit().await?;
         }
     }
     for c in COMMENTS {
@@ -242,7 +253,29 @@ async fn comment_once(db: &Db, story: i64, author: &str, body: &str, parent_id: 
     }
     let html = markdown::render_comment(body);
     let new = social::NewComment { story_id: story, author_id, parent_id, body_markdown: body, body_html: &html };
-    Ok(social::insert_comment(&mut *db.primary().acquire().await?, &new).await?.id)
+    let story_author_id = author_of(db, story).await?;
+    let parent_author_id: Option<i64> = match parent_id {
+        Some(p) => sqlx::query_scalar("SELECT author_id FROM comments WHERE id = $1").bind(p).fetch_optional(db.primary()).await?,
+        None => None,
+    };
+    let mut tx = db.primary().begin().await?;
+    let id = social::insert_comment(&mut tx, &new).await?.id;
+    let excerpt = markdown::excerpt(body, 280);
+    let activity = Activity::Comment { comment_id: id, story_id: story, commenter_id: author_id, story_author_id, parent_author_id, excerpt };
+    notify(&mut tx, activity).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Queues the notifications a demo action causes, as the pages do (the worker that
+/// `bin/dev` starts creates them), so demo users find some waiting.
+async fn notify(conn: &mut sqlx::PgConnection, activity: Activity) -> anyhow::Result<()> {
+    crate::jobs::enqueue(conn, &Notify { activity }, None).await?;
+    Ok(())
+}
+
+async fn author_of(db: &Db, story: i64) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("SELECT author_id FROM stories WHERE id = $1").bind(story).fetch_one(db.primary()).await?)
 }
 
 /// A diagonal two-colour gradient as an 8-bit RGB PNG, written by hand (the web binary

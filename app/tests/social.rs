@@ -642,6 +642,7 @@ async fn seed_builds_a_living_site_and_is_idempotent() {
         app.count("SELECT count(*) FROM likes").await,
         app.count("SELECT count(*) FROM comments").await,
         app.count("SELECT count(*) FROM comments WHERE parent_id IS NOT NULL").await,
+        notify_kinds(&app).await.len() as i64,
     );
     app::seed::run(&db, &storage).await.unwrap();
     let second = (
@@ -649,9 +650,12 @@ async fn seed_builds_a_living_site_and_is_idempotent() {
         app.count("SELECT count(*) FROM likes").await,
         app.count("SELECT count(*) FROM comments").await,
         app.count("SELECT count(*) FROM comments WHERE parent_id IS NOT NULL").await,
+        notify_kinds(&app).await.len() as i64,
     );
     assert_eq!(first, second, "a second seed adds nothing");
     assert!(first.0 > 5 && first.1 > 5 && first.2 > 3 && first.3 >= 2, "{first:?}");
+    // Each demo action queued its notification once, as a page would (none on the rerun).
+    assert!(first.4 >= first.0 + first.2, "{first:?}");
     // Every counter agrees with its rows.
     let off = app
         .count(
