@@ -1070,24 +1070,24 @@ SELECT n.user_id, n.kind, n.actor_id, n.story_id, n.comment_id, n.chapter_number
 FROM (
     SELECT b AS user_id, i, 'follow' AS kind, 1000 * b + i / 5 AS actor_id, NULL::bigint AS story_id, NULL::bigint AS comment_id,
            NULL::integer AS chapter_number, '{{}}'::jsonb AS extra, 'follow:' || (1000 * b + i / 5) AS dedupe_key
-    FROM unnest(ARRAY[{bench_users}]) b, generate_series(1, {NOTIFICATIONS_EACH}) i WHERE i % 5 = 0
+    FROM unnest(ARRAY[{bench_users}]) b CROSS JOIN generate_series(1, {NOTIFICATIONS_EACH}) i WHERE i % 5 = 0
   UNION ALL
     SELECT b, i, 'like', 3000 + i, s.id, NULL, NULL, jsonb_build_object('story_title', s.title), 'like:' || s.id || ':' || (3000 + i)
-    FROM unnest(ARRAY[{bench_users}]) b, generate_series(1, {NOTIFICATIONS_EACH}) i
+    FROM unnest(ARRAY[{bench_users}]) b CROSS JOIN generate_series(1, {NOTIFICATIONS_EACH}) i
     JOIN stories s ON s.id = CASE WHEN i % 2 = 0 THEN b ELSE b + {USERS} END
     WHERE i % 5 = 1
   UNION ALL
     SELECT b, i, CASE WHEN i % 5 = 2 THEN 'comment' ELSE 'reply' END, c.author_id, c.story_id, c.id, NULL,
            jsonb_build_object('story_title', s.title, 'excerpt', left(c.body_markdown, 280)), 'comment:' || c.id
-    FROM unnest(ARRAY[{bench_users}]) b, generate_series(1, {NOTIFICATIONS_EACH}) i
+    FROM unnest(ARRAY[{bench_users}]) b CROSS JOIN generate_series(1, {NOTIFICATIONS_EACH}) i
     JOIN (SELECT id, story_id, author_id, body_markdown, row_number() OVER (ORDER BY id) AS rn
           FROM comments WHERE story_id = {BUSY_STORY}) c ON c.rn = 1 + (i * 7) % 200
     JOIN stories s ON s.id = c.story_id
     WHERE i % 5 IN (2, 3)
   UNION ALL
-    SELECT b, i, 'chapter', s.author_id, s.id, s.chapter_count, jsonb_build_object('story_title', s.title, 'chapter_title', ch.title),
+    SELECT b, i, 'chapter', s.author_id, s.id, NULL, s.chapter_count, jsonb_build_object('story_title', s.title, 'chapter_title', ch.title),
            'chapter:' || s.id || ':' || s.chapter_count
-    FROM unnest(ARRAY[{bench_users}]) b, generate_series(1, {NOTIFICATIONS_EACH}) i
+    FROM unnest(ARRAY[{bench_users}]) b CROSS JOIN generate_series(1, {NOTIFICATIONS_EACH}) i
     JOIN stories s ON s.id = (i / 5 + 1) * ({USERS} / {FOLLOWS_EACH}) + {USERS}
     JOIN chapters ch ON ch.story_id = s.id AND ch.number = s.chapter_count
     WHERE i % 5 = 4
