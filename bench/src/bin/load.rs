@@ -15,27 +15,37 @@
 //!    own port), creates database `bench`, runs `web migrate`, and seeds it with SQL
 //!    (`generate_series`): 5,000 users (one precomputed argon2id hash for all, password
 //!    `bench-load-password`), 10,000 published stories with a processed cover, three
-//!    tags each, 50,000 chapters of about 2,000 words. The seed is kept between runs
-//!    (`--reseed` redoes it);
+//!    tags each, 50,000 chapters of about 2,000 words; then the community
+//!    (`social_seed_sql`): story 9000 with 200 comments (150 threads, 50 replies) and 350
+//!    likes, 0–6 likes on every story, and for the two logged-in users (user1, user2)
+//!    50 followed authors, 40 followers, 10 stories in progress and 100 notifications of
+//!    every kind; every counter column is set from the rows it counts. The seed is kept
+//!    between runs (`--reseed` redoes it; a database seeded before the community tables
+//!    existed gets the community part alone);
 //! 3. starts two `web serve` (APP_ENV=production, SECRET_KEY, BASE_URL: the production
 //!    configuration) on two ports and one `worker`;
 //! 4. drives it with wrk, 2 threads: thread 1's connections go to the first web process,
 //!    thread 2's to the second (`thread.addr` in the Lua `setup`), so each process gets
 //!    half the connections — a round-robin balancer with sticky connections. At each
 //!    connection count, for `--duration` seconds (default 20): the home page, the story
-//!    page anonymous and logged in, a chapter page, the htmx "Load more" fragment and the
-//!    login POST. For each: requests/s, p50/p99 latency, errors, bytes per response, and
-//!    the peak RSS of each web process and the worker during that scenario (VmHWM,
-//!    reset before each scenario through /proc/PID/clear_refs);
+//!    page anonymous and logged in, a chapter page, the htmx "Load more" fragment, the
+//!    community pages (the busy story page anonymous, logged in, and anonymous with
+//!    `Accept-Encoding: br, gzip`; home logged in, with "Continue reading" and "New
+//!    chapters from authors you follow"; `/notifications`) and the login POST. For
+//!    each: requests/s, p50/p99 latency, errors, bytes per response, and the peak RSS
+//!    of each web process and the worker during that scenario (VmHWM, reset before each
+//!    scenario through /proc/PID/clear_refs); the community pages also as a ratio to
+//!    the bare story page (and the logged-in ones to their anonymous twin);
 //! 5. measures the references: `GET /ping` of the bare server (no database: the HTTP
 //!    ceiling of poem here), a static file through the real app's middleware,
 //!    `pgbench` running the story page's statement (the database ceiling), and
 //!    the bare story page (`bench/src/bin/bare.rs`: same SQL and template, nothing else),
 //!    also as two processes with the same pool size;
-//! 6. unless `--quick`: pool-size sweeps (bare server and pgbench), two diagnostics
+//! 6. unless `--quick`: pool-size sweeps (bare server and pgbench) and two diagnostics
 //!    (the story page with `Accept-Encoding: br, gzip`; web processes restarted with
-//!    `RUST_LOG=warn`, i.e. without the per-request log line) and the statements each
-//!    page sends (PostgreSQL's statement log, filtered by application_name, one request);
+//!    `RUST_LOG=warn`, i.e. without the per-request log line); always: the statements
+//!    each page sends (PostgreSQL's statement log, filtered by application_name, one
+//!    request of each page);
 //! 7. prints everything with the ratios against the targets (PASS/FAIL) and appends a
 //!    dated section to `bench/RESULTS.md` (unless `--no-record`).
 //!
@@ -69,6 +79,22 @@ const CHAPTERS_PER_STORY: u32 = 5;
 const PASSWORD: &str = "bench-load-password";
 const SECRET_KEY: &str = "bench-load-secret-key-0123456789-0123456789-abcdef";
 const WRK_THREADS: u32 = 2;
+
+// The community seed (see `social_seed_sql`).
+/// The story with a busy comment thread: ~5 days old, by user4000 (neither bench user).
+const BUSY_STORY: u32 = 9_000;
+const BUSY_TOP_LEVEL: u32 = 150;
+/// Replies: two under each of the newest 25 top-level comments, so the first page of
+/// comments (20 threads) carries 40 of them.
+const BUSY_REPLIED: u32 = 25;
+const BUSY_REPLIES_EACH: u32 = 2;
+const BUSY_LIKES: u32 = 350;
+/// The logged-in users of the scenarios (one session per web process).
+const BENCH_USERS: [u32; 2] = [1, 2];
+const FOLLOWS_EACH: u32 = 50;
+const FOLLOWERS_EACH: u32 = 40;
+const PROGRESS_EACH: u32 = 10;
+const NOTIFICATIONS_EACH: u32 = 100;
 
 const LOGIN_NOTE: &str = "Login POST: every attempt verifies an argon2id hash (19 MiB, t=2: the CPU column above, per login) on the blocking pool; the load is honest about the limits: accounts are cycled (thread t logs in user t, t+2, …, each far under 10 per 15 min) and each request comes from its own client address in `X-Forwarded-For`, whose last hop the app trusts; a 429 would count as an error. Its throughput is bounded by argon2 by design; what fails is that nothing bounds how many hashes run at once (peak RSS).";
 
@@ -184,6 +210,15 @@ fn run(o: &Options, stack: &mut Stack) -> R<()> {
         "page sizes: story anonymous {} B (bare {} B), logged in {} B, home {} B, chapter {} B, load-more fragment {} B",
         prep.sizes["story"], prep.sizes["bare"], prep.sizes["story_logged_in"], prep.sizes["home"], prep.sizes["chapter"], prep.sizes["load_more"]
     );
+    println!(
+        "community pages: busy story anonymous {} B (with br, gzip: {} B, {}), logged in {} B, home logged in {} B, notifications {} B",
+        prep.sizes["story_busy"],
+        prep.sizes["story_busy_br"],
+        prep.busy_encoding,
+        prep.sizes["story_busy_logged_in"],
+        prep.sizes["home_logged_in"],
+        prep.sizes["notifications"]
+    );
     let dir = logs.clone();
     let watched = [("web1", web1), ("web2", web2), ("worker", worker)];
     let wrk = Wrk { dir: &dir, duration: o.duration, ports: [p1, p2], postmaster: pg.postmaster };
@@ -195,7 +230,7 @@ fn run(o: &Options, stack: &mut Stack) -> R<()> {
     let scenario_run = |rows: &mut Vec<Row>, scenario: Scenario, c: u32| -> R<()> {
         interrupted()?;
         let script = scenario.script(&prep);
-        let m = wrk.run(&format!("{}-{c}", scenario.name()), scenario.path(), &script, c, &watched)?;
+        let m = wrk.run(&format!("{}-{c}", scenario.name()), &scenario.path(), &script, c, &watched)?;
         println!("{}", m.line(scenario.label(), c));
         rows.push(Row { name: scenario.label().into(), key: scenario.name(), conns: c, m });
         Ok(())
@@ -261,11 +296,12 @@ fn run(o: &Options, stack: &mut Stack) -> R<()> {
         let m = wrk.run(&format!("story-br-{max_c}"), "/s/1", &story_script(&[p1, p2], "wrk.headers[\"Accept-Encoding\"] = \"br, gzip\""), max_c, &watched)?;
         println!("{}", m.line("diagnostic: story page anonymous, Accept-Encoding: br, gzip", max_c));
         extras.diagnostics.push(("story page anonymous, `Accept-Encoding: br, gzip` (compressed HTML)".into(), max_c, m));
-        // Statements per request.
-        extras.statements = statements_per_request(&pg, p1, &prep)?;
-        for (what, list) in &extras.statements {
-            println!("statements: {what}: {} — {}", list.len(), list.join(" | "));
-        }
+    }
+    // Statements per request: one request of each page, cheap, so also with --quick.
+    interrupted()?;
+    extras.statements = statements_per_request(&pg, p1, &prep)?;
+    for (what, list) in &extras.statements {
+        println!("statements: {what}: {} — {}", list.len(), list.join(" | "));
     }
 
     // ---- the login POST ----
@@ -686,6 +722,8 @@ struct HttpResponse {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// The body's length in bytes as sent (compressed, when it is).
+    len: usize,
 }
 
 impl HttpResponse {
@@ -727,7 +765,7 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &st
     if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
         body = dechunk(&body);
     }
-    Ok(HttpResponse { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+    Ok(HttpResponse { status, headers, len: body.len(), body: String::from_utf8_lossy(&body).into_owned() })
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
@@ -759,7 +797,14 @@ fn prepare_database(pg: &Pg, bins: &Binaries, reseed: bool, logs: &Path) -> R<()
             .unwrap_or_default();
         if counts == format!("{USERS},{STORIES},{}", STORIES * CHAPTERS_PER_STORY) {
             println!("database {DATABASE}: already seeded ({counts}); migrating");
-            return migrate(pg, bins, logs);
+            migrate(pg, bins, logs)?;
+            // A database seeded before the community tables existed gets their part alone.
+            let social = pg.psql(DATABASE, &social_seeded_sql()).unwrap_or_default();
+            if social == social_seeded() {
+                return Ok(());
+            }
+            println!("database {DATABASE}: community seed missing or different ({social:?}); seeding it");
+            return seed_social(pg, logs);
         }
         println!("database {DATABASE}: counts {counts:?} are not the seed's; recreating it");
     }
@@ -779,6 +824,62 @@ fn prepare_database(pg: &Pg, bins: &Binaries, reseed: bool, logs: &Path) -> R<()
     }
     pg.psql(DATABASE, "VACUUM (ANALYZE)")?;
     println!("seeded {USERS} users, {STORIES} stories, {} chapters in {:.1} s", STORIES * CHAPTERS_PER_STORY, t.elapsed().as_secs_f64());
+    seed_social(pg, logs)
+}
+
+/// Reads back what [`social_seeded`] says the community seed leaves.
+fn social_seeded_sql() -> String {
+    format!(
+        "SELECT (SELECT count(*) FROM comments WHERE story_id = {BUSY_STORY}) || ',' || (SELECT like_count FROM stories WHERE id = {BUSY_STORY})
+             || ',' || (SELECT count(*) FROM notifications) || ',' || (SELECT count(*) FROM reading_progress)
+             || ',' || (SELECT following_count FROM users WHERE id = {})",
+        BENCH_USERS[0]
+    )
+}
+
+fn social_seeded() -> String {
+    let n = BENCH_USERS.len() as u32;
+    format!(
+        "{},{BUSY_LIKES},{},{},{FOLLOWS_EACH}",
+        BUSY_TOP_LEVEL + BUSY_REPLIED * BUSY_REPLIES_EACH,
+        n * NOTIFICATIONS_EACH,
+        n * PROGRESS_EACH
+    )
+}
+
+fn seed_social(pg: &Pg, logs: &Path) -> R<()> {
+    let t = Instant::now();
+    let file = logs.join("seed-social.sql");
+    fs::write(&file, social_seed_sql()).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(pg.bindir.join("psql"));
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "quire", "-d", DATABASE, "-f"])
+        .arg(&file);
+    let status = run_logged(cmd, &logs.join("seed-social.log"))?;
+    if !status.success() {
+        return Err(format!("the community seed failed: see {}", logs.join("seed-social.log").display()));
+    }
+    let got = pg.psql(DATABASE, &social_seeded_sql())?;
+    if got != social_seeded() {
+        return Err(format!("the community seed left {got:?}, expected {:?}", social_seeded()));
+    }
+    // The counters must equal the rows they count, as the app keeps them.
+    let drift = pg.psql(
+        DATABASE,
+        "SELECT (SELECT count(*) FROM stories s WHERE like_count <> (SELECT count(*) FROM likes l WHERE l.story_id = s.id)
+                    OR comment_count <> (SELECT count(*) FROM comments c WHERE c.story_id = s.id AND c.deleted_at IS NULL))
+             + (SELECT count(*) FROM users u WHERE follower_count <> (SELECT count(*) FROM follows f WHERE f.followee_id = u.id)
+                    OR following_count <> (SELECT count(*) FROM follows f WHERE f.follower_id = u.id))",
+    )?;
+    if drift != "0" {
+        return Err(format!("the community seed left {drift} counters that differ from their rows"));
+    }
+    pg.psql(DATABASE, "VACUUM (ANALYZE)")?;
+    println!(
+        "seeded the community in {:.1} s: story {BUSY_STORY} with {} comments and {BUSY_LIKES} likes, likes on every story, \
+         users {BENCH_USERS:?} each following {FOLLOWS_EACH} authors, followed by {FOLLOWERS_EACH}, {PROGRESS_EACH} stories in progress, {NOTIFICATIONS_EACH} notifications",
+        t.elapsed().as_secs_f64(),
+        BUSY_TOP_LEVEL + BUSY_REPLIED * BUSY_REPLIES_EACH
+    );
     Ok(())
 }
 
@@ -875,6 +976,147 @@ SELECT 'seeded', (SELECT count(*) FROM chapters) = {chapters};
     )
 }
 
+/// Comment bodies as readers type them, and as the app stores them
+/// (`markdown::render_comment`, the same function the comment form uses).
+fn comment_bodies() -> Vec<(String, String)> {
+    const BODIES: &[&str] = &[
+        "This chapter *wrecked* me. The bit with the ledger at the end — I had to put my phone down for a minute.",
+        "> Nothing moved on the water but the light\n\nThat line. I keep coming back to it. You have a real gift for openings.",
+        "Is it just me, or is the keeper's brother the one who wrote in the second hand? The handwriting detail in chapter 2 seems like a **big** clue.",
+        "Loved it. A small thing: in the third paragraph she is on the pier, and two lines later she is back in the kitchen. Was that meant to be a dream?",
+        "Following for the next one! Three things I want to know:\n\n- who rang the bell\n- why the bakery closed\n- what is in the *other* ledger",
+        "The pacing here is perfect — slow, but never boring. It reminds me of [the tide tables](https://example.com/tides) my grandfather used to keep.",
+        "Okay but the dialogue. \"The tide won't wait for either of us\" is going straight into my notebook.",
+        "I read this on the train and missed my stop. Worth it. ~~I am not even sorry~~ Okay, a little sorry.",
+        "Honest question, not a complaint: how long do you plan the story to be? I'd happily read another twenty chapters of this town.",
+        "Thank you for writing this. The part about places where the map stops felt like it was written about where I grew up.",
+    ];
+    BODIES.iter().map(|md| (md.to_string(), app::markdown::render_comment(md))).collect()
+}
+
+/// The community on top of the base seed, idempotent (it empties the community tables
+/// first, and sets every counter from the rows it counts, as the app keeps them):
+/// story BUSY_STORY's thread and likes, a few likes on every story, and for each bench
+/// user follows both ways, reading progress and notifications of every kind.
+fn social_seed_sql() -> String {
+    let bodies = comment_bodies();
+    let array = |f: fn(&(String, String)) -> &String| {
+        format!("ARRAY[{}]", bodies.iter().map(|b| format!("$c${}$c$", f(b))).collect::<Vec<_>>().join(", "))
+    };
+    let (md, html, n_bodies) = (array(|b| &b.0), array(|b| &b.1), bodies.len());
+    let busy_author = (BUSY_STORY - 1) % USERS + 1;
+    let bench_users = BENCH_USERS.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+    let first_commenter = BENCH_USERS.len() as u32 + 1;
+    let commenters = USERS - 10 - first_commenter;
+    format!(
+        r#"
+BEGIN;
+TRUNCATE follows, likes, comments, saves, reading_progress, notifications;
+
+-- The busy thread: top-level comments every 45 minutes since the story was published
+-- (the newest about 4 hours ago), by many readers and now and then the author.
+INSERT INTO comments (story_id, author_id, body_markdown, body_html, created_at)
+SELECT {BUSY_STORY},
+       CASE WHEN i % 15 = 0 THEN {busy_author} ELSE ((i * 53) % {commenters}) + {first_commenter} END,
+       ({md})[1 + i % {n_bodies}], ({html})[1 + i % {n_bodies}],
+       (SELECT published_at FROM stories WHERE id = {BUSY_STORY}) + i * interval '45 minutes'
+FROM generate_series(1, {BUSY_TOP_LEVEL}) i;
+-- Replies under the newest threads, the first of each by the author.
+INSERT INTO comments (story_id, author_id, parent_id, body_markdown, body_html, created_at)
+SELECT {BUSY_STORY},
+       CASE WHEN k = 1 THEN {busy_author} ELSE ((p.n * 89 + k) % {commenters}) + {first_commenter} END,
+       p.id, ({md})[1 + (p.n + k) % {n_bodies}], ({html})[1 + (p.n + k) % {n_bodies}],
+       p.created_at + k * interval '10 minutes'
+FROM (SELECT id, created_at, row_number() OVER (ORDER BY created_at DESC, id DESC) AS n
+      FROM comments WHERE story_id = {BUSY_STORY} AND parent_id IS NULL) p,
+     generate_series(1, {BUSY_REPLIES_EACH}) k
+WHERE p.n <= {BUSY_REPLIED};
+
+-- Likes: 0–6 on every story (never by its author: (s + 997k) mod {USERS} is not s − 1),
+-- {BUSY_LIKES} on the busy one.
+INSERT INTO likes (story_id, user_id, created_at)
+SELECT s, ((s + k * 997) % {USERS}) + 1, now() - k * interval '1 minute'
+FROM generate_series(1, {STORIES}) s, generate_series(1, 6) k
+WHERE k <= s % 7 AND s <> {BUSY_STORY};
+INSERT INTO likes (story_id, user_id, created_at)
+SELECT {BUSY_STORY}, ((k * 7) % {USERS}) + 1, now() - k * interval '40 seconds'
+FROM generate_series(1, {BUSY_LIKES}) k;
+
+-- Each bench user b follows {FOLLOWS_EACH} authors spread over the users (100, 200, …), and is
+-- followed by {FOLLOWERS_EACH} (users 1000b + 1, …).
+INSERT INTO follows (follower_id, followee_id, created_at)
+SELECT b, k * ({USERS} / {FOLLOWS_EACH}), now() - k * interval '1 day'
+FROM unnest(ARRAY[{bench_users}]) b, generate_series(1, {FOLLOWS_EACH}) k;
+INSERT INTO follows (follower_id, followee_id, created_at)
+SELECT 1000 * b + k, b, now() - k * interval '7 hours'
+FROM unnest(ARRAY[{bench_users}]) b, generate_series(1, {FOLLOWERS_EACH}) k
+ON CONFLICT DO NOTHING;
+
+-- Stories in progress: {PROGRESS_EACH} each, at various chapters (some at the latest).
+INSERT INTO reading_progress (user_id, story_id, chapter_number, updated_at)
+SELECT b, ((b * 37 + k * 811) % {STORIES}) + 1, 1 + k % {CHAPTERS_PER_STORY}, now() - k * interval '5 hours'
+FROM unnest(ARRAY[{bench_users}]) b, generate_series(1, {PROGRESS_EACH}) k;
+
+-- Notifications, {NOTIFICATIONS_EACH} each, one every 97 minutes, the kinds in turn, with the `data`
+-- the notify job writes (notifications::db::create_sql); the newest 12 and every 9th unread.
+-- Follows from real followers, likes of the user's own stories (rows added below),
+-- comments and replies quoting real comments of the busy thread, chapters of followed
+-- authors. Inserted oldest first so the ids follow the time, as the job's would.
+INSERT INTO notifications (user_id, kind, actor_id, story_id, comment_id, chapter_number, data, dedupe_key, created_at, read_at)
+SELECT n.user_id, n.kind, n.actor_id, n.story_id, n.comment_id, n.chapter_number,
+       jsonb_build_object('actor_name', coalesce(nullif(a.display_name, ''), a.username), 'actor_username', a.username) || n.extra,
+       n.dedupe_key, t.created_at,
+       CASE WHEN n.i <= 12 OR n.i % 9 = 0 THEN NULL ELSE t.created_at + interval '1 hour' END
+FROM (
+    SELECT b AS user_id, i, 'follow' AS kind, 1000 * b + i / 5 AS actor_id, NULL::bigint AS story_id, NULL::bigint AS comment_id,
+           NULL::integer AS chapter_number, '{{}}'::jsonb AS extra, 'follow:' || (1000 * b + i / 5) AS dedupe_key
+    FROM unnest(ARRAY[{bench_users}]) b CROSS JOIN generate_series(1, {NOTIFICATIONS_EACH}) i WHERE i % 5 = 0
+  UNION ALL
+    SELECT b, i, 'like', 3000 + i, s.id, NULL, NULL, jsonb_build_object('story_title', s.title), 'like:' || s.id || ':' || (3000 + i)
+    FROM unnest(ARRAY[{bench_users}]) b CROSS JOIN generate_series(1, {NOTIFICATIONS_EACH}) i
+    JOIN stories s ON s.id = CASE WHEN i % 2 = 0 THEN b ELSE b + {USERS} END
+    WHERE i % 5 = 1
+  UNION ALL
+    SELECT b, i, CASE WHEN i % 5 = 2 THEN 'comment' ELSE 'reply' END, c.author_id, c.story_id, c.id, NULL,
+           jsonb_build_object('story_title', s.title, 'excerpt', left(c.body_markdown, 280)), 'comment:' || c.id
+    FROM unnest(ARRAY[{bench_users}]) b CROSS JOIN generate_series(1, {NOTIFICATIONS_EACH}) i
+    JOIN (SELECT id, story_id, author_id, body_markdown, row_number() OVER (ORDER BY id) AS rn
+          FROM comments WHERE story_id = {BUSY_STORY}) c ON c.rn = 1 + (i * 7) % 200
+    JOIN stories s ON s.id = c.story_id
+    WHERE i % 5 IN (2, 3)
+  UNION ALL
+    SELECT b, i, 'chapter', s.author_id, s.id, NULL, s.chapter_count, jsonb_build_object('story_title', s.title, 'chapter_title', ch.title),
+           'chapter:' || s.id || ':' || s.chapter_count
+    FROM unnest(ARRAY[{bench_users}]) b CROSS JOIN generate_series(1, {NOTIFICATIONS_EACH}) i
+    JOIN stories s ON s.id = (i / 5 + 1) * ({USERS} / {FOLLOWS_EACH}) + {USERS}
+    JOIN chapters ch ON ch.story_id = s.id AND ch.number = s.chapter_count
+    WHERE i % 5 = 4
+) n
+CROSS JOIN LATERAL (SELECT now() - n.i * interval '97 minutes' AS created_at) t
+JOIN users a ON a.id = n.actor_id
+ORDER BY n.user_id, n.i DESC;
+-- The likes those notifications announce.
+INSERT INTO likes (story_id, user_id, created_at)
+SELECT story_id, actor_id, created_at FROM notifications WHERE kind = 'like'
+ON CONFLICT DO NOTHING;
+
+-- Every counter from the rows it counts; last_chapter_at as the social migration sets it
+-- (the base seed comes after the migrations, so it is still empty).
+UPDATE stories s SET like_count = coalesce(l.n, 0), comment_count = coalesce(c.n, 0), last_chapter_at = ch.last
+FROM (SELECT story_id, max(created_at) AS last FROM chapters GROUP BY story_id) ch
+LEFT JOIN (SELECT story_id, count(*) AS n FROM likes GROUP BY story_id) l USING (story_id)
+LEFT JOIN (SELECT story_id, count(*) AS n FROM comments WHERE deleted_at IS NULL GROUP BY story_id) c USING (story_id)
+WHERE ch.story_id = s.id;
+UPDATE users u SET follower_count = coalesce(fr.n, 0), following_count = coalesce(fg.n, 0)
+FROM users u2
+LEFT JOIN (SELECT followee_id AS id, count(*) AS n FROM follows GROUP BY followee_id) fr USING (id)
+LEFT JOIN (SELECT follower_id AS id, count(*) AS n FROM follows GROUP BY follower_id) fg USING (id)
+WHERE u2.id = u.id AND (u.follower_count, u.following_count) IS DISTINCT FROM (coalesce(fr.n, 0), coalesce(fg.n, 0));
+COMMIT;
+"#
+    )
+}
+
 // ---- what the scenarios need --------------------------------------------------------------
 
 struct Prepared {
@@ -887,6 +1129,8 @@ struct Prepared {
     cursors: Vec<String>,
     static_path: String,
     sizes: BTreeMap<&'static str, usize>,
+    /// What the busy story page answers `Accept-Encoding: br, gzip` with.
+    busy_encoding: String,
 }
 
 impl Prepared {
@@ -963,11 +1207,54 @@ impl Prepared {
         if !cursors.iter().any(|c| c == more) {
             return Err(format!("cursor format mismatch: the home page's {more} is not among the computed cursors"));
         }
+        let encoding = Self::community(p1, &sessions[0], &mut sizes)?;
         let css = attr_after(&home.body, "rel=\"stylesheet\" href=\"").ok_or("no stylesheet link on the home page")?.replace("&#x2f;", "/");
         let r = http(p1, "GET", &css, &[], "")?;
         check(&r, &css)?;
         let _ = r.header("content-type");
-        Ok(Prepared { sessions, anon_cookie, csrf, cursors, static_path: css, sizes })
+        Ok(Prepared { sessions, anon_cookie, csrf, cursors, static_path: css, sizes, busy_encoding: encoding })
+    }
+
+    /// The community pages, once each: they must show what the seed put there (or the
+    /// measurement would be of an empty page). Returns the busy page's Content-Encoding
+    /// for a browser's Accept-Encoding.
+    fn community(port: u16, session: &str, sizes: &mut BTreeMap<&'static str, usize>) -> R<String> {
+        let busy = format!("/s/{BUSY_STORY}");
+        let threads = app::social::db::COMMENTS_PAGE as u32;
+        let shown = threads + threads.min(BUSY_REPLIED) * BUSY_REPLIES_EACH;
+        let anon = http(port, "GET", &busy, &[], "")?;
+        check(&anon, &busy)?;
+        let comments = anon.body.matches("<li id=\"comment-").count() as u32;
+        if comments != shown || !anon.body.contains("Load more comments") {
+            return Err(format!("{busy} shows {comments} comments (expected {shown}: {threads} threads and their replies) or no \"Load more comments\""));
+        }
+        sizes.insert("story_busy", anon.body.len());
+        let logged = http(port, "GET", &busy, &[("Cookie", session)], "")?;
+        check(&logged, &format!("{busy} (logged in)"))?;
+        let reply_forms = logged.body.matches("<details class=\"reply\">").count() as u32;
+        if !logged.body.contains("Log out") || reply_forms != threads {
+            return Err(format!("{busy} logged in: no \"Log out\", or {reply_forms} reply forms (expected {threads})"));
+        }
+        sizes.insert("story_busy_logged_in", logged.body.len());
+        let br = http(port, "GET", &busy, &[("Accept-Encoding", "br, gzip")], "")?;
+        check(&br, &format!("{busy} (br, gzip)"))?;
+        let encoding = br.header("content-encoding").unwrap_or("identity").to_string();
+        sizes.insert("story_busy_br", br.len);
+        let home = http(port, "GET", "/", &[("Cookie", session)], "")?;
+        check(&home, "/ (logged in)")?;
+        let followed = home.body.split("id=\"followed-heading\"").nth(1).and_then(|rest| rest.split("Latest stories").next()).unwrap_or("");
+        if !home.body.contains("class=\"continue-list\"") || !followed.contains("class=\"card") {
+            return Err("the logged-in home page has no \"Continue reading\" list or no stories under \"New chapters from authors you follow\"".into());
+        }
+        sizes.insert("home_logged_in", home.body.len());
+        let notes = http(port, "GET", "/notifications", &[("Cookie", session)], "")?;
+        check(&notes, "/notifications")?;
+        let items = notes.body.matches("<li class=\"notification").count() as i64;
+        if items != app::notifications::db::PAGE_SIZE || !notes.body.contains("notification unread") || !notes.body.contains("Load more") {
+            return Err(format!("/notifications shows {items} notifications (expected {}), none unread, or no \"Load more\"", app::notifications::db::PAGE_SIZE));
+        }
+        sizes.insert("notifications", notes.body.len());
+        Ok(encoding)
     }
 }
 
@@ -991,12 +1278,35 @@ enum Scenario {
     StoryLoggedIn,
     Chapter,
     LoadMore,
+    /// The community pages: the story with 200 comments (its first page of threads),
+    /// anonymous, logged in, and anonymous as a browser asks for it (compressed).
+    StoryBusy,
+    StoryBusyLoggedIn,
+    StoryBusyBrotli,
+    /// Home with "Continue reading" and "New chapters from authors you follow".
+    HomeLoggedIn,
+    Notifications,
     Login,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 6] =
-        [Scenario::Home, Scenario::StoryAnon, Scenario::StoryLoggedIn, Scenario::Chapter, Scenario::LoadMore, Scenario::Login];
+    const ALL: [Scenario; 11] = [
+        Scenario::Home,
+        Scenario::StoryAnon,
+        Scenario::StoryLoggedIn,
+        Scenario::Chapter,
+        Scenario::LoadMore,
+        Scenario::StoryBusy,
+        Scenario::StoryBusyLoggedIn,
+        Scenario::StoryBusyBrotli,
+        Scenario::HomeLoggedIn,
+        Scenario::Notifications,
+        Scenario::Login,
+    ];
+
+    /// The community pages, reported against the bare story page in a table of their own.
+    const COMMUNITY: [Scenario; 5] =
+        [Scenario::StoryBusy, Scenario::StoryBusyLoggedIn, Scenario::StoryBusyBrotli, Scenario::HomeLoggedIn, Scenario::Notifications];
 
     fn name(self) -> &'static str {
         match self {
@@ -1005,6 +1315,11 @@ impl Scenario {
             Scenario::StoryLoggedIn => "story_logged_in",
             Scenario::Chapter => "chapter",
             Scenario::LoadMore => "load_more",
+            Scenario::StoryBusy => "story_busy",
+            Scenario::StoryBusyLoggedIn => "story_busy_logged_in",
+            Scenario::StoryBusyBrotli => "story_busy_br",
+            Scenario::HomeLoggedIn => "home_logged_in",
+            Scenario::Notifications => "notifications",
             Scenario::Login => "login",
         }
     }
@@ -1016,26 +1331,44 @@ impl Scenario {
             Scenario::StoryLoggedIn => "story page, logged in",
             Scenario::Chapter => "chapter page",
             Scenario::LoadMore => "\"Load more\" fragment (htmx)",
+            Scenario::StoryBusy => "busy story page (200 comments), anonymous",
+            Scenario::StoryBusyLoggedIn => "busy story page (200 comments), logged in",
+            Scenario::StoryBusyBrotli => "busy story page, anonymous, `Accept-Encoding: br, gzip`",
+            Scenario::HomeLoggedIn => "home `/`, logged in (continue reading, followed authors)",
+            Scenario::Notifications => "`/notifications`, logged in",
             Scenario::Login => "login POST",
         }
     }
 
-    fn path(self) -> &'static str {
+    /// The anonymous counterpart a logged-in page is compared with.
+    fn anonymous_twin(self) -> Option<Scenario> {
         match self {
-            Scenario::Home => "/",
-            Scenario::Login => "/login",
-            _ => "/s/1",
+            Scenario::StoryBusyLoggedIn | Scenario::StoryBusyBrotli => Some(Scenario::StoryBusy),
+            Scenario::HomeLoggedIn => Some(Scenario::Home),
+            _ => None,
+        }
+    }
+
+    fn path(self) -> String {
+        match self {
+            Scenario::Home | Scenario::HomeLoggedIn => "/".into(),
+            Scenario::Login => "/login".into(),
+            Scenario::StoryBusy | Scenario::StoryBusyLoggedIn | Scenario::StoryBusyBrotli => format!("/s/{BUSY_STORY}"),
+            Scenario::Notifications => "/notifications".into(),
+            _ => "/s/1".into(),
         }
     }
 
     fn script(self, p: &Prepared) -> String {
+        // Thread t (connected to web process t) sends the session made on that process.
+        let cookies = p.sessions.iter().map(|c| format!("[[{c}]]")).collect::<Vec<_>>().join(", ");
+        let logged_in = format!("local cookies = {{{cookies}}}\nwrk.headers[\"Cookie\"] = cookies[(tid - 1) % #cookies + 1]");
         match self {
-            Scenario::Home => lua_ports("", ""),
+            Scenario::Home | Scenario::StoryBusy => lua_ports("", ""),
+            Scenario::StoryBusyLoggedIn | Scenario::HomeLoggedIn | Scenario::Notifications => lua_ports(&logged_in, ""),
+            Scenario::StoryBusyBrotli => lua_ports("wrk.headers[\"Accept-Encoding\"] = \"br, gzip\"", ""),
             Scenario::StoryAnon => story_lua(""),
-            Scenario::StoryLoggedIn => {
-                let cookies = p.sessions.iter().map(|c| format!("[[{c}]]")).collect::<Vec<_>>().join(", ");
-                story_lua(&format!("local cookies = {{{cookies}}}\nwrk.headers[\"Cookie\"] = cookies[(tid - 1) % #cookies + 1]"))
-            }
+            Scenario::StoryLoggedIn => story_lua(&logged_in),
             Scenario::Chapter => lua_ports(
                 "",
                 &format!(
@@ -1302,6 +1635,10 @@ fn statements_per_request(pg: &Pg, port: u16, p: &Prepared) -> R<Vec<(String, Ve
             ("story page, logged in", "GET", "/s/2".into(), vec![("Cookie", p.sessions[0].as_str())], String::new()),
             ("chapter page", "GET", "/s/2/c/2".into(), vec![], String::new()),
             ("Load more", "GET", format!("/?after={cursor}"), vec![("HX-Request", "true")], String::new()),
+            ("busy story page (200 comments), anonymous", "GET", format!("/s/{BUSY_STORY}"), vec![], String::new()),
+            ("busy story page (200 comments), logged in", "GET", format!("/s/{BUSY_STORY}"), vec![("Cookie", p.sessions[0].as_str())], String::new()),
+            ("home, logged in", "GET", "/".into(), vec![("Cookie", p.sessions[0].as_str())], String::new()),
+            ("notifications", "GET", "/notifications".into(), vec![("Cookie", p.sessions[0].as_str())], String::new()),
             (
                 "login POST",
                 "POST",
@@ -1416,12 +1753,14 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "`cargo run --release -p bench --bin load` ({} s per scenario). Private PostgreSQL (bin/lib.sh `dev` profile), \
+            "`cargo run --release -p bench --bin load --{}` ({} s per scenario). Private PostgreSQL (bin/lib.sh `dev` profile), \
              2 × `web serve` (APP_ENV=production, pool {} each) + 1 `worker`, all on this machine with wrk (2 threads: \
              thread 1's connections to web 1, thread 2's to web 2). Data: {USERS} users, {STORIES} published stories with \
-             covers and 3 tags, {} chapters of ~2,000 words. No `Accept-Encoding` (identity), no keep-alive limits; \
+             covers and 3 tags, {} chapters of ~2,000 words, and the community (below). No `Accept-Encoding` (identity) \
+             except where a row says so, no keep-alive limits; \
              anonymous requests carry no cookie (each gets a fresh `quire_anon`). Errors: socket errors, timeouts (> 5 s), \
              HTTP ≥ 400, and for the login POST any answer but 303. Peak RSS: VmHWM during the scenario (reset before it).\n",
+            std::env::args().skip(1).map(|a| format!(" {a}")).collect::<String>(),
             self.o.duration,
             self.pool_size,
             STORIES * CHAPTERS_PER_STORY
@@ -1457,6 +1796,8 @@ impl Report<'_> {
             "Page sizes: story anonymous {} B, bare story {} B, logged in {} B.\n",
             self.prep.sizes["story"], self.prep.sizes["bare"], self.prep.sizes["story_logged_in"]
         );
+
+        self.render_community(&mut s);
 
         // Targets.
         let _ = writeln!(s, "| target | measured | |");
@@ -1537,6 +1878,57 @@ impl Report<'_> {
             }
         }
         s
+    }
+}
+
+impl Report<'_> {
+    /// The community pages against the bare story page (the crates' ceiling for a
+    /// database-backed page here) and, for the logged-in ones, their anonymous twin.
+    fn render_community(&self, s: &mut String) {
+        if !self.rows.iter().any(|r| Scenario::COMMUNITY.iter().any(|c| c.name() == r.key)) {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "Community pages. Seed: story {BUSY_STORY} has {} comments ({BUSY_TOP_LEVEL} top-level, {} replies on the newest {BUSY_REPLIED} \
+             threads; its first page shows {} threads with {} replies) and {BUSY_LIKES} likes; every story has 0–6 likes (counters equal the rows); \
+             users {BENCH_USERS:?} (the logged-in sessions) each follow {FOLLOWS_EACH} authors, are followed by {FOLLOWERS_EACH}, have {PROGRESS_EACH} \
+             stories in progress and {NOTIFICATIONS_EACH} notifications of all five kinds (about a quarter unread). Page sizes: busy story {} B \
+             anonymous, {} B logged in, {} B with `Accept-Encoding: br, gzip` (Content-Encoding: {}); home logged in {} B; notifications {} B.\n",
+            BUSY_TOP_LEVEL + BUSY_REPLIED * BUSY_REPLIES_EACH,
+            BUSY_REPLIED * BUSY_REPLIES_EACH,
+            app::social::db::COMMENTS_PAGE,
+            (app::social::db::COMMENTS_PAGE as u32).min(BUSY_REPLIED) * BUSY_REPLIES_EACH,
+            self.prep.sizes["story_busy"],
+            self.prep.sizes["story_busy_logged_in"],
+            self.prep.sizes["story_busy_br"],
+            self.prep.busy_encoding,
+            self.prep.sizes["home_logged_in"],
+            self.prep.sizes["notifications"],
+        );
+        let _ = writeln!(s, "| page | conns | req/s | vs bare story page | vs anonymous | p50 | p99 | bytes/resp | CPU µs/req: servers / PostgreSQL |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        for &c in &self.o.connections {
+            let bare = Self::find(self.refs, "bare", c);
+            for scenario in Scenario::COMMUNITY {
+                let Some(m) = Self::find(self.rows, scenario.name(), c) else { continue };
+                let ratio = |base: Option<&Measure>| base.filter(|b| b.rps > 0.0).map(|b| format!("{:.0} %", m.rps / b.rps * 100.0)).unwrap_or_else(|| "—".into());
+                let twin = scenario.anonymous_twin().map(|t| format!("{} of {}", ratio(Self::find(self.rows, t.name(), c)), t.name())).unwrap_or_else(|| "—".into());
+                let _ = writeln!(
+                    s,
+                    "| {} | {c} | {:.0} | {} | {twin} | {:.2} ms | {:.2} ms | {:.0} | {:.0} / {:.0} |",
+                    scenario.label(),
+                    m.rps,
+                    ratio(bare),
+                    m.p50_ms,
+                    m.p99_ms,
+                    m.bytes_per_response,
+                    m.cpu_servers_us,
+                    m.cpu_pg_us
+                );
+            }
+        }
+        let _ = writeln!(s);
     }
 }
 
