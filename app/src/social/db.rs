@@ -273,12 +273,21 @@ pub async fn continue_reading(db: impl PgExecutor<'_>, user_id: i64) -> Result<V
 }
 
 /// "New chapters from authors you follow": their published stories, latest chapter first.
+///
+/// The ids are picked first — at most `$2` per followed author, straight off
+/// `stories_author_last_chapter_idx` — and only those rows get the full story select (tags,
+/// cover). Filtering every story of every followed author and sorting them all made this
+/// the logged-in home's slowest statement (bench/load), growing with each author followed.
 pub async fn followed_updates(db: impl PgExecutor<'_>, user_id: i64) -> Result<Vec<StoryRow>, sqlx::Error> {
     sqlx::query_as(concat!(
         story_select!(),
-        "WHERE s.status = 'published' AND s.last_chapter_at IS NOT NULL
-           AND s.author_id IN (SELECT followee_id FROM follows WHERE follower_id = $1)
-         ORDER BY s.last_chapter_at DESC, s.id DESC LIMIT $2"
+        "JOIN (SELECT l.id FROM follows f
+               CROSS JOIN LATERAL (SELECT st.id, st.last_chapter_at FROM stories st
+                                   WHERE st.author_id = f.followee_id AND st.status = 'published' AND st.last_chapter_at IS NOT NULL
+                                   ORDER BY st.last_chapter_at DESC LIMIT $2) l
+               WHERE f.follower_id = $1
+               ORDER BY l.last_chapter_at DESC, l.id DESC LIMIT $2) pick ON pick.id = s.id
+         ORDER BY s.last_chapter_at DESC, s.id DESC"
     ))
     .bind(user_id)
     .bind(FOLLOWED_UPDATES)
