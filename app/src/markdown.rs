@@ -114,31 +114,40 @@ pub fn render_comment(src: &str) -> String {
         Some(match event {
             Event::Start(Tag::Heading { .. }) => Event::Start(Tag::Paragraph),
             Event::End(TagEnd::Heading(_)) => Event::End(TagEnd::Paragraph),
-            Event::Start(Tag::Link { link_type, dest_url, title, id }) => {
-                link_depth += 1;
-                Event::Start(Tag::Link { link_type, dest_url, title, id })
-            }
-            Event::End(TagEnd::Link) => {
-                link_depth = link_depth.saturating_sub(1);
-                Event::End(TagEnd::Link)
-            }
-            Event::Start(Tag::Image { link_type, dest_url, title, id }) => {
-                link_depth += 1;
-                if link_depth > 1 { Event::Text(CowStr::Borrowed("")) } else { Event::Start(Tag::Link { link_type, dest_url, title, id }) }
-            }
-            Event::End(TagEnd::Image) => {
-                link_depth = link_depth.saturating_sub(1);
-                if link_depth > 0 { Event::Text(CowStr::Borrowed("")) } else { Event::End(TagEnd::Link) }
-            }
             // Typed HTML is text in a comment: shown (escaped), never interpreted.
             Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
             Event::Rule => return None,
-            other => other,
+            other => images_as_links(other, &mut link_depth),
         })
     });
     let mut html = String::with_capacity(src.len() + src.len() / 4);
     pulldown_cmark::html::push_html(&mut html, events);
     COMMENT_SANITIZER.clean(&html).to_string()
+}
+
+/// Chapters and comments show no images: an image becomes a link to it (with its alt
+/// text), or just its alt text when it is already inside a link (a link in a link is not
+/// HTML). `depth` counts the links and images open around the event.
+fn images_as_links<'a>(event: Event<'a>, depth: &mut usize) -> Event<'a> {
+    match event {
+        Event::Start(Tag::Link { link_type, dest_url, title, id }) => {
+            *depth += 1;
+            Event::Start(Tag::Link { link_type, dest_url, title, id })
+        }
+        Event::End(TagEnd::Link) => {
+            *depth = depth.saturating_sub(1);
+            Event::End(TagEnd::Link)
+        }
+        Event::Start(Tag::Image { link_type, dest_url, title, id }) => {
+            *depth += 1;
+            if *depth > 1 { Event::Text(CowStr::Borrowed("")) } else { Event::Start(Tag::Link { link_type, dest_url, title, id }) }
+        }
+        Event::End(TagEnd::Image) => {
+            *depth = depth.saturating_sub(1);
+            if *depth > 0 { Event::Text(CowStr::Borrowed("")) } else { Event::End(TagEnd::Link) }
+        }
+        other => other,
+    }
 }
 
 /// The first `max` characters of `s` (not bytes): a notification's excerpt.
@@ -154,34 +163,13 @@ fn options() -> Options {
 pub fn render(src: &str) -> String {
     let mut link_depth = 0usize;
     let events = Parser::new_ext(src, options()).map(|event| match event {
-        Event::Start(Tag::Link { link_type, dest_url, title, id }) => {
-            link_depth += 1;
-            Event::Start(Tag::Link { link_type, dest_url, title, id })
-        }
-        Event::End(TagEnd::Link) => {
-            link_depth = link_depth.saturating_sub(1);
-            Event::End(TagEnd::Link)
-        }
-        // Images become links to the image (or just their alt text inside a link).
-        Event::Start(Tag::Image { link_type, dest_url, title, id }) => {
-            link_depth += 1;
-            if link_depth > 1 {
-                Event::Text(CowStr::Borrowed(""))
-            } else {
-                Event::Start(Tag::Link { link_type, dest_url, title, id })
-            }
-        }
-        Event::End(TagEnd::Image) => {
-            link_depth = link_depth.saturating_sub(1);
-            if link_depth > 0 { Event::Text(CowStr::Borrowed("")) } else { Event::End(TagEnd::Link) }
-        }
         Event::FootnoteReference(name) => Event::FootnoteReference(format!("{ID_PREFIX}{name}").into()),
         Event::Start(Tag::FootnoteDefinition(name)) => {
             Event::Start(Tag::FootnoteDefinition(format!("{ID_PREFIX}{name}").into()))
         }
         // Task-list checkboxes are `<input>`s: show them as text instead.
         Event::TaskListMarker(done) => Event::Text(if done { "[x] " } else { "[ ] " }.into()),
-        other => other,
+        other => images_as_links(other, &mut link_depth),
     });
     let mut html = String::with_capacity(src.len() + src.len() / 4);
     pulldown_cmark::html::push_html(&mut html, events);

@@ -115,6 +115,16 @@ impl RateLimiter {
         RateLimiter { windows, capacity }
     }
 
+    /// Like `hit`, for forms that show a refusal in place, keeping what was typed:
+    /// `Some(retry_after_secs)` when this hit is over the limit.
+    pub async fn over_limit(&self, key: &str, limit: Limit) -> Result<Option<u64>, Error> {
+        match self.hit(key, limit).await {
+            Ok(()) => Ok(None),
+            Err(Error::TooManyRequests { retry_after_secs }) => Ok(Some(retry_after_secs)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Counts one hit on `key`; over the limit is `Error::TooManyRequests` with the
     /// seconds until the window resets.
     pub async fn hit(&self, key: &str, limit: Limit) -> Result<(), Error> {

@@ -323,20 +323,16 @@ async fn create_comment(ctx: Ctx, Path(id): Path<i64>, form::Form(f): form::Form
     let mut status = StatusCode::UNPROCESSABLE_ENTITY;
     if errors.is_empty() {
         // Counted only for comments that would be posted; over the limit the text stays.
-        match ctx.state.limiter.hit(&format!("comment:{}", user.id), limits::COMMENTS_PER_ACCOUNT).await {
-            Ok(()) => {}
-            Err(Error::TooManyRequests { retry_after_secs }) => {
-                status = StatusCode::TOO_MANY_REQUESTS;
-                errors.insert(
-                    "form",
-                    format!(
-                        "You have posted {} comments in the last few minutes, the most we accept. Your text is still here: post it again in {}.",
-                        limits::COMMENTS_PER_ACCOUNT.max,
-                        media::minutes(retry_after_secs)
-                    ),
-                );
-            }
-            Err(e) => return Err(e),
+        if let Some(retry_after_secs) = ctx.state.limiter.over_limit(&format!("comment:{}", user.id), limits::COMMENTS_PER_ACCOUNT).await? {
+            status = StatusCode::TOO_MANY_REQUESTS;
+            errors.insert(
+                "form",
+                format!(
+                    "You have posted {} comments in the last few minutes, the most we accept. Your text is still here: post it again in {}.",
+                    limits::COMMENTS_PER_ACCOUNT.max,
+                    media::minutes(retry_after_secs)
+                ),
+            );
         }
     }
     if !errors.is_empty() {

@@ -306,20 +306,16 @@ async fn add_chapter(ctx: Ctx, Path(id): Path<i64>, form::Form(form): form::Form
     if errors.is_empty() {
         // Counted only for chapters that would be saved. Over the limit the form comes
         // back with the text, so nothing typed is lost.
-        match ctx.state.limiter.hit(&format!("chapter:{}", user.id), limits::CHAPTERS_PER_ACCOUNT).await {
-            Ok(()) => {}
-            Err(Error::TooManyRequests { retry_after_secs }) => {
-                status = StatusCode::TOO_MANY_REQUESTS;
-                errors.insert(
-                    "form",
-                    format!(
-                        "You have added {} chapters in the last hour, the most we accept. Your text is still here: save it again in {}.",
-                        limits::CHAPTERS_PER_ACCOUNT.max,
-                        media::minutes(retry_after_secs)
-                    ),
-                );
-            }
-            Err(e) => return Err(e),
+        if let Some(retry_after_secs) = ctx.state.limiter.over_limit(&format!("chapter:{}", user.id), limits::CHAPTERS_PER_ACCOUNT).await? {
+            status = StatusCode::TOO_MANY_REQUESTS;
+            errors.insert(
+                "form",
+                format!(
+                    "You have added {} chapters in the last hour, the most we accept. Your text is still here: save it again in {}.",
+                    limits::CHAPTERS_PER_ACCOUNT.max,
+                    media::minutes(retry_after_secs)
+                ),
+            );
         }
     }
     if !errors.is_empty() {
