@@ -495,6 +495,20 @@ async function journeyCommunity(run, browser, shared) {
       await run.axe(page, 'story page with a comment');
     });
 
+    await run.step('save the story to the reading list', async () => {
+      const submitted = waitForSubmit(page, run, 'POST', `${story.path}/save`);
+      await page.getByRole('button', { name: 'Save to reading list' }).click();
+      await submitted;
+      await expectText(page.getByRole('button', { name: /In your reading list/ }), /In your reading list · remove/, 'the button after saving');
+      await page.goto(`${BASE}/reading-list`);
+      await expectText(page.locator('h1'), /Your reading list/, 'reading list heading');
+      expect(await page.getByRole('link', { name: story.title, exact: true }).count() === 1, 'the saved story is not in the reading list');
+      await run.axe(page, 'reading list');
+      await page.goto(`${BASE}/u/${writer.username}/followers`);
+      expect(await page.locator('.people').getByRole('link', { name: fan.username, exact: true }).count() === 1, `${fan.username} is not among the followers`);
+      await run.axe(page, 'followers list');
+    });
+
     await run.step(run.js ? 'the author sees the like and the comment arrive live' : 'the author reloads and sees the like and the comment', async () => {
       if (!run.js) await authorPage.reload();
       // No reload with JS on: the SSE stream brings both.
@@ -526,6 +540,43 @@ async function journeyCommunity(run, browser, shared) {
       await authorPage.locator('.notification.unread').first().waitFor({ state: 'detached', timeout: 10_000 });
       if (!run.js) await authorPage.reload();
       await authorPage.locator('#nav-notifications .badge').waitFor({ state: 'detached', timeout: 10_000 });
+    });
+
+    await run.step('the author turns on like emails', async () => {
+      await authorPage.getByRole('link', { name: 'Email preferences' }).click();
+      await expectPath(authorPage, '/settings/notifications');
+      await run.axe(authorPage, 'email preferences');
+      await authorPage.locator('input[name="like"][value="instant"]').check();
+      const submitted = waitForSubmit(authorPage, run, 'POST', '/settings/notifications');
+      await authorPage.getByRole('button', { name: 'Save preferences' }).click();
+      await submitted;
+      await expectText(authorPage.locator('.flash.success'), /Your email preferences are saved/, 'saved message');
+      await authorPage.reload();
+      expect(await authorPage.locator('input[name="like"][value="instant"]').isChecked(), 'the like preference did not stick');
+    });
+
+    await run.step('unsubscribe from comment emails with the link in the mail', async () => {
+      // The comment mail (instant by default) carries a signed one-click unsubscribe link.
+      const deadline = Date.now() + MAIL_TIMEOUT;
+      const row = authorPage.locator('tbody tr').filter({ hasText: writer.email }).filter({ hasText: 'commented on' });
+      for (;;) {
+        await authorPage.goto(`${BASE}/dev/mail`);
+        if (await row.count()) break;
+        expect(Date.now() < deadline, `no comment mail to ${writer.email} after ${MAIL_TIMEOUT / 1000}s`);
+        await authorPage.waitForTimeout(500);
+      }
+      await row.first().getByRole('link').click();
+      const text = await authorPage.locator('pre').first().innerText();
+      const link = /https?:\/\/\S+\/unsubscribe\/\S+/.exec(text);
+      expect(link, 'the comment mail has no unsubscribe link');
+      await authorPage.goto(link[0].replace(/^https?:\/\/[^/]+/, BASE));
+      await expectText(authorPage.locator('h1'), /^Unsubscribe$/, 'unsubscribe confirmation');
+      await run.axe(authorPage, 'unsubscribe confirmation');
+      await authorPage.getByRole('button', { name: 'Unsubscribe' }).click();
+      await expectText(authorPage.locator('h1'), /You are unsubscribed/, 'unsubscribed page');
+      await run.axe(authorPage, 'unsubscribed');
+      await authorPage.goto(`${BASE}/settings/notifications`);
+      expect(await authorPage.locator('input[name="comment"][value="off"]').isChecked(), 'comment emails are not off after unsubscribing');
     });
   } finally {
     await authorPage.close().catch(() => {});
