@@ -301,4 +301,28 @@ mod tests {
         long.extend(std::iter::repeat_n(b'a', 1000));
         assert_eq!(scan(&long), Some(None), "a value longer than any token is refused before its end");
     }
+
+    /// A first part with 3 KiB of headers: under MAX_PART_HEADER_BYTES, and over a kilobyte
+    /// read before the token, so both bounds are pinned from below (a smaller limit
+    /// would refuse a request a browser could send).
+    fn padded_token_part() -> Vec<u8> {
+        let mut body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\nX-Pad: ".to_vec();
+        body.extend(std::iter::repeat_n(b'a', 3 * 1024));
+        body.extend_from_slice(b"\r\n\r\nabc\r\n--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nT\r\n--XyZ--\r\n");
+        body
+    }
+
+    #[test]
+    fn long_but_bounded_part_headers_are_read() {
+        assert_eq!(scan(&padded_token_part()), Some(Some("abc".into())));
+    }
+
+    #[tokio::test]
+    async fn the_token_is_found_after_kilobytes_arriving_in_small_chunks() {
+        let body = padded_token_part();
+        let chunks: Vec<Result<Bytes, std::io::Error>> = body.chunks(256).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let (token, rest) = multipart_token(Some("XyZ".into()), Body::from_bytes_stream(futures::stream::iter(chunks))).await;
+        assert_eq!(token.as_deref(), Some("abc"));
+        assert_eq!(rest.into_vec().await.expect("body"), body, "the body is handed on whole");
+    }
 }
