@@ -312,6 +312,34 @@ mod tests {
         body
     }
 
+    /// Older clients send a CRLF before the first delimiter; a chunk holding only its CR
+    /// must wait for more, not end the scan.
+    #[tokio::test]
+    async fn a_leading_crlf_split_after_its_cr_still_finds_the_token() {
+        assert_eq!(scan(b"\r"), None);
+        let body = b"\r\n--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\nabc\r\n--XyZ--\r\n".to_vec();
+        let chunks: Vec<Result<Bytes, std::io::Error>> = body.chunks(1).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let (token, _) = multipart_token(Some("XyZ".into()), Body::from_bytes_stream(futures::stream::iter(chunks))).await;
+        assert_eq!(token.as_deref(), Some("abc"));
+    }
+
+    /// A boundary no browser sends (empty, or past MAX_BOUNDARY_BYTES) is no token, even
+    /// when the body around it is well formed.
+    #[tokio::test]
+    async fn an_empty_or_overlong_boundary_is_no_token() {
+        let long = "b".repeat(MAX_BOUNDARY_BYTES + 1);
+        for boundary in [String::new(), long] {
+            let body = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\nabc\r\n--{boundary}--\r\n");
+            let (token, rest) = multipart_token(Some(boundary.clone()), Body::from(body.clone())).await;
+            assert_eq!(token, None, "boundary of {} bytes", boundary.len());
+            assert_eq!(rest.into_vec().await.expect("body"), body.into_bytes(), "the body is handed back untouched");
+        }
+        // Just inside the bound it is read.
+        let ok = "b".repeat(MAX_BOUNDARY_BYTES);
+        let body = format!("--{ok}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\nabc\r\n--{ok}--\r\n");
+        assert_eq!(multipart_token(Some(ok), Body::from(body)).await.0.as_deref(), Some("abc"));
+    }
+
     #[test]
     fn long_but_bounded_part_headers_are_read() {
         assert_eq!(scan(&padded_token_part()), Some(Some("abc".into())));
