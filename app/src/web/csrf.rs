@@ -343,6 +343,14 @@ mod tests {
     #[test]
     fn long_but_bounded_part_headers_are_read() {
         assert_eq!(scan(&padded_token_part()), Some(Some("abc".into())));
+        // Exactly MAX_PART_HEADER_BYTES of headers so far, not yet ended: still waiting.
+        let mut at_bound = b"--XyZ\r\n".to_vec();
+        let start = at_bound.len();
+        at_bound.extend_from_slice(b"Content-Disposition: form-data; name=\"csrf_token\"\r\nX-Pad: ");
+        at_bound.resize(start + MAX_PART_HEADER_BYTES, b'a');
+        assert_eq!(scan(&at_bound), None);
+        at_bound.push(b'a');
+        assert_eq!(scan(&at_bound), Some(None), "one byte more and the part is refused");
     }
 
     #[tokio::test]
