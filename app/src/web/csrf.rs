@@ -284,6 +284,7 @@ mod tests {
             &b"--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nabc\r\n--XyZ\r\n"[..],
             b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"; filename=\"t\"\r\n\r\nabc\r\n--XyZ\r\n",
             b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"; name=\"x\"\r\n\r\nabc\r\n--XyZ\r\n",
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"x\"; name=\"csrf_token\"\r\n\r\nabc\r\n--XyZ\r\n",
             b"--XyZ\r\nContent-Disposition: attachment; name=\"csrf_token\"\r\n\r\nabc\r\n--XyZ\r\n",
             b"--XyZ\r\nX: y\r\n\r\nabc\r\n--XyZ\r\n",
             b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\nabc\r\n--XyZWW",
