@@ -70,18 +70,24 @@ static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
             ("div", HashSet::from(["footnote-definition"])),
             ("sup", HashSet::from(["footnote-reference", "footnote-definition-label"])),
         ]))
-        .attribute_filter(|_element, attribute, value| match attribute {
-            "start" if value.len() <= 9 && value.bytes().all(|b| b.is_ascii_digit()) => Some(value.into()),
-            "start" => None,
-            _ => Some(value.into()),
-        })
-        .url_schemes(HashSet::from(["http", "https", "mailto"]))
-        .url_relative(ammonia::UrlRelative::PassThrough)
-        .link_rel(Some(LINK_REL))
-        .id_prefix(Some(ID_PREFIX))
-        .strip_comments(true);
+        .id_prefix(Some(ID_PREFIX));
+    links_and_lists(&mut b);
     b
 });
+
+/// What chapters and comments share: list numbers only as plain digits, links only to
+/// http(s) and mail (relative ones kept) with `LINK_REL`, and no HTML comments.
+fn links_and_lists(b: &mut ammonia::Builder<'static>) {
+    b.attribute_filter(|_element, attribute, value| match attribute {
+        "start" if value.len() <= 9 && value.bytes().all(|b| b.is_ascii_digit()) => Some(value.into()),
+        "start" => None,
+        _ => Some(value.into()),
+    })
+    .url_schemes(HashSet::from(["http", "https", "mailto"]))
+    .url_relative(ammonia::UrlRelative::PassThrough)
+    .link_rel(Some(LINK_REL))
+    .strip_comments(true);
+}
 
 /// What comments keep: emphasis, links, code, quotes and lists. No headings (they become
 /// paragraphs), no tables, footnotes or images (an image becomes a link to it, as in
@@ -94,16 +100,8 @@ static COMMENT_SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(||
         .clean_content_tags(CLEAN_CONTENT_TAGS.iter().copied().collect())
         .generic_attributes(HashSet::new())
         .generic_attribute_prefixes(HashSet::new())
-        .tag_attributes(HashMap::from([("a", HashSet::from(["href", "title"])), ("ol", HashSet::from(["start"]))]))
-        .attribute_filter(|_element, attribute, value| match attribute {
-            "start" if value.len() <= 9 && value.bytes().all(|b| b.is_ascii_digit()) => Some(value.into()),
-            "start" => None,
-            _ => Some(value.into()),
-        })
-        .url_schemes(HashSet::from(["http", "https", "mailto"]))
-        .url_relative(ammonia::UrlRelative::PassThrough)
-        .link_rel(Some(LINK_REL))
-        .strip_comments(true);
+        .tag_attributes(HashMap::from([("a", HashSet::from(["href", "title"])), ("ol", HashSet::from(["start"]))]));
+    links_and_lists(&mut b);
     b
 });
 
