@@ -76,6 +76,16 @@ macro_rules! story_select {
 /// Other areas' listings of stories (`social::db`) select the same columns.
 pub(crate) use story_select;
 
+/// The one SQL predicate for "anyone may see this story": published and not hidden by a
+/// moderator. `public_story!("s")` for a story aliased `s`; search, feeds, the sitemap,
+/// trending and the listings all use it, so a hidden story drops out of all at once.
+#[macro_export]
+macro_rules! public_story {
+    ($s:literal) => {
+        concat!("(", $s, ".status = 'published' AND ", $s, ".hidden_at IS NULL)")
+    };
+}
+
 /// Keyset position in a newest-first listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
@@ -119,7 +129,9 @@ pub async fn published(db: impl PgExecutor<'_>, listing: Listing<'_>, cursor: Op
     };
     let mut rows: Vec<StoryRow> = sqlx::query_as(concat!(
         story_select!(),
-        "WHERE s.status = 'published'
+        "WHERE ",
+        crate::public_story!("s"),
+        "
            AND ($1::timestamptz IS NULL OR (s.published_at, s.id) < ($1, $2))
            AND ($4::bigint IS NULL OR s.author_id = $4)
            AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM story_tags st JOIN tags t ON t.id = st.tag_id
