@@ -55,6 +55,9 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Server-Sent Events: the bound on open streams and the heartbeat (`live`).
     pub live: LiveLimits,
+    /// `STATS_FLUSH_SECS` (5): how often each web process writes the chapter views it
+    /// counted in memory (`stats::counter`); a crash loses at most this much of them.
+    pub stats_flush: std::time::Duration,
 }
 
 impl fmt::Debug for Config {
@@ -201,6 +204,7 @@ impl Config {
         };
         let http = HttpLimits::read(&var)?;
         let live = LiveLimits::read(&var, &http)?;
+        let stats_flush = stats_flush(var("STATS_FLUSH_SECS")?)?;
         let trusted_proxies = TrustedProxies::parse(var("TRUSTED_PROXIES")?.as_deref()).map_err(|m| bad("TRUSTED_PROXIES", m))?;
         Ok(Config {
             app_env,
@@ -220,6 +224,7 @@ impl Config {
             http,
             trusted_proxies,
             live,
+            stats_flush,
         })
     }
 
@@ -255,6 +260,7 @@ impl Config {
             http: HttpLimits::default(),
             trusted_proxies: TrustedProxies::None,
             live: LiveLimits::default(),
+            stats_flush: std::time::Duration::from_secs(5),
         }
     }
 
@@ -392,6 +398,18 @@ impl LiveLimits {
             },
         };
         Ok(LiveLimits { max_streams, heartbeat })
+    }
+}
+
+/// `STATS_FLUSH_SECS`: 0.1 to 300 seconds, default 5. Shorter means more flushes (one
+/// statement each); longer means more counts lost on a crash.
+fn stats_flush(v: Option<String>) -> Result<std::time::Duration, ConfigError> {
+    match v {
+        None => Ok(std::time::Duration::from_secs(5)),
+        Some(v) => match v.trim_end_matches('s').parse::<f64>() {
+            Ok(s) if (0.1..=300.0).contains(&s) => Ok(std::time::Duration::from_secs_f64(s)),
+            _ => Err(bad("STATS_FLUSH_SECS", format!("must be a number of seconds from 0.1 to 300 (e.g. 5), not `{v}`"))),
+        },
     }
 }
 
@@ -850,6 +868,21 @@ mod live_limits_tests {
         ] {
             let e = read(&[(name, value)]).expect_err(value);
             assert_eq!(e.var, name, "{value}: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod stats_flush_tests {
+    use std::time::Duration;
+
+    #[test]
+    fn defaults_to_five_seconds_and_refuses_nonsense() {
+        assert_eq!(super::stats_flush(None).unwrap(), Duration::from_secs(5));
+        assert_eq!(super::stats_flush(Some("1".into())).unwrap(), Duration::from_secs(1));
+        assert_eq!(super::stats_flush(Some("0.5s".into())).unwrap(), Duration::from_millis(500));
+        for bad in ["0", "-1", "301", "soon", "NaN"] {
+            assert_eq!(super::stats_flush(Some(bad.into())).unwrap_err().var, "STATS_FLUSH_SECS", "{bad}");
         }
     }
 }

@@ -6,7 +6,7 @@
 //!   payloads `web` enqueues and `worker` runs).
 //! - `web`: every piece of HTTP — the route table, middleware, static files, ops pages.
 //! - One module per feature area (`accounts`, `sessions`, `stories`, `media`, `social`,
-//!   `notifications`, `live`), each
+//!   `notifications`, `live`, `stats`, `trending`), each
 //!   owning its tables (`db.rs` or a module named for them) and its pages (`pages.rs`).
 
 pub mod accounts;
@@ -23,9 +23,11 @@ pub mod seed;
 pub mod sessions;
 pub mod shutdown;
 pub mod social;
+pub mod stats;
 pub mod storage;
 pub mod stories;
 pub mod telemetry;
 pub mod templates;
 pub mod tokens;
+pub mod trending;
 pub mod web;

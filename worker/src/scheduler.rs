@@ -1,24 +1,35 @@
 //! Periodic jobs. Every worker process ticks, but each tick enqueues with an idempotency
 //! key naming the period, so however many workers run, each period's job runs once:
-//! the purge every 15 minutes, the daily digest once per UTC day (at the first tick
-//! after `DIGEST_HOUR_UTC`).
+//! the purge every 15 minutes, the trending recompute every 10, the daily digest once
+//! per UTC day (at the first tick after `DIGEST_HOUR_UTC`). The tick (`TICK_EVERY`, 5
+//! minutes) divides both periods, so each period is seen by at least one tick; the
+//! extra ticks inside a period only meet the key's duplicate.
 
 use std::time::Duration;
 
 use app::{
     db::Db,
-    jobs::{EnqueueError, UNIQUE_VIOLATION, maintenance::PurgeExpired, notify::DailyDigest},
+    jobs::{EnqueueError, UNIQUE_VIOLATION, maintenance::PurgeExpired, notify::DailyDigest, trending::RecomputeTrending},
 };
 
 pub const PURGE_EVERY: Duration = Duration::from_secs(15 * 60);
+pub const TRENDING_EVERY: Duration = Duration::from_secs(10 * 60);
+/// Divides both periods above.
+pub const TICK_EVERY: Duration = Duration::from_secs(5 * 60);
 /// The digest goes out at the first tick after this hour (UTC): morning in Europe,
 /// early enough for the Americas' evening.
 pub const DIGEST_HOUR_UTC: u64 = 7;
 
 pub async fn run(db: Db) {
-    let mut tick = tokio::time::interval(PURGE_EVERY);
+    let mut tick = tokio::time::interval(TICK_EVERY);
     loop {
         tick.tick().await;
+        let period = chrono_period(TRENDING_EVERY);
+        match schedule_trending(&db, period).await {
+            Ok(()) => tracing::debug!(period, "trending scheduled"),
+            Err(e) if is_duplicate(&e) => tracing::debug!(period, "trending already scheduled"),
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "could not schedule the trending recompute"),
+        }
         let period = chrono_period(PURGE_EVERY);
         let key = format!("purge_expired:{period}");
         match schedule(&db, &key).await {
@@ -44,6 +55,14 @@ pub async fn run(db: Db) {
 pub async fn schedule_digest(db: &Db, day: i64) -> anyhow::Result<()> {
     let mut conn = db.primary().acquire().await?;
     app::jobs::enqueue_with_key(&mut conn, &DailyDigest { day }, None, Some(&format!("daily_digest:{day}"))).await?;
+    Ok(())
+}
+
+/// Enqueues the trending recompute of 10-minute period `period` (`unix_secs / 600`),
+/// once: the key `trending:{period}` makes every other worker's attempt a duplicate.
+pub async fn schedule_trending(db: &Db, period: u64) -> anyhow::Result<()> {
+    let mut conn = db.primary().acquire().await?;
+    app::jobs::enqueue_with_key(&mut conn, &RecomputeTrending {}, None, Some(&format!("trending:{period}"))).await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod mail;
 pub mod maintenance;
 pub mod media;
 pub mod notify;
+pub mod trending;
 
 use std::time::Duration;
 

@@ -18,7 +18,7 @@ use crate::{
     media::{self, Purpose, upload::ImageUpload},
     ratelimit::limits,
     sessions::CurrentUser,
-    social,
+    social, stats, trending,
     web::{ctx::Ctx, form},
 };
 
@@ -356,13 +356,25 @@ async fn notify_chapter(tx: &mut sqlx::PgConnection, ctx: &Ctx, story: &StoryRow
     Ok(())
 }
 
+/// A chapter. Counts a view in memory (`stats::ViewCounter`, no database write) unless
+/// the reader is its author or a crawler. The story page itself (`show`) is not counted:
+/// statistics are about chapters read, and the contents page is a way to them.
 #[handler]
-async fn read_chapter(ctx: Ctx, Path((id, n)): Path<(i64, i32)>) -> Result<Response> {
+async fn read_chapter(ctx: Ctx, req: &Request, Path((id, n)): Path<(i64, i32)>) -> Result<Response> {
     let story = visible_story(&ctx, id).await?;
     if n < 1 || n > story.chapter_count {
         return Err(Error::NotFound);
     }
     let chapter = crate::replica_read!(ctx.state.db, db => db::chapter(db, id, n))?.ok_or(Error::NotFound)?;
+    if !is_author(ctx.user(), &story) && !stats::is_crawler(&ctx.user_agent) {
+        let anon = crate::web::cookies::anon_seed_sent(req, &ctx.state.cookie_key);
+        let reader = match (ctx.user(), anon.as_deref()) {
+            (Some(u), _) => stats::Reader::User(u.id),
+            (None, Some(seed)) => stats::Reader::Anonymous(seed),
+            (None, None) => stats::Reader::Unknown,
+        };
+        ctx.state.views.record(id, n, reader);
+    }
     if let Some(user) = ctx.user().filter(|_| story.status == StoryStatus::Published) {
         // Remembered for "Continue reading". Reading must not fail because this write
         // did (a primary in trouble while replicas serve): logged, and the page shown.
@@ -386,11 +398,17 @@ async fn read_chapter(ctx: Ctx, Path((id, n)): Path<(i64, i32)>) -> Result<Respo
 
 // ---- reading pages -----------------------------------------------------------------
 
-/// Home: the latest stories; a logged-in reader also gets "Continue reading" and "New
-/// chapters from authors you follow" above them (two statements more, first page only).
+/// Home: "Trending" (the top of the `trending` table: one statement, first page only)
+/// and the latest stories, for everybody; a logged-in reader also gets "Continue
+/// reading" and "New chapters from authors you follow" (two statements more, first page
+/// only).
 #[handler]
 pub async fn home(ctx: Ctx, Query(q): Query<PageQuery>) -> Result<Response> {
     let mut extra = context! { page_url => "/" };
+    if q.after.is_empty() {
+        let top = crate::replica_read!(ctx.state.db, db => trending::db::top(db, trending::HOME_COUNT))?;
+        extra = context! { ..extra, ..context! { trending => story_values(&top), show_trending => true } };
+    }
     if let Some(user) = ctx.user().filter(|_| q.after.is_empty()) {
         let reading = crate::replica_read!(ctx.state.db, db => social::db::continue_reading(db, user.id))?;
         let followed = crate::replica_read!(ctx.state.db, db => social::db::followed_updates(db, user.id))?;

@@ -39,3 +39,14 @@ pub fn set_session(jar: &CookieJar, token: &str, secure: bool) {
     jar.add(cookie(COOKIE, token, Some(ABSOLUTE_DAYS), secure));
 }
 
+
+/// The anonymous visitor cookie's value if the browser sent it back, signature checked:
+/// None on a first visit (the session layer has just added a new one to the jar, which
+/// is why this reads the request's own `Cookie` header, not the jar). Reading statistics
+/// count a visitor as a unique reader only when it keeps our cookie.
+pub fn anon_seed_sent(req: &poem::Request, key: &poem::web::cookie::CookieKey) -> Option<String> {
+    let header = req.headers().get_all(poem::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join("; ");
+    let sent: CookieJar = header.parse().ok()?;
+    let seed = sent.signed_with_key(key).get(ANON_COOKIE)?.value_str().to_string();
+    crate::tokens::is_well_formed(&seed).then_some(seed)
+}

@@ -23,7 +23,7 @@ use poem::{Endpoint, EndpointExt, Route, get, middleware::CookieJarManager, web:
 
 use crate::{
     accounts, config::Config, db::Db, live, media, notifications, ratelimit::RateLimiter, sessions::SessionStore, social,
-    stories, templates::Templates,
+    stats, stories, templates::Templates,
 };
 use compression::Compression;
 use static_files::StaticFiles;
@@ -45,6 +45,8 @@ pub struct Inner {
     pub sessions: SessionStore,
     /// Live updates: this process's LISTEN connection and its open event streams.
     pub live: live::Broker,
+    /// Chapter views counted in memory, flushed every `STATS_FLUSH_SECS` (`stats::counter`).
+    pub views: Arc<stats::ViewCounter>,
 }
 
 impl std::ops::Deref for AppState {
@@ -62,8 +64,11 @@ impl AppState {
         let cookie_key = CookieKey::derive_from(&config.secret_key);
         let storage = crate::storage::Storage::local(&config.media_root)?;
         let live = live::Broker::start(db.primary(), config.live);
+        let views = Arc::new(stats::ViewCounter::new(&config.secret_key, stats::counter::DEFAULT_CAP));
+        views.spawn_flusher(db.primary().clone(), config.stats_flush);
         Ok(AppState(Arc::new(Inner {
             live,
+            views,
             storage,
             config: Arc::new(config),
             sessions: SessionStore::new(db.clone()),
@@ -86,6 +91,7 @@ pub fn routes(state: &AppState) -> Route {
     let route = social::pages::routes(route);
     let route = notifications::pages::routes(route);
     let route = live::pages::routes(route);
+    let route = stats::pages::routes(route);
     ops::dev_mail::routes(route, state.config.is_production())
 }
 
@@ -121,7 +127,7 @@ pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
 }
 
 /// Serves until SIGTERM/SIGINT, then stops accepting, lets in-flight requests finish (up
-/// to 25 s) and closes the pools.
+/// to 25 s), flushes the view counts and closes the pools.
 pub async fn serve(state: AppState) -> anyhow::Result<()> {
     let addr = format!("0.0.0.0:{}", state.config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
@@ -134,7 +140,8 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
 }
 
 /// Serves the app on `listener` with the configured timeouts and connection cap
-/// (`web::server`) until `signal`; tests call it with a port of their own.
+/// (`web::server`) until `signal`, then flushes the view counts; tests call it with a
+/// port of their own.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -148,5 +155,14 @@ pub async fn serve_on(
         signal.await;
         live.shut_down();
     };
-    server::run(listener, app(state).boxed(), limits, signal, Duration::from_secs(25)).await.map_err(Into::into)
+    let views = state.views.clone();
+    let db = state.db.clone();
+    let result = server::run(listener, app(state).boxed(), limits, signal, Duration::from_secs(25)).await;
+    // The last views counted in memory: after the server stopped (no view comes in
+    // after this), before `serve` closes the pools.
+    match views.flush(db.primary()).await {
+        Ok(entries) => tracing::info!(entries, "flushed view counts"),
+        Err(error) => tracing::warn!(%error, "could not flush view counts at shutdown; they are lost"),
+    }
+    result.map_err(Into::into)
 }

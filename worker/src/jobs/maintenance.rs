@@ -14,7 +14,8 @@ impl Run for PurgeExpired {
         let sessions = sessions::store::purge_expired(db).await?;
         let tokens = users::purge_spent_tokens(db).await?;
         let live_events = app::live::purge_old(db).await?;
-        tracing::info!(sessions, tokens, live_events, "purged expired rows");
+        let (view_days, reader_days) = app::stats::db::purge_old(db).await?;
+        tracing::info!(sessions, tokens, live_events, view_days, reader_days, "purged expired rows");
         Ok(())
     }
 }

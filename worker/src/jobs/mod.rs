@@ -7,6 +7,7 @@ pub mod maintenance;
 pub mod media;
 pub mod notify;
 pub mod registry;
+pub mod trending;
 
 use std::sync::{Arc, LazyLock};
 
@@ -69,7 +70,7 @@ pub trait Run: Job + DeserializeOwned {
 /// Every job the worker runs. A job type of `app::jobs` missing here fails
 /// `tests/registry.rs`; one registered twice panics here, at start-up.
 pub fn all() -> Registry {
-    use app::jobs::{mail::*, maintenance::*, media::*, notify::*};
+    use app::jobs::{mail::*, maintenance::*, media::*, notify::*, trending::*};
     Registry::new()
         .register::<SendVerificationEmail>()
         .register::<SendPasswordReset>()
@@ -81,6 +82,7 @@ pub fn all() -> Registry {
         .register::<SendNotificationEmails>()
         .register::<DailyDigest>()
         .register::<SendDigests>()
+        .register::<RecomputeTrending>()
 }
 
 /// The process's registry, built on first use (the worker builds it before starting).

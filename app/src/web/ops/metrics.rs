@@ -42,6 +42,12 @@ pub async fn metrics(Data(state): Data<&AppState>) -> Response {
     let _ = writeln!(out, "quire_live_events_total {}", live.delivered);
     head(&mut out, "quire_live_listener_reconnects_total", "counter", "Times the LISTEN connection was lost and re-established.");
     let _ = writeln!(out, "quire_live_listener_reconnects_total {}", live.reconnects);
+    head(&mut out, "quire_stats_views_flushed_total", "counter", "Chapter views this process counted and wrote to the database.");
+    let _ = writeln!(out, "quire_stats_views_flushed_total {}", state.views.flushed_views());
+    head(&mut out, "quire_stats_views_pending", "gauge", "Entries (chapter-days and readers) counted in memory, waiting for the next flush.");
+    let _ = writeln!(out, "quire_stats_views_pending {}", state.views.pending());
+    head(&mut out, "quire_stats_views_dropped_total", "counter", "Views or readers not counted because the in-memory batch was full.");
+    let _ = writeln!(out, "quire_stats_views_dropped_total {}", state.views.dropped());
     out.with_content_type("text/plain; version=0.0.4; charset=utf-8").into_response()
 }
 
