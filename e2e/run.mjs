@@ -401,6 +401,70 @@ async function journeyStory(run, browser, shared) {
   await page.close();
 }
 
+/** b2. an anonymous reader (a browser context of their own, keeping our cookie) reads
+ *  both chapters; after the web process's flush (every STATS_FLUSH_SECS, 1 s here) the
+ *  author opens the statistics page from the story page and sees the chart and its text
+ *  alternative with the views. */
+async function journeyStats(run, browser, shared) {
+  const { story, writer } = shared;
+  const context = await newContext(browser, run);
+  const readerPage = await context.newPage();
+  const page = (run.page = await writer.context.newPage());
+  try {
+    await run.step('an anonymous reader reads both chapters', async () => {
+      run.page = readerPage;
+      await readerPage.goto(`${BASE}/`); // the first page sets the anonymous cookie
+      for (const n of [1, 2]) {
+        await readerPage.goto(`${BASE}${story.path}/c/${n}`);
+        await expectText(readerPage.locator('h1'), new RegExp(`Chapter ${n}:`), `chapter ${n} heading`);
+      }
+      run.page = page;
+    });
+
+    let views = 0;
+    let readers = 0;
+    await run.step('the author opens the statistics from the story page', async () => {
+      await page.goto(`${BASE}${story.path}`);
+      await page.getByRole('link', { name: 'Statistics' }).click();
+      await expectPath(page, `${story.path}/stats`);
+      await expectText(page.locator('h1'), /Reading statistics/, 'stats heading');
+      // The flush runs every second: reload until the reads are in (a few seconds at most).
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const summary = (await page.locator('#reads-summary').innerText()).trim();
+        const m = summary.match(/(\d+) views? by (\d+) unique readers?/);
+        if (m) { views = +m[1]; readers = +m[2]; break; }
+        expect(Date.now() < deadline, `no views on the statistics page after 15 s: "${summary}"`);
+        await page.waitForTimeout(500);
+        await page.reload();
+      }
+      expect(views >= 2 && readers >= 1, `the page counts ${views} views by ${readers} readers; the reader made 2 views`);
+      log(`         (${views} views by ${readers} unique readers)`);
+    });
+
+    await run.step('the chart is drawn, with a text alternative', async () => {
+      const chart = page.locator('svg#reads-chart');
+      await chart.waitFor({ state: 'visible', timeout: 5_000 });
+      const box = await chart.boundingBox();
+      expect(box && box.width > 200 && box.height > 50, `the chart is not visible at a useful size: ${JSON.stringify(box)}`);
+      expect((await chart.getAttribute('role')) === 'img', 'the chart has no role="img"');
+      expect(await chart.locator('polyline').count() >= 2, 'the chart has no lines for views and readers');
+      const desc = (await chart.locator('desc').textContent()).trim();
+      expect(new RegExp(`^${views} views? by ${readers} unique readers?`).test(desc), `the chart's description says "${desc}"`);
+      // The table alternative: collapsed in a <details>, opened like a reader would.
+      await page.getByText('Views and readers by day, as a table').click();
+      const today = new Date().toISOString().slice(0, 10);
+      const row = page.locator('.stats-table table tbody tr').filter({ hasText: today });
+      await expectText(row, new RegExp(`${today}\\s+${views}\\s+${readers}`), "today's row of the table");
+      await expectText(page.locator('.stats-chapters'), /1\. The storm\s+\d+\s+\d+[\s\S]*2\. The visitor/, 'the per-chapter table');
+      await run.axe(page, 'statistics page');
+    });
+  } finally {
+    await context.close();
+    await page.close();
+  }
+}
+
 /** c. a second user, in a browser context of their own, finds the story on the home page. */
 async function journeyReader(run, browser, shared) {
   const { story } = shared;
@@ -711,6 +775,7 @@ function waitForSubmit(page, run, method, path) {
 const JOURNEYS = [
   { name: 'account', title: 'sign up, verify the email, log out, log in', fn: journeyAccount, needs: [] },
   { name: 'story', title: 'a story with a cover and two chapters, published and read', fn: journeyStory, needs: ['account'] },
+  { name: 'stats', title: 'a reader reads; the author sees the views on the statistics chart', fn: journeyStats, needs: ['story'] },
   { name: 'reader', title: 'a second user finds the story on the home page', fn: journeyReader, needs: ['story'] },
   { name: 'community', title: 'a reader follows, likes and comments; the author sees it live and is notified', fn: journeyCommunity, needs: ['story'] },
   { name: 'live', title: 'a page keeps its event stream and live events change it', fn: journeyLive, needs: [] },

@@ -189,6 +189,7 @@ pub async fn run(db: &Db, storage: &crate::storage::Storage) -> anyhow::Result<(
         stories_created += 1;
     }
     seed_social(db).await?;
+    seed_stats(db).await?;
     tracing::info!(created, stories_created, "seeded demo data (password: {DEMO_PASSWORD})");
     Ok(())
 }
@@ -237,6 +238,39 @@ async fn seed_social(db: &Db) -> anyhow::Result<()> {
     for (reader, title) in SAVES {
         social::save(&mut *db.primary().acquire().await?, user_id(db, reader).await?, story_id(db, title).await?).await?;
     }
+    Ok(())
+}
+
+/// Thirty days of made-up reads for every public story (more for the early chapters and
+/// recent days, as real reading looks), then a trending recompute, so `bin/dev` shows a
+/// non-empty Trending section and statistics page at once. Idempotent: existing
+/// (chapter, day) rows are left alone. The synthetic readers are negative numbers, as
+/// anonymous readers are stored.
+async fn seed_stats(db: &Db) -> anyhow::Result<()> {
+    let mut tx = db.primary().begin().await?;
+    sqlx::query(concat!(
+        "WITH cd AS (
+             SELECT c.story_id, c.number, d::date AS day,
+                    -- a few readers a day, more for early chapters, recent days and some stories
+                    (1 + (c.story_id * 7 + c.number * 3 + extract(day FROM d)::int) % 5
+                       + greatest(0, 30 - ((now() AT TIME ZONE 'UTC')::date - d::date)) / 6
+                       + greatest(0, 4 - c.number))::int AS readers
+             FROM chapters c JOIN stories s ON s.id = c.story_id AND ", crate::public_story!("s"), "
+             CROSS JOIN generate_series((now() AT TIME ZONE 'UTC')::date - 29, (now() AT TIME ZONE 'UTC')::date, interval '1 day') AS d
+         ),
+         r AS (
+             INSERT INTO chapter_readers_daily (story_id, chapter_number, day, reader)
+             SELECT cd.story_id, cd.number, cd.day, -(1000 + k) FROM cd CROSS JOIN LATERAL generate_series(1, cd.readers) AS k
+             ON CONFLICT DO NOTHING
+         )
+         INSERT INTO chapter_views_daily (story_id, chapter_number, day, views)
+         SELECT story_id, number, day, readers + readers / 2 FROM cd
+         ON CONFLICT DO NOTHING"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    crate::trending::db::recompute(&mut tx).await?;
+    tx.commit().await?;
     Ok(())
 }
 
