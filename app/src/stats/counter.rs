@@ -115,9 +115,10 @@ impl ViewCounter {
         let mut batch = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let key = (story_id, chapter, day);
         let mut dropped = 0;
+        let full = batch.len() >= self.cap;
         match batch.views.get_mut(&key) {
             Some(n) => *n += 1,
-            None if batch.len() < self.cap => {
+            None if !full => {
                 batch.views.insert(key, 1);
             }
             None => dropped += 1,
