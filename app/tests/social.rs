@@ -620,9 +620,9 @@ async fn pages_run_a_bounded_number_of_statements() {
     }
     // The story page: PAGE_SQL and the comments; a logged-in viewer adds their state.
     assert!(seen.iter().all(|&(_, a, r)| a == 2 && r == 3), "(threads, anonymous, logged in): {seen:?}");
-    // Home for a logged-in reader: the latest stories plus the two personal sections.
-    assert_eq!(statements(&app, reader.get("/")).await - base, 3);
-    assert_eq!(statements(&app, anon.get("/")).await - base_anon, 1);
+    // Home: trending and the latest stories; a logged-in reader adds the two personal sections.
+    assert_eq!(statements(&app, reader.get("/")).await - base, 4);
+    assert_eq!(statements(&app, anon.get("/")).await - base_anon, 2);
     // Profile: the user, the avatar-less listing, and for a logged-in visitor "following?".
     assert_eq!(statements(&app, reader.get("/u/author")).await - base, 3);
     assert_eq!(statements(&app, reader.get("/u/author/followers")).await - base, 2);
