@@ -366,3 +366,41 @@ async fn home_shows_an_empty_trending_section_and_load_more_still_works() {
     more.assert_status(200).assert_contains("Story 0");
     assert!(!more.body.contains("trending-heading"));
 }
+
+/// A measurement, not a check (`bin/test -E 'test(measure_flush)' --run-ignored only`):
+/// how long one flush of a busy process's 5 seconds takes, and the page's time over it.
+#[tokio::test]
+#[ignore]
+async fn measure_flush() {
+    let app = app().await;
+    let alice = user(&app, "alice").await;
+    let story = published(&alice, "Big", 1).await;
+    // 49 more chapters directly (the form limits chapters per hour).
+    sqlx::query(
+        "INSERT INTO chapters (story_id, number, title, body_markdown, body_html, word_count)
+         SELECT $1, n, 'Part ' || n, 'x', '<p>x</p>', 1 FROM generate_series(2, 50) AS n",
+    )
+    .bind(story)
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE stories SET chapter_count = 50 WHERE id = $1").bind(story).execute(&app.db.pool).await.unwrap();
+    let counter = &app.state.views;
+    let today = chrono::Utc::now().date_naive();
+    // 50 chapters × 30 days, 20,000 views by 2,000 anonymous readers.
+    let cookies: Vec<String> = (0..2000).map(|i| format!("reader-cookie-{i}")).collect();
+    let t = std::time::Instant::now();
+    for i in 0..20_000usize {
+        let day = today - chrono::Duration::days((i % 30) as i64);
+        counter.record_on(day, story, (i % 50) as i32 + 1, app::stats::Reader::Anonymous(&cookies[i % 2000]));
+    }
+    let record = t.elapsed();
+    let entries = counter.pending();
+    let t = std::time::Instant::now();
+    flush(&app).await;
+    let flush_time = t.elapsed();
+    let t = std::time::Instant::now();
+    alice.get(&format!("/s/{story}/stats")).await.assert_status(200).assert_contains("20000</strong> views");
+    let page = t.elapsed();
+    eprintln!("record 20,000 views: {record:?} ({:?}/view); one flush of {entries} entries: {flush_time:?}; stats page: {page:?}", record / 20_000);
+}
