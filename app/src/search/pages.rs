@@ -35,8 +35,8 @@ struct Params {
     after: String,
 }
 
-/// The search page. Statements: one (`db::SEARCH_SQL`: ranking, the page's stories and
-/// their snippets); with an empty query one as well (the popular tags, or with `tag=`
+/// The search page. Statements: one that works (`db::SEARCH_SQL`: ranking, the page's
+/// stories and their snippets), in a transaction for its `SET LOCAL` (`db::search`); with an empty query one as well (the popular tags, or with `tag=`
 /// that tag's newest stories). An overlong query or a malformed tag costs none.
 ///
 /// htmx: typing (no `after`) gets the `results` block, "Load more" (`after`) the
