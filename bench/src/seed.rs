@@ -146,6 +146,13 @@ pub mod prose {
         "obsidian", "vermilion", "saffron", "cinnabar", "alabaster", "verdigris", "umber", "ochre", "indigo", "cerulean",
     ];
 
+    /// The pool's sentences draw from the first `HEAD` words only: every chapter takes 125
+    /// of 4,000 sentences, so any word of the pool ends up in most chapters. The tail (the
+    /// last `TAIL` words) is planted instead, one word per chapter chosen by hash: each
+    /// tail word is in about 50,000 / TAIL chapters.
+    pub const TAIL: usize = 40;
+    pub const HEAD: usize = VOCABULARY.len() - TAIL;
+
     /// (word, where): planted in chapters the vocabulary never produces, to time rare words.
     pub const PLANTED: &[(&str, &str)] = &[
         ("marrowgale", "one chapter: story 4242, chapter 2"),
@@ -165,12 +172,12 @@ pub mod prose {
 
     pub fn sentences() -> Vec<String> {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        let n = VOCABULARY.len() as f64;
+        let n = HEAD as f64;
         (0..SENTENCES)
             .map(|_| {
                 let len = 10 + (rng.next() * 13.0) as usize;
                 let mut words: Vec<String> =
-                    (0..len).map(|_| VOCABULARY[((rng.next().powf(2.2)) * n) as usize % VOCABULARY.len()].to_string()).collect();
+                    (0..len).map(|_| VOCABULARY[((rng.next().powf(2.2)) * n) as usize % HEAD].to_string()).collect();
                 if let Some(first) = words.first_mut() {
                     let mut c = first.chars();
                     *first = c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default();
@@ -196,15 +203,18 @@ SELECT s, n, (ARRAY['The Ledger', 'Two Hands', 'Low Tide', 'The Storm', 'Pressur
 FROM generate_series(1, {stories}) s, generate_series(1, {per}) n,
 LATERAL (SELECT string_agg(bs.t, CASE WHEN k % 8 = 0 THEN E'\n\n' ELSE ' ' END ORDER BY k) AS body
            FROM generate_series(1, {spc}) k JOIN bench_sentences bs ON bs.i = ((hashint4(s * 1000 + n * 200 + k)::bigint % {pool}) + {pool}) % {pool}) b,
-LATERAL (SELECT CASE WHEN s = 4242 AND n = 2 THEN E'\n\nThe marrowgale came in off the sea before dawn.'
-                     WHEN s % 200 = 0 AND n = 3 THEN E'\n\nShe kept the thistlewick in her coat.'
-                     ELSE '' END AS extra) p;
+LATERAL (SELECT ' The ' || (ARRAY[{tail}])[1 + ((hashint4(s * 7 + n)::bigint % {ntail}) + {ntail}) % {ntail}] || ' was on the table.'
+                || CASE WHEN s = 4242 AND n = 2 THEN E'\n\nThe marrowgale came in off the sea before dawn.'
+                        WHEN s % 200 = 0 AND n = 3 THEN E'\n\nShe kept the thistlewick in her coat.'
+                        ELSE '' END AS extra) p;
 "#,
             words = WORDS_PER_CHAPTER,
             stories = super::STORIES,
             per = super::CHAPTERS_PER_STORY,
             spc = SENTENCES_PER_CHAPTER,
             pool = SENTENCES,
+            tail = VOCABULARY[HEAD..].iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(", "),
+            ntail = TAIL,
         );
         (prelude, insert)
     }

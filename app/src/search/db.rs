@@ -8,6 +8,9 @@ use crate::stories::db::{StoryRow, story_select};
 
 pub const PAGE_SIZE: i64 = 20;
 
+/// Matching chapters read at most by one search (the `LIMIT 2000` in [`SEARCH_SQL`]).
+pub const CHAPTER_HITS_MAX: i64 = 2000;
+
 /// Keyset position in a results list: its score and story id (ties broken by id).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cursor {
@@ -56,6 +59,9 @@ pub const TRGM_THRESHOLD_SQL: &str = "SET LOCAL pg_trgm.word_similarity_threshol
 ///   Levenshtein ≤ 2 for names starting with the same two letters);
 /// - 1 + n/(n+1): n chapters contain the words. Not `ts_rank` over chapters: a common
 ///   word matches most of the 50,000 chapters, and ranking each would detoast every one.
+///   At most [`CHAPTER_HITS_MAX`] matching chapters are read: a word in more chapters
+///   than that says little about any one story, and reading them all was most of a
+///   common word's time (bench/RESULTS.md); beyond it the body tier is a sample.
 ///
 /// Every source is filtered once, at `page`, by `public_story!`: drafts, hidden stories
 /// and their chapters never reach a result. `ts_headline` runs only for the page's rows,
@@ -70,8 +76,8 @@ pub const SEARCH_SQL: &str = concat!(
                       + ts_rank(s.search_doc, q.tsq, 32)::float8 AS score
            FROM stories s, q WHERE s.search_doc @@ q.tsq
          UNION ALL
-         SELECT c.story_id, 1 + count(*)::float8 / (count(*) + 1)
-           FROM chapters c, q WHERE c.search_doc @@ q.tsq GROUP BY c.story_id
+         SELECT m.story_id, 1 + count(*)::float8 / (count(*) + 1)
+           FROM (SELECT c.story_id FROM chapters c, q WHERE c.search_doc @@ q.tsq LIMIT 2000) m GROUP BY m.story_id
          UNION ALL
          SELECT s.id, 2 + 0.99 * word_similarity(q.raw, s.title)
            FROM stories s, q WHERE q.raw <% s.title
