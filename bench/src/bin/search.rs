@@ -300,6 +300,9 @@ async fn run() -> R<()> {
         out.push_str(&format!("| {label} | {p50:.2} | {p99:.2} | {mean:.2} |\n"));
     }
 
+    // The pool closes only once every connection is back.
+    drop(conn);
+
     // EXPLAIN: the GIN indexes must be used.
     let mut tx = pool.begin().await.map_err(e)?;
     sqlx::query(search_db::TRGM_THRESHOLD_SQL).execute(&mut *tx).await.map_err(e)?;
