@@ -65,12 +65,18 @@ pub const TRGM_THRESHOLD_SQL: &str = "SET LOCAL pg_trgm.word_similarity_threshol
 ///
 /// Every source is filtered once, at `page`, by `public_story!`: drafts, hidden stories
 /// and their chapters never reach a result. `ts_headline` runs only for the page's rows,
-/// on the summary or the best of the story's matching chapters.
+/// on the summary or on 3,000 characters of the best of the story's matching chapters,
+/// starting a little before the first occurrence of the longest query word (its start:
+/// stemming may have changed the end); without one, the chapter's beginning.
 pub const SEARCH_SQL: &str = concat!(
-    "WITH q AS (SELECT websearch_to_tsquery('english', $1) AS tsq, lower($1) AS raw),
+    "WITH q0 AS (SELECT websearch_to_tsquery('english', $1) AS tsq, lower($1) AS raw),
      words AS (
-         SELECT DISTINCT w FROM q, regexp_split_to_table(q.raw, '[^[:alnum:]_]+') w WHERE length(w) >= 3
+         SELECT DISTINCT w FROM q0, regexp_split_to_table(q0.raw, '[^[:alnum:]_]+') w WHERE length(w) >= 3
      ),
+     -- probe: the longest query word less a possible suffix, to find where in a chapter
+     -- the snippet is (ts_headline over a whole 2,000-word chapter was most of a page's time)
+     q AS (SELECT q0.*, coalesce((SELECT left(w, greatest(3, length(w) - 2)) FROM words ORDER BY length(w) DESC, w LIMIT 1), '') AS probe
+             FROM q0),
      hits AS (
          SELECT s.id, CASE WHEN ts_filter(s.search_doc, '{a}') @@ q.tsq THEN 4 ELSE 3 END
                       + ts_rank(s.search_doc, q.tsq, 32)::float8 AS score
@@ -100,7 +106,9 @@ pub const SEARCH_SQL: &str = concat!(
      )
      SELECT st.*, p.score, bc.number AS chapter_number,
             ts_headline('english',
-                        translate(CASE WHEN bc.number IS NULL THEN st.summary ELSE bc.body_markdown END, E'\\uE000\\uE001', ''),
+                        translate(CASE WHEN bc.number IS NULL THEN st.summary
+                                       ELSE substr(bc.body_markdown, greatest(1, strpos(lower(bc.body_markdown), q.probe) - 300), 3000) END,
+                                  E'\\uE000\\uE001', ''),
                         q.tsq, 'StartSel=\u{E000}, StopSel=\u{E001}, MaxWords=35, MinWords=15, MaxFragments=2, FragmentDelimiter=\" … \"') AS headline
        FROM page p CROSS JOIN q
        JOIN LATERAL (",
