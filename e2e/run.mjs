@@ -648,6 +648,95 @@ async function journeyCommunity(run, browser, shared) {
   }
 }
 
+/** e. search: the writer publishes a story whose chapter 2 alone has a made-up word; a
+ *  reader (no account) searches for it: with JS by typing (results swap in, no submit),
+ *  without JS by submitting the plain GET form. */
+async function journeySearch(run, browser, shared) {
+  const { writer } = shared;
+  const authorPage = await writer.context.newPage();
+  const context = await newContext(browser, run);
+  const page = (run.page = await context.newPage());
+  // Letters only, so the word is one token; unique to this run and mode.
+  const word = `quillomarsh${RUN_ID.replace(/[^a-z]/g, '')}${run.js ? 'js' : 'nojs'}`;
+  const title = `The Salt Archive ${run.mode} ${RUN_ID}`;
+  let storyPath;
+  try {
+    await run.step('the writer publishes a story whose chapter 2 has the word', async () => {
+      run.page = authorPage;
+      await authorPage.goto(`${BASE}/stories/new`);
+      await authorPage.getByLabel('Title').fill(title);
+      await authorPage.getByLabel('Summary').fill('An archive of letters that nobody answered.');
+      await authorPage.getByLabel('Tags').fill('e2e');
+      await authorPage.getByRole('button', { name: 'Create draft' }).click();
+      storyPath = (await expectPath(authorPage, /^\/s\/\d+$/)).pathname;
+      for (const [n, body] of [[1, 'The first letter was about the weather.'], [2, `The second letter named the ${word} by the pier.`]]) {
+        await authorPage.getByLabel('Chapter title').fill(`Letter ${n}`);
+        await authorPage.getByLabel('Text', { exact: true }).fill(body);
+        await authorPage.getByRole('button', { name: 'Save chapter' }).click();
+        await expectPath(authorPage, `${storyPath}/c/${n}`);
+        await authorPage.goto(`${BASE}${storyPath}`);
+      }
+      await authorPage.getByRole('button', { name: 'Publish' }).click();
+      await expectPath(authorPage, storyPath);
+      expect(!(await authorPage.getByRole('button', { name: 'Publish' }).count()), 'the story did not publish');
+      run.page = page;
+    });
+
+    await run.step('the search page: the form and popular tags', async () => {
+      await page.goto(`${BASE}/`);
+      const header = page.locator('header').getByRole('search');
+      expect(await header.count() === 1, 'no search form in the header');
+      await header.getByLabel('Search stories').fill(word);
+      await header.getByRole('button', { name: 'Search' }).click();
+      await expectPath(page, '/search');
+      await expectText(page.locator('h1'), /Search stories/, 'search heading');
+      await run.axe(page, 'search results from the header form');
+      await page.goto(`${BASE}/search`);
+      await expectText(page.locator('#search-results'), /Popular tags/, 'popular tags');
+      await run.axe(page, 'search page, empty query');
+    });
+
+    await run.step(run.js ? 'typing the word shows the story, without submitting' : 'submitting the form shows the story', async () => {
+      const results = page.locator('#search-results');
+      const card = results.locator('article.story-card').filter({ has: page.getByRole('link', { name: title, exact: true }) });
+      const input = page.getByLabel('Words to look for');
+      if (run.js) {
+        await page.evaluate(() => { window.e2eSamePage = true; });
+        await input.pressSequentially(word, { delay: 20 });
+        await card.waitFor({ state: 'visible', timeout: 15_000 });
+        expect(await page.evaluate(() => window.e2eSamePage === true), 'the page reloaded instead of htmx swapping the results in');
+        expect(context.hxRequests.some((r) => r === 'GET /search'), 'no htmx request to /search');
+        // hx-push-url: the address bar follows the query.
+        await page.waitForURL((u) => u.searchParams.get('q') === word, { timeout: 5_000 });
+      } else {
+        await input.fill(word);
+        await page.getByRole('main').getByRole('button', { name: 'Search' }).click();
+        await page.waitForURL((u) => u.pathname === '/search' && u.searchParams.get('q') === word);
+        await card.waitFor({ state: 'visible' });
+      }
+      expect(await card.count() === 1, `the story "${title}" is not in the results once`);
+      await expectText(results.locator('.snippet mark'), new RegExp(`^${word}$`, 'i'), 'the highlighted word');
+      await expectText(results.locator('.snippet').first(), /Chapter 2/, 'the snippet comes from chapter 2');
+      await run.axe(page, 'search results');
+    });
+
+    await run.step('the result leads to chapter 2', async () => {
+      await page.locator('#search-results .snippet a', { hasText: 'Chapter 2' }).first().click();
+      await expectPath(page, `${storyPath}/c/2`);
+      await expectText(page.locator('.story-body'), new RegExp(word), 'the word in chapter 2');
+    });
+
+    await run.step('a word in no story: the no-results state', async () => {
+      await page.goto(`${BASE}/search?q=${word}zz`);
+      await expectText(page.locator('#search-results'), /No stories match/, 'no results');
+      await run.axe(page, 'search, no results');
+    });
+  } finally {
+    await authorPage.close().catch(() => {});
+    await context.close();
+  }
+}
+
 /** d. live updates: a logged-in page holds one event stream (JS on; none with JS off), and
  *  events raised in the database (as a transaction would: row + NOTIFY) change the page. */
 async function journeyLive(run, browser) {
@@ -778,6 +867,7 @@ const JOURNEYS = [
   { name: 'stats', title: 'a reader reads; the author sees the views on the statistics chart', fn: journeyStats, needs: ['story'] },
   { name: 'reader', title: 'a second user finds the story on the home page', fn: journeyReader, needs: ['story'] },
   { name: 'community', title: 'a reader follows, likes and comments; the author sees it live and is notified', fn: journeyCommunity, needs: ['story'] },
+  { name: 'search', title: 'a reader finds a story by a word only in its chapter 2', fn: journeySearch, needs: ['account'] },
   { name: 'live', title: 'a page keeps its event stream and live events change it', fn: journeyLive, needs: [] },
 ];
 

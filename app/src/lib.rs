@@ -19,6 +19,7 @@ pub mod markdown;
 pub mod media;
 pub mod notifications;
 pub mod ratelimit;
+pub mod search;
 pub mod seed;
 pub mod sessions;
 pub mod shutdown;

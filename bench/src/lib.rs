@@ -1,5 +1,7 @@
 //! What the benchmark programs share.
 
+pub mod seed;
+
 /// The machine a benchmark ran on, for the dated sections of bench/RESULTS.md.
 pub struct Machine {
     pub cpu: String,

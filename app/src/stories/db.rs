@@ -213,8 +213,17 @@ pub async fn update(conn: &mut PgConnection, id: i64, u: &StoryUpdate<'_>) -> Re
 }
 
 /// Replaces the story's tags (already normalised) in two statements, whatever their number.
+/// The first also sets `stories.tags_text`, the copy of the names the search index reads
+/// (a generated column cannot see story_tags).
 pub async fn set_tags(conn: &mut PgConnection, story_id: i64, tags: &[String]) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM story_tags WHERE story_id = $1").bind(story_id).execute(&mut *conn).await?;
+    sqlx::query(
+        "WITH gone AS (DELETE FROM story_tags WHERE story_id = $1)
+         UPDATE stories SET tags_text = array_to_string($2::text[], ' ') WHERE id = $1",
+    )
+    .bind(story_id)
+    .bind(tags)
+    .execute(&mut *conn)
+    .await?;
     if tags.is_empty() {
         return Ok(());
     }

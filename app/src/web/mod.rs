@@ -22,8 +22,8 @@ use std::{sync::Arc, time::Duration};
 use poem::{Endpoint, EndpointExt, Route, get, middleware::CookieJarManager, web::cookie::CookieKey};
 
 use crate::{
-    accounts, config::Config, db::Db, live, media, notifications, ratelimit::RateLimiter, sessions::SessionStore, social,
-    stats, stories, templates::Templates,
+    accounts, config::Config, db::Db, live, media, notifications, ratelimit::RateLimiter, search, sessions::SessionStore,
+    social, stats, stories, templates::Templates,
 };
 use compression::Compression;
 use static_files::StaticFiles;
@@ -92,6 +92,7 @@ pub fn routes(state: &AppState) -> Route {
     let route = notifications::pages::routes(route);
     let route = live::pages::routes(route);
     let route = stats::pages::routes(route);
+    let route = search::pages::routes(route);
     ops::dev_mail::routes(route, state.config.is_production())
 }
 

@@ -73,10 +73,11 @@ type R<T> = Result<T, String>;
 
 const CLUSTER: &str = "benchload";
 const DATABASE: &str = "bench";
-const USERS: u32 = 5_000;
-const STORIES: u32 = 10_000;
-const CHAPTERS_PER_STORY: u32 = 5;
-const PASSWORD: &str = "bench-load-password";
+// The corpus (bench::seed, shared with bench/search).
+const USERS: u32 = bench::seed::USERS;
+const STORIES: u32 = bench::seed::STORIES;
+const CHAPTERS_PER_STORY: u32 = bench::seed::CHAPTERS_PER_STORY;
+const PASSWORD: &str = bench::seed::PASSWORD;
 const SECRET_KEY: &str = "bench-load-secret-key-0123456789-0123456789-abcdef";
 const WRK_THREADS: u32 = 2;
 
@@ -812,7 +813,7 @@ fn prepare_database(pg: &Pg, bins: &Binaries, reseed: bool, logs: &Path) -> R<()
     pg.psql("postgres", &format!("CREATE DATABASE {DATABASE}"))?;
     migrate(pg, bins, logs)?;
     let t = Instant::now();
-    let sql = seed_sql();
+    let sql = bench::seed::seed_sql(bench::seed::Corpus::Repeated);
     let file = logs.join("seed.sql");
     fs::write(&file, &sql).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(pg.bindir.join("psql"));
@@ -892,88 +893,6 @@ fn migrate(pg: &Pg, bins: &Binaries, logs: &Path) -> R<()> {
         return Err(format!("web migrate failed: see {}", logs.join("migrate.log").display()));
     }
     Ok(())
-}
-
-/// One argon2id hash (the app's default parameters) for every seeded user.
-fn password_hash() -> String {
-    use argon2::{Argon2, PasswordHasher, password_hash::SaltString};
-    let salt = SaltString::encode_b64(b"bench-load-salt!").expect("16 bytes of salt");
-    Argon2::default().hash_password(PASSWORD.as_bytes(), &salt).expect("argon2").to_string()
-}
-
-fn chapter_text() -> (String, String, u32) {
-    const PARAGRAPHS: &[&str] = &[
-        "The morning came in grey and slow, the way it always did on this part of the coast. Nothing moved on the water but the light, and the light moved as if it had somewhere better to be.",
-        "She read the line twice, then a third time, as if the words might rearrange themselves into something kinder. They did not. They sat on the page with the patience of stones.",
-        "\"You're late,\" he said, without looking up from the work in his hands. \"The tide won't wait for either of us, and I have stopped asking it to.\"",
-        "There are places where the map simply stops, not at a border but at a question. This was one of them, and everyone in the village knew better than to ask it aloud.",
-        "By the time the lamps were lit, the whole street knew. Nobody said it, which is how you could tell; the bakery closed early and the church bell did not ring at six.",
-    ];
-    let mut md = String::new();
-    let mut html = String::new();
-    let mut words = 0;
-    let mut i = 0;
-    while words < 2_000 {
-        let p = PARAGRAPHS[i % PARAGRAPHS.len()];
-        md.push_str(p);
-        md.push_str("\n\n");
-        let _ = write!(html, "<p>{}</p>\n", p.replace('"', "&quot;"));
-        words += p.split_whitespace().count() as u32;
-        i += 1;
-    }
-    (md, html, words)
-}
-
-fn seed_sql() -> String {
-    let hash = password_hash();
-    let (md, html, words) = chapter_text();
-    let tags = [
-        "mystery", "fantasy", "science-fiction", "romance", "horror", "thriller", "historical", "literary", "short", "slow-burn",
-        "cozy", "space", "adventure", "humor", "drama", "poetry", "fairy-tale", "noir", "western", "dystopia",
-    ];
-    let tag_list = tags.iter().map(|t| format!("('{t}')")).collect::<Vec<_>>().join(", ");
-    let chapters = STORIES * CHAPTERS_PER_STORY;
-    format!(
-        r#"
-BEGIN;
-INSERT INTO users (username, email, password_hash, display_name, bio, email_verified_at, created_at)
-SELECT 'user' || i, 'user' || i || '@example.com', '{hash}', 'Writer ' || i,
-       'Writes stories chapter by chapter.', now() - interval '300 days', now() - interval '400 days'
-FROM generate_series(1, {USERS}) i;
-
--- covers, processed: 320/800/1600 px in WebP and JPEG, like the worker leaves them
-INSERT INTO media (owner_id, purpose, original_key, content_type, byte_size, status, width, height, variants, processed_at)
-SELECT ((i - 1) % {USERS}) + 1, 'cover', 'originals/bench-' || i || '.jpg', 'image/jpeg', 512000, 'ready', 1600, 1067,
-       (SELECT jsonb_agg(jsonb_build_object('width', w, 'height', (w * 2) / 3, 'format', f,
-                                            'key', 'variants/' || md5(i::text) || '-' || w || '.' || CASE f WHEN 'jpeg' THEN 'jpg' ELSE f END))
-        FROM unnest(ARRAY[320, 800, 1600]) w, unnest(ARRAY['webp', 'jpeg']) f),
-       now()
-FROM generate_series(1, {STORIES}) i;
-
--- published newest = highest id, one every 7 minutes
-INSERT INTO stories (author_id, title, summary, status, published_at, cover_id, chapter_count, word_count, created_at, updated_at)
-SELECT ((i - 1) % {USERS}) + 1,
-       (ARRAY['The Lighthouse Keeper''s Ledger', 'Salt on the Windowsill', 'Drydock', 'The Paper Dragon', 'Low Tide', 'A Map That Stops', 'The Extra Bunk', 'Two Hands'])[1 + i % 8] || ', part ' || i,
-       'When the keeper of Carrow Point vanishes, his ledger is the only witness, and it has been written in two hands. '
-         || 'A slow-burning mystery in a harbour town that remembers everything except the night of the storm (story ' || i || ').',
-       'published', now() - ({STORIES} + 1 - i) * interval '7 minutes', i, {CHAPTERS_PER_STORY}, {CHAPTERS_PER_STORY} * {words},
-       now() - ({STORIES} + 1 - i) * interval '7 minutes' - interval '1 day', now()
-FROM generate_series(1, {STORIES}) i;
-
-INSERT INTO tags (name) VALUES {tag_list};
-INSERT INTO story_tags (story_id, tag_id)
-SELECT s, ((s * 7 + k) % 20) + 1 FROM generate_series(1, {STORIES}) s, generate_series(0, 2) k;
-
-INSERT INTO chapters (story_id, number, title, body_markdown, body_html, word_count, created_at)
-SELECT s, n, (ARRAY['The Ledger', 'Two Hands', 'Low Tide', 'The Storm', 'Pressure'])[n] || ' (' || s || '.' || n || ')',
-       'Chapter ' || n || ' of story ' || s || E'.\n\n' || $md${md}$md$,
-       '<p>Chapter ' || n || ' of story ' || s || E'.</p>\n' || $html${html}$html$,
-       {words}, now() - ({STORIES} + 1 - s) * interval '7 minutes' + n * interval '1 minute'
-FROM generate_series(1, {STORIES}) s, generate_series(1, {CHAPTERS_PER_STORY}) n;
-COMMIT;
-SELECT 'seeded', (SELECT count(*) FROM chapters) = {chapters};
-"#
-    )
 }
 
 /// Comment bodies as readers type them, and as the app stores them
