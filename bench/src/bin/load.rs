@@ -84,6 +84,10 @@ const WRK_THREADS: u32 = 2;
 // The community seed (see `social_seed_sql`).
 /// The story with a busy comment thread: ~5 days old, by user4000 (neither bench user).
 const BUSY_STORY: u32 = 9_000;
+/// In every story's summary and every chapter of the load corpus: search's worst case.
+const COMMON_WORD: &str = "ledger";
+/// What a browser sends: the discovery scenarios are measured as one would fetch them.
+const BROWSER: &str = "wrk.headers[\"Accept-Encoding\"] = \"br, gzip\"";
 const BUSY_TOP_LEVEL: u32 = 150;
 /// Replies: two under each of the newest 25 top-level comments, so the first page of
 /// comments (20 threads) carries 40 of them.
@@ -124,11 +128,13 @@ struct Options {
     reseed: bool,
     build: bool,
     record: bool,
+    /// `--scenarios a,b`: only these (by name), with the bare ceiling and references.
+    only: Vec<String>,
 }
 
 fn options() -> Options {
-    let mut o = Options { duration: 20, connections: vec![64, 256], quick: false, reseed: false, build: true, record: true };
-    let usage = "usage: load [--duration S] [--connections 64,256] [--quick] [--reseed] [--no-build] [--no-record]";
+    let mut o = Options { duration: 20, connections: vec![64, 256], quick: false, reseed: false, build: true, record: true, only: Vec::new() };
+    let usage = "usage: load [--duration S] [--connections 64,256] [--quick] [--reseed] [--no-build] [--no-record] [--scenarios home,search_common,...]";
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -144,6 +150,13 @@ fn options() -> Options {
             "--reseed" => o.reseed = true,
             "--no-build" => o.build = false,
             "--no-record" => o.record = false,
+            "--scenarios" => {
+                o.only = args.next().map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+                if let Some(bad) = o.only.iter().find(|n| !Scenario::ALL.iter().any(|s| s.name() == n.as_str())) {
+                    eprintln!("unknown scenario {bad}; {usage}");
+                    std::process::exit(2);
+                }
+            }
             "-h" | "--help" => {
                 println!("{usage}");
                 std::process::exit(0);
@@ -227,7 +240,8 @@ fn run(o: &Options, stack: &mut Stack) -> R<()> {
 
     // ---- scenarios (the login POST last: argon2 leaves the processes' memory grown) ----
     let mut rows: Vec<Row> = Vec::new();
-    let pages = Scenario::ALL.into_iter().filter(|s| *s != Scenario::Login).collect::<Vec<_>>();
+    let wanted = |s: &Scenario| o.only.is_empty() || o.only.iter().any(|n| n == s.name());
+    let pages = Scenario::ALL.into_iter().filter(|s| *s != Scenario::Login && wanted(s)).collect::<Vec<_>>();
     let scenario_run = |rows: &mut Vec<Row>, scenario: Scenario, c: u32| -> R<()> {
         interrupted()?;
         let script = scenario.script(&prep);
@@ -307,7 +321,7 @@ fn run(o: &Options, stack: &mut Stack) -> R<()> {
 
     // ---- the login POST ----
     let load_before_login = loadavg();
-    for &c in &o.connections {
+    for &c in o.connections.iter().filter(|_| wanted(&Scenario::Login)) {
         scenario_run(&mut rows, Scenario::Login, c)?;
     }
 
@@ -1127,11 +1141,59 @@ impl Prepared {
             return Err(format!("cursor format mismatch: the home page's {more} is not among the computed cursors"));
         }
         let encoding = Self::community(p1, &sessions[0], &mut sizes)?;
+        Self::discovery(p1, &sessions[0], pg, &mut sizes)?;
         let css = attr_after(&home.body, "rel=\"stylesheet\" href=\"").ok_or("no stylesheet link on the home page")?.replace("&#x2f;", "/");
         let r = http(p1, "GET", &css, &[], "")?;
         check(&r, &css)?;
         let _ = r.header("content-type");
         Ok(Prepared { sessions, anon_cookie, csrf, cursors, static_path: css, sizes, busy_encoding: encoding })
+    }
+
+    /// The discovery pages, once each, showing what they must (or the measurement would be
+    /// of an empty page): search results for both words, Trending filled by the worker's
+    /// recompute (run at its start), and story 1's statistics with 90 days of reads
+    /// (seeded here, idempotently: 40 readers a chapter a day).
+    fn discovery(port: u16, session: &str, pg: &Pg, sizes: &mut BTreeMap<&'static str, usize>) -> R<()> {
+        pg.psql(
+            DATABASE,
+            "INSERT INTO chapter_readers_daily (story_id, chapter_number, day, reader)
+             SELECT 1, n, current_date - d, r FROM generate_series(0, 89) d, generate_series(1, 5) n, generate_series(1, 40) r
+             ON CONFLICT DO NOTHING;
+             INSERT INTO chapter_views_daily (story_id, chapter_number, day, views)
+             SELECT 1, n, current_date - d, 60 + (d * 7 + n) % 30 FROM generate_series(0, 89) d, generate_series(1, 5) n
+             ON CONFLICT DO NOTHING",
+        )?;
+        let browser = [("Accept-Encoding", "identity")];
+        for (key, path, must) in [("search_common", format!("/search?q={COMMON_WORD}"), "<mark>"), ("search_rare", "/search?q=4321".into(), "part 4321")] {
+            let r = http(port, "GET", &path, &browser, "")?;
+            check(&r, &path)?;
+            if !r.body.contains(must) {
+                return Err(format!("{path} shows no {must:?}: no results to measure"));
+            }
+            sizes.insert(key, r.body.len());
+        }
+        // The worker recomputes Trending as it starts: wait for it (a few seconds at most).
+        let t = Instant::now();
+        loop {
+            let home = http(port, "GET", "/", &[], "")?;
+            check(&home, "/")?;
+            let trending = home.body.split("id=\"trending-heading\"").nth(1).and_then(|rest| rest.split("</section>").next()).unwrap_or("");
+            if trending.contains("class=\"card") {
+                sizes.insert("home_trending", home.body.len());
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                return Err("the home page's Trending section is still empty a minute after the worker started".into());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let stats = http(port, "GET", "/s/1/stats", &[("Cookie", session)], "")?;
+        check(&stats, "/s/1/stats")?;
+        if !stats.body.contains("<svg") {
+            return Err("/s/1/stats (as its author) draws no chart".into());
+        }
+        sizes.insert("stats", stats.body.len());
+        Ok(())
     }
 
     /// The community pages, once each: they must show what the seed put there (or the
@@ -1205,11 +1267,17 @@ enum Scenario {
     /// Home with "Continue reading" and "New chapters from authors you follow".
     HomeLoggedIn,
     Notifications,
+    /// Discovery: search for a word everywhere and for a rare one, home with Trending,
+    /// an author's statistics page.
+    SearchCommon,
+    SearchRare,
+    HomeTrending,
+    Stats,
     Login,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 11] = [
+    const ALL: [Scenario; 15] = [
         Scenario::Home,
         Scenario::StoryAnon,
         Scenario::StoryLoggedIn,
@@ -1220,6 +1288,10 @@ impl Scenario {
         Scenario::StoryBusyBrotli,
         Scenario::HomeLoggedIn,
         Scenario::Notifications,
+        Scenario::SearchCommon,
+        Scenario::SearchRare,
+        Scenario::HomeTrending,
+        Scenario::Stats,
         Scenario::Login,
     ];
 
@@ -1239,6 +1311,10 @@ impl Scenario {
             Scenario::StoryBusyBrotli => "story_busy_br",
             Scenario::HomeLoggedIn => "home_logged_in",
             Scenario::Notifications => "notifications",
+            Scenario::SearchCommon => "search_common",
+            Scenario::SearchRare => "search_rare",
+            Scenario::HomeTrending => "home_trending",
+            Scenario::Stats => "stats",
             Scenario::Login => "login",
         }
     }
@@ -1255,6 +1331,10 @@ impl Scenario {
             Scenario::StoryBusyBrotli => "busy story page, anonymous, `Accept-Encoding: br, gzip`",
             Scenario::HomeLoggedIn => "home `/`, logged in (continue reading, followed authors)",
             Scenario::Notifications => "`/notifications`, logged in",
+            Scenario::SearchCommon => "`/search?q=ledger` (in every story's summary and chapter 1), browser `Accept-Encoding`",
+            Scenario::SearchRare => "`/search?q=N` (a story's number: one story, a few chapters), browser `Accept-Encoding`",
+            Scenario::HomeTrending => "home `/` with Trending filled, browser `Accept-Encoding`",
+            Scenario::Stats => "`/s/1/stats`, its author (90 days of reads), browser `Accept-Encoding`",
             Scenario::Login => "login POST",
         }
     }
@@ -1274,6 +1354,10 @@ impl Scenario {
             Scenario::Login => "/login".into(),
             Scenario::StoryBusy | Scenario::StoryBusyLoggedIn | Scenario::StoryBusyBrotli => format!("/s/{BUSY_STORY}"),
             Scenario::Notifications => "/notifications".into(),
+            Scenario::SearchCommon => format!("/search?q={COMMON_WORD}"),
+            Scenario::SearchRare => "/search?q=4321".into(),
+            Scenario::HomeTrending => "/".into(),
+            Scenario::Stats => "/s/1/stats".into(),
             _ => "/s/1".into(),
         }
     }
@@ -1286,6 +1370,17 @@ impl Scenario {
             Scenario::Home | Scenario::StoryBusy => lua_ports("", ""),
             Scenario::StoryBusyLoggedIn | Scenario::HomeLoggedIn | Scenario::Notifications => lua_ports(&logged_in, ""),
             Scenario::StoryBusyBrotli => lua_ports("wrk.headers[\"Accept-Encoding\"] = \"br, gzip\"", ""),
+            // Every visitor from an address of its own (X-Forwarded-For, as behind the
+            // proxy): search's per-IP limit is for one client, the load is many.
+            Scenario::SearchCommon => lua_ports(BROWSER, &format!(
+                "function request()\n  n = n + 1\n  return wrk.format(\"GET\", \"/search?q={COMMON_WORD}\", {{[\"X-Forwarded-For\"] = string.format(\"10.%d.%d.%d\", tid, math.floor(n / 256) % 256, n % 256), [\"Accept-Encoding\"] = \"br, gzip\", [\"User-Agent\"] = \"bench-load (wrk)\"}})\nend"
+            )),
+            Scenario::SearchRare => lua_ports(BROWSER, &format!(
+                "function request()\n  n = n + 1\n  return wrk.format(\"GET\", \"/search?q=\" .. math.random(1, {STORIES}), {{[\"X-Forwarded-For\"] = string.format(\"10.%d.%d.%d\", tid, math.floor(n / 256) % 256, n % 256), [\"Accept-Encoding\"] = \"br, gzip\", [\"User-Agent\"] = \"bench-load (wrk)\"}})\nend"
+            )),
+            Scenario::HomeTrending => lua_ports(BROWSER, ""),
+            // Only story 1's author may see its statistics: user1's session, on both processes.
+            Scenario::Stats => lua_ports(&format!("{BROWSER}\nwrk.headers[\"Cookie\"] = [[{}]]", p.sessions[0]), ""),
             Scenario::StoryAnon => story_lua(""),
             Scenario::StoryLoggedIn => story_lua(&logged_in),
             Scenario::Chapter => lua_ports(
