@@ -6,13 +6,14 @@
 //!   payloads `web` enqueues and `worker` runs).
 //! - `web`: every piece of HTTP — the route table, middleware, static files, ops pages.
 //! - One module per feature area (`accounts`, `sessions`, `stories`, `media`, `social`,
-//!   `notifications`, `live`, `stats`, `trending`), each
+//!   `notifications`, `live`, `search`, `stats`, `trending`, `feeds`), each
 //!   owning its tables (`db.rs` or a module named for them) and its pages (`pages.rs`).
 
 pub mod accounts;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod feeds;
 pub mod jobs;
 pub mod live;
 pub mod markdown;

@@ -97,7 +97,17 @@ pub fn figure_value(media: &Media) -> Value {
         .max_by_key(|v| v.width)
         .map(|v| (v.width as i32, v.height as i32))
         .unwrap_or((media.width, media.height));
+    // For sharing (OpenGraph, Twitter cards): the 1600 px JPEG (JPEG because not every
+    // link-preview scraper reads WebP), or the widest JPEG of an image too small for it.
+    let share = media
+        .variants
+        .iter()
+        .filter(|v| v.format == "jpeg" && v.width <= 1600)
+        .max_by_key(|v| v.width)
+        // Our own key (`variants/{uuid}/{hash}-{width}.jpg`): nothing in it needs escaping.
+        .map(|v| context! { src => Value::from_safe_string(format!("/media/{}", v.key)), width => v.width, height => v.height });
     context! {
+        share => share,
         public_id => media.public_id.to_string(),
         status => media.status.as_str(),
         error => &media.error,

@@ -385,7 +385,8 @@ async fn read_chapter(ctx: Ctx, req: &Request, Path((id, n)): Path<(i64, i32)>) 
     ctx.render(
         "stories/chapter.html",
         context! {
-            story => Value::from(minijinja::value::Serde(&story)),
+            // With its cover figure: the sharing meta names the cover's 1600 px variant.
+            story => story_value(&story),
             chapter => Value::from(minijinja::value::Serde(&chapter)),
             body => Value::from_safe_string(chapter.body_html.clone()),
             prev => (n > 1).then_some(n - 1),

@@ -165,6 +165,11 @@ impl Ctx {
     }
 
     fn globals(&self, extra: Value) -> Value {
+        // The page's own URL for `<link rel="canonical">` (base.html): the path without
+        // its query, so `?after=` pagination and tracking parameters never make a
+        // second address of the same page. Pages may still override it.
+        let path = self.path.split(['?', '#']).next().unwrap_or("/");
+        let extra = context! { ..extra, ..context! { canonical_path => url_value(path) } };
         page_globals(&self.state, Some(&self.session), &self.flash, &self.request_id, extra)
     }
 }
@@ -185,6 +190,14 @@ pub fn html_response(status: StatusCode, html: String) -> Response {
         .body(html)
 }
 
+/// A URL for an attribute, as is: the autoescaper would write every `/` as `&#x2f;`,
+/// which parsers undo but link-preview scrapers and people reading the source need not
+/// see. Only a URL with nothing an attribute needs escaped is passed through unescaped;
+/// anything else is left to the autoescaper.
+fn url_value(url: &str) -> Value {
+    if url.contains(['"', '\'', '<', '>', '&']) { Value::from(url) } else { Value::from_safe_string(url.to_string()) }
+}
+
 /// Variables every page can use, merged under the page's own.
 pub fn page_globals(
     state: &AppState,
@@ -201,6 +214,8 @@ pub fn page_globals(
         dev => !state.config.is_production(),
         // Where this page's event stream starts (base.html; `live`).
         live_after => state.live.last_id(),
+        // Absolute URLs in the <head> (canonical, OpenGraph) and feed links.
+        base_url => url_value(&state.config.base_url),
     };
     context! { ..extra, ..globals }
 }

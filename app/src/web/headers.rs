@@ -40,10 +40,9 @@ impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
         h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
         h.insert("x-frame-options", HeaderValue::from_static("DENY"));
         h.insert("referrer-policy", HeaderValue::from_static("strict-origin-when-cross-origin"));
-        h.insert(
-            "permissions-policy",
-            HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"),
-        );
+        // No `interest-cohort` (FLoC, withdrawn): Chromium logs an "Unrecognized feature"
+        // console error for it on every page, which Lighthouse's best practices count.
+        h.insert("permissions-policy", HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=(), usb=()"));
         h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
         if self.hsts {
             h.insert("strict-transport-security", HeaderValue::from_static("max-age=63072000; includeSubDomains"));

@@ -22,8 +22,8 @@ use std::{sync::Arc, time::Duration};
 use poem::{Endpoint, EndpointExt, Route, get, middleware::CookieJarManager, web::cookie::CookieKey};
 
 use crate::{
-    accounts, config::Config, db::Db, live, media, notifications, ratelimit::RateLimiter, search, sessions::SessionStore,
-    social, stats, stories, templates::Templates,
+    accounts, config::Config, db::Db, feeds, live, media, notifications, ratelimit::RateLimiter, search,
+    sessions::SessionStore, social, stats, stories, templates::Templates,
 };
 use compression::Compression;
 use static_files::StaticFiles;
@@ -98,7 +98,7 @@ pub fn routes(state: &AppState) -> Route {
 
 /// The whole application: routes wrapped in the middleware stack, outermost last.
 ///
-/// `/health`, `/metrics` and `/static` sit outside the session stack: they need no session, must not
+/// `/health`, `/metrics`, `/static` and the feeds area sit outside the session stack: they need no session, must not
 /// cost a session lookup, and health must answer even when the database does not.
 pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
     let secure = state.config.is_production();
@@ -112,9 +112,9 @@ pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
         .with(error_pages::ErrorPages)
         .with(read_routing::ReadRouting { expose: !secure && state.db.has_replicas() })
         .with(CookieJarManager::with_key(state.cookie_key.clone()));
-    Route::new()
-        .at("/health", get(ops::health::health))
-        .at("/metrics", get(ops::metrics::metrics))
+    let machines = Route::new().at("/health", get(ops::health::health)).at("/metrics", get(ops::metrics::metrics));
+    // Feeds, sitemap and robots.txt: for machines, cookie-less and cacheable.
+    feeds::pages::routes(machines)
         .nest("/static", state.statics.clone().endpoint().with(error_pages::ErrorPages))
         .nest("/media", media::pages::files().with(error_pages::ErrorPages))
         .nest("/", pages)

@@ -415,6 +415,7 @@ pub fn route_table() -> Vec<(String, bool, bool)> {
         include_str!("../../src/web/ops/dev_mail.rs"),
         include_str!("../../src/stories/pages.rs"),
         include_str!("../../src/media/pages.rs"),
+        include_str!("../../src/feeds/pages.rs"),
     ];
     let mut found = Vec::new();
     for file in src {
