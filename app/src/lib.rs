@@ -10,15 +10,20 @@
 //!   owning its tables (`db.rs` or a module named for them) and its pages (`pages.rs`).
 
 pub mod accounts;
+pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod exports;
 pub mod feeds;
 pub mod jobs;
 pub mod live;
 pub mod markdown;
 pub mod media;
+pub mod moderation;
 pub mod notifications;
+pub mod policy;
 pub mod ratelimit;
 pub mod search;
 pub mod seed;
@@ -33,3 +38,4 @@ pub mod templates;
 pub mod tokens;
 pub mod trending;
 pub mod web;
+pub mod xml;

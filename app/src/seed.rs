@@ -7,6 +7,7 @@
 
 use crate::{
     accounts::passwords,
+    policy::Role,
     db::Db,
     markdown,
     media::{self, Purpose},
@@ -16,13 +17,16 @@ use crate::{
     media::upload::{ImageKind, ImageUpload},
 };
 
-/// Demo accounts; all share the password below and have confirmed emails.
-pub const DEMO_USERS: &[(&str, &str, &str)] = &[
-    ("alice", "Alice Marlowe", "Writes slow-burning mysteries set in harbour towns."),
-    ("bruno", "Bruno Okafor", "Science fiction, mostly about ships and the people who fix them."),
-    ("chen", "Chen Wei", "Short fantasy. One chapter a week, rain or shine."),
-    ("dana", "Dana Reyes", "Reader. Anything with a lighthouse, a ship or a dragon in it."),
-    ("eli", "Eli Novak", "Reads on the train, comments at the station."),
+/// Demo accounts; all share the password below and have confirmed emails. `mara`
+/// moderates and `ada` administers, so the moderation and admin pages can be tried.
+pub const DEMO_USERS: &[(&str, &str, &str, Role)] = &[
+    ("alice", "Alice Marlowe", "Writes slow-burning mysteries set in harbour towns.", Role::Writer),
+    ("bruno", "Bruno Okafor", "Science fiction, mostly about ships and the people who fix them.", Role::Writer),
+    ("chen", "Chen Wei", "Short fantasy. One chapter a week, rain or shine.", Role::Writer),
+    ("dana", "Dana Reyes", "Reader. Anything with a lighthouse, a ship or a dragon in it.", Role::Writer),
+    ("eli", "Eli Novak", "Reads on the train, comments at the station.", Role::Writer),
+    ("mara", "Mara Quinn", "Moderator. Keeps the comments kind.", Role::Moderator),
+    ("ada", "Ada Ferreira", "Administrator.", Role::Admin),
 ];
 
 /// (follower, followee)
@@ -139,10 +143,10 @@ const PARAGRAPHS: &[&str] = &[
 pub async fn run(db: &Db, storage: &crate::storage::Storage) -> anyhow::Result<()> {
     let hash = passwords::hash(DEMO_PASSWORD.to_string()).await?;
     let mut created = 0;
-    for (username, display_name, bio) in DEMO_USERS {
+    for (username, display_name, bio, role) in DEMO_USERS {
         let r = sqlx::query(
-            "INSERT INTO users (username, email, password_hash, display_name, bio, email_verified_at)
-             VALUES ($1, $2, $3, $4, $5, now())
+            "INSERT INTO users (username, email, password_hash, display_name, bio, role, email_verified_at)
+             VALUES ($1, $2, $3, $4, $5, $6, now())
              ON CONFLICT (lower(username)) DO NOTHING",
         )
         .bind(username)
@@ -150,6 +154,7 @@ pub async fn run(db: &Db, storage: &crate::storage::Storage) -> anyhow::Result<(
         .bind(&hash)
         .bind(display_name)
         .bind(bio)
+        .bind(role)
         .execute(db.primary())
         .await?;
         created += r.rows_affected();

@@ -2,6 +2,32 @@
 
 pub mod seed;
 
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+/// The workspace root (bench/'s parent): where bin/lib.sh and the Procfile live.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ has a parent").to_path_buf()
+}
+
+/// Runs `script` in bash with bin/lib.sh sourced (the same PostgreSQL helpers bin/test
+/// uses); returns its stdout. Its messages go to our stderr.
+pub fn lib_sh(script: &str) -> Result<String, String> {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -euo pipefail; ROOT='{}'; . \"$ROOT/bin/lib.sh\"; {script}", root().display()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("bash: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("bin/lib.sh: `{script}` failed ({})", out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The machine a benchmark ran on, for the dated sections of bench/RESULTS.md.
 pub struct Machine {
     pub cpu: String,

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::xml::{datetime, escape};
+use crate::xml::{datetime, escape};
 
 pub struct Person {
     pub name: String,

@@ -6,4 +6,3 @@ pub mod atom;
 pub mod db;
 pub mod pages;
 pub mod sitemap;
-pub mod xml;

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::xml::{datetime, escape};
+use crate::xml::{datetime, escape};
 
 /// The protocol's limit per file (it also caps a file at 50 MB uncompressed; our URLs
 /// are under 200 bytes each with their `lastmod`, so 50,000 stay far below it).

@@ -5,6 +5,7 @@
 //! Enqueueing takes a connection, so the job joins the caller's transaction and commits
 //! (or rolls back) together with the state change that caused it.
 
+pub mod admin;
 pub mod mail;
 pub mod maintenance;
 pub mod media;

@@ -79,7 +79,7 @@ mod tests {
             username: format!("u{id}"),
             display_name: String::new(),
             email: String::new(),
-            role: "writer".into(),
+            role: crate::policy::Role::Writer,
             email_verified: true,
             unread: 0,
         };

@@ -31,7 +31,7 @@ pub struct CurrentUser {
     pub username: String,
     pub display_name: String,
     pub email: String,
-    pub role: String,
+    pub role: crate::policy::Role,
     pub email_verified: bool,
     /// Unread notifications, counted up to `notifications::db::UNREAD_CAP` (the
     /// navigation shows "99+" beyond): read with the session in the same statement, so

@@ -21,6 +21,7 @@ use super::{
 };
 use crate::{
     accounts::{users, validate::safe_next},
+    policy::{self, Action, Decision},
     error::{Error, FieldErrors, Result},
     jobs::{
         self,
@@ -47,11 +48,6 @@ pub fn routes(route: Route) -> Route {
         .at("/s/:id/comments", post(create_comment))
         .at("/s/:id/comments/:cid/delete", post(delete_comment))
         .at("/reading-list", get(reading_list))
-}
-
-/// Moderators and admins may delete any comment.
-pub fn is_moderator(user: &CurrentUser) -> bool {
-    matches!(user.role.as_str(), "moderator" | "admin")
 }
 
 /// The logged-in user, or a login that comes back to `back` (the page the button was
@@ -419,7 +415,8 @@ async fn delete_comment(ctx: Ctx, Path((id, cid)): Path<(i64, i64)>) -> Result<R
     if !may_see {
         return Err(Error::NotFound);
     }
-    if user.id != c.author_id && user.id != c.story_author_id && !is_moderator(user) {
+    let action = Action::DeleteComment { comment_author_id: c.author_id, story_author_id: c.story_author_id };
+    if policy::may(Some(user), action) != Decision::Allow {
         return Err(Error::Forbidden("Only the comment's author, the story's author or a moderator can delete this comment.".into()));
     }
     let mut tx = ctx.state.db.primary().begin().await?;

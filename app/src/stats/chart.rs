@@ -11,6 +11,8 @@
 
 use std::fmt::Write;
 
+use crate::xml::escape;
+
 pub struct Series<'a> {
     pub name: &'a str,
     /// (x label, value), in x order. Every series of a chart shares the x positions of
@@ -35,22 +37,6 @@ const BOTTOM: f64 = 40.0;
 /// X labels shown at most (the rest would overlap).
 const MAX_X_LABELS: usize = 7;
 const DASHES: &[&str] = &["", "6 4", "2 3", "10 3 2 3"];
-
-/// Escapes text for SVG (XML) content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The smallest 1, 2 or 5 × 10^k at or above `v` (1 for nothing to show).
 pub fn nice_ceiling(v: f64) -> f64 {

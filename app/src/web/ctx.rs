@@ -100,6 +100,24 @@ impl Ctx {
         self.user().ok_or_else(|| Error::LoginRequired(self.path.clone()))
     }
 
+    /// The logged-in user if `policy::may` allows them `action`; else a login redirect
+    /// (visitors) or 403 (everyone else).
+    pub fn require(&self, action: crate::policy::Action) -> Result<&CurrentUser> {
+        crate::policy::require(self.user(), action, &self.path)?;
+        self.require_user()
+    }
+
+    /// Who is asking, for the audit log: the user, IP, user agent and request id.
+    pub fn origin(&self) -> crate::audit::Origin {
+        crate::audit::Origin {
+            actor_id: self.user().map(|u| u.id),
+            actor_name: self.user().map(|u| u.username.clone()).unwrap_or_default(),
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+
     /// Counts a hit on `action` for this client's IP. In development, loopback clients are
     /// exempt: there every visitor is 127.0.0.1, so a per-IP limit would only get in the
     /// way of trying things out (per-account limits still apply).

@@ -22,7 +22,7 @@ use std::{sync::Arc, time::Duration};
 use poem::{Endpoint, EndpointExt, Route, get, middleware::CookieJarManager, web::cookie::CookieKey};
 
 use crate::{
-    accounts, config::Config, db::Db, feeds, live, media, notifications, ratelimit::RateLimiter, search,
+    accounts, admin, config::Config, db::Db, exports, feeds, live, media, moderation, notifications, ratelimit::RateLimiter, search,
     sessions::SessionStore, social, stats, stories, templates::Templates,
 };
 use compression::Compression;
@@ -93,6 +93,9 @@ pub fn routes(state: &AppState) -> Route {
     let route = live::pages::routes(route);
     let route = stats::pages::routes(route);
     let route = search::pages::routes(route);
+    let route = moderation::pages::routes(route);
+    let route = exports::pages::routes(route);
+    let route = admin::routes(route);
     ops::dev_mail::routes(route, state.config.is_production())
 }
 

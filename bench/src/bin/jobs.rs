@@ -99,9 +99,6 @@ fn options() -> Options {
     o
 }
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
 
 fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_micros() as i64
@@ -109,25 +106,14 @@ fn now_us() -> i64 {
 
 // ---- PostgreSQL -----------------------------------------------------------------------
 
-/// Runs `script` in bash with bin/lib.sh sourced; returns stdout. Its messages go to stderr.
-fn lib_sh(script: &str) -> String {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!("set -euo pipefail; ROOT='{}'; . \"$ROOT/bin/lib.sh\"; {script}", root().display()))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run bash");
-    assert!(out.status.success(), "bin/lib.sh failed: {script}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Starts the private cluster (fd 1 of lib.sh's messages goes to stderr; the URL to us).
 fn start_cluster(profile: &str) -> String {
-    lib_sh(&format!("pg_ensure_cluster {CLUSTER} {profile} >&2; pg_url {CLUSTER} postgres")).trim().to_owned()
+    bench::lib_sh(&format!("pg_ensure_cluster {CLUSTER} {profile} >&2; pg_url {CLUSTER} postgres")).unwrap_or_else(|e| panic!("{e}")).trim().to_owned()
 }
 
 fn stop_cluster() {
-    lib_sh(&format!("pg_setup >&2; pg_stop_cluster {CLUSTER} >&2"));
+    bench::lib_sh(&format!("pg_setup >&2; pg_stop_cluster {CLUSTER} >&2")).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// `url` with its database replaced by `db`.
@@ -200,7 +186,7 @@ fn build_worker() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--release", "--quiet", "-p", "worker", "--bin", "worker"])
-        .current_dir(root())
+        .current_dir(bench::root())
         .status()
         .expect("run cargo");
     assert!(status.success(), "building the worker failed");

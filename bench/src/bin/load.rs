@@ -189,7 +189,7 @@ fn main() {
 }
 
 fn run(o: &Options, stack: &mut Stack) -> R<()> {
-    let root = root();
+    let root = bench::root();
     let machine = Machine::read();
     println!("machine: {} ({} cores), load average at start: {}", machine.cpu, machine.cores, machine.load);
     let bins = binaries(&root, o.build)?;
@@ -407,8 +407,7 @@ impl Stack {
     fn start_cluster(&mut self, root: &Path) -> R<Pg> {
         choose_cluster_port(root)?;
         self.cluster = Some(root.to_path_buf());
-        let out = lib_sh(
-            root,
+        let out = bench::lib_sh(
             &format!("pg_ensure_cluster {CLUSTER} dev >&2; echo \"$PG_PORT\"; echo \"$PG_BINDIR\"; pg_log_file {CLUSTER}; head -n 1 \"$(pg_data_dir {CLUSTER})/postmaster.pid\""),
         )?;
         let mut lines = out.lines();
@@ -467,9 +466,9 @@ impl Drop for Stack {
         for (name, mut child) in self.children.drain(..).rev() {
             terminate(&name, &mut child);
         }
-        if let Some(root) = self.cluster.take() {
+        if self.cluster.take().is_some() {
             println!("stopping PostgreSQL ({CLUSTER})");
-            if let Err(e) = lib_sh(&root, &format!("pg_setup >&2; pg_stop_cluster {CLUSTER} >&2")) {
+            if let Err(e) = bench::lib_sh(&format!("pg_setup >&2; pg_stop_cluster {CLUSTER} >&2")) {
                 eprintln!("stopping the cluster: {e}");
             }
         }
@@ -498,20 +497,6 @@ fn choose_cluster_port(root: &Path) -> R<()> {
     fs::write(&file, format!("{port}\n")).map_err(|e| e.to_string())
 }
 
-/// Runs `script` in bash with bin/lib.sh sourced; returns its stdout.
-fn lib_sh(root: &Path, script: &str) -> R<String> {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!("set -euo pipefail; ROOT='{}'; . \"$ROOT/bin/lib.sh\"; {script}", root.display()))
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("bash: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("bin/lib.sh: `{script}` failed ({})", out.status));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 /// Runs a command to completion in its own process group, stdout+stderr to `log`;
 /// Ctrl-C stops it.
@@ -536,9 +521,6 @@ fn run_logged(mut cmd: Command, log: &Path) -> R<ExitStatus> {
     }
 }
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ has a parent").to_path_buf()
-}
 
 struct Binaries {
     web: PathBuf,
@@ -609,7 +591,7 @@ fn free_port() -> R<u16> {
 /// The production configuration, minus anything inherited from the environment or a
 /// `.env` (explicitly empty means unset, and real variables win over `.env`).
 fn app_env(cmd: &mut Command, pg: &Pg, app: &str, port: u16) {
-    let media = root().join("var/bench/load/media");
+    let media = bench::root().join("var/bench/load/media");
     cmd.env("APP_ENV", "production")
         .env("DATABASE_URL", pg.url(app))
         .env("SECRET_KEY", SECRET_KEY)
@@ -625,7 +607,7 @@ fn app_env(cmd: &mut Command, pg: &Pg, app: &str, port: u16) {
         // The load sends each client's address in X-Forwarded-For, as a proxy would.
         .env("TRUSTED_PROXIES", "1")
         .env_remove("RUST_LOG")
-        .current_dir(root().join("var/bench/load"));
+        .current_dir(bench::root().join("var/bench/load"));
 }
 
 fn web_command(web: &Path, pg: &Pg, port: u16, app: &str, extra_env: &[(&str, &str)]) -> Command {
@@ -648,7 +630,7 @@ fn bare_command(bare: &Path, pg: &Pg, port: u16, pool: u32, app: &str) -> Comman
     cmd.env("DATABASE_URL", pg.url(app))
         .env("PORT", port.to_string())
         .env("POOL", pool.to_string())
-        .env("TEMPLATES_DIR", root().join("templates"));
+        .env("TEMPLATES_DIR", bench::root().join("templates"));
     cmd
 }
 

@@ -31,27 +31,14 @@ use sqlx::{PgPool, Row, postgres::PgPoolOptions};
 const CLUSTER: &str = "benchnotify";
 const USAGE: &str = "usage: notify [--followers N] [--no-record]";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
 
-fn lib_sh(script: &str) -> String {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!("set -euo pipefail; ROOT='{}'; . \"$ROOT/bin/lib.sh\"; {script}", root().display()))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run bash");
-    assert!(out.status.success(), "bin/lib.sh failed: {script}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn start_cluster() -> String {
-    lib_sh(&format!("pg_ensure_cluster {CLUSTER} dev >&2; pg_url {CLUSTER} postgres")).trim().to_owned()
+    bench::lib_sh(&format!("pg_ensure_cluster {CLUSTER} dev >&2; pg_url {CLUSTER} postgres")).unwrap_or_else(|e| panic!("{e}")).trim().to_owned()
 }
 
 fn stop_cluster() {
-    lib_sh(&format!("pg_setup >&2; pg_stop_cluster {CLUSTER} >&2"));
+    bench::lib_sh(&format!("pg_setup >&2; pg_stop_cluster {CLUSTER} >&2")).unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn with_database(url: &str, db: &str) -> String {

@@ -50,23 +50,7 @@ const QUERIES: &[(&str, &str)] = &[
     ("\"keeper of carrow point\"", "phrase in every summary"),
 ];
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ has a parent").to_path_buf()
-}
 
-fn lib_sh(script: &str) -> R<String> {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!("set -euo pipefail; ROOT='{}'; . \"$ROOT/bin/lib.sh\"; {script}", root().display()))
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("bash: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("bin/lib.sh: `{script}` failed ({})", out.status));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 struct Cluster {
     port: u16,
@@ -76,13 +60,13 @@ struct Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         println!("stopping PostgreSQL ({CLUSTER})");
-        let _ = lib_sh(&format!("pg_setup >&2; pg_stop_cluster {CLUSTER} >&2"));
+        let _ = bench::lib_sh(&format!("pg_setup >&2; pg_stop_cluster {CLUSTER} >&2"));
     }
 }
 
 impl Cluster {
     fn start() -> R<Cluster> {
-        let out = lib_sh(&format!("pg_ensure_cluster {CLUSTER} dev >&2; echo \"$PG_PORT\"; echo \"$PG_BINDIR\""))?;
+        let out = bench::lib_sh(&format!("pg_ensure_cluster {CLUSTER} dev >&2; echo \"$PG_PORT\"; echo \"$PG_BINDIR\""))?;
         let mut lines = out.lines();
         let port = lines.next().and_then(|p| p.trim().parse().ok()).ok_or("no port")?;
         let bindir = PathBuf::from(lines.next().ok_or("no PG_BINDIR")?.trim());
@@ -161,7 +145,7 @@ async fn run() -> R<()> {
         let pool = PgPoolOptions::new().max_connections(1).connect(&cluster.url(DATABASE)).await.map_err(e)?;
         app::db::migrate(&pool).await.map_err(|e| e.to_string())?;
         pool.close().await;
-        let dir = root().join("var/bench/search");
+        let dir = bench::root().join("var/bench/search");
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let file = dir.join("seed.sql");
         std::fs::write(&file, bench::seed::seed_sql(bench::seed::Corpus::Prose)).map_err(|e| e.to_string())?;
@@ -321,8 +305,8 @@ async fn run() -> R<()> {
         .filter(|i| plan.iter().any(|l| l.contains(i)))
         .collect();
     let total = plan.iter().rev().find(|l| l.contains("Execution Time")).cloned().unwrap_or_default();
-    std::fs::create_dir_all(root().join("var/bench/search")).map_err(|e| e.to_string())?;
-    std::fs::write(root().join("var/bench/search/explain.txt"), plan.join("\n")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(bench::root().join("var/bench/search")).map_err(|e| e.to_string())?;
+    std::fs::write(bench::root().join("var/bench/search/explain.txt"), plan.join("\n")).map_err(|e| e.to_string())?;
     out.push_str(&format!(
         "\nEXPLAIN ANALYZE of `search::db::SEARCH_SQL` for “lantern”: indexes used: {}; {}. (Full plan: var/bench/search/explain.txt.)\n",
         used.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "),
@@ -330,7 +314,7 @@ async fn run() -> R<()> {
     ));
     print!("{out}");
     if record {
-        bench::append_results(&root().join("bench/RESULTS.md"), &out);
+        bench::append_results(&bench::root().join("bench/RESULTS.md"), &out);
     }
     pool.close().await;
     drop(cluster);

@@ -1,4 +1,5 @@
-//! The little XML both writers need: escaping text and attribute values.
+//! The little XML our writers need (Atom feeds, sitemaps, SVG charts): escaping text and
+//! attribute values, and the one date format.
 
 /// Escapes `s` for XML text or a double- or single-quoted attribute. Characters XML 1.0
 /// forbids outright (C0 controls but tab, newline and carriage return; U+FFFE, U+FFFF)

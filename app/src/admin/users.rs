@@ -1,0 +1,7 @@
+//! (being written)
+
+use poem::Route;
+
+pub fn routes(route: Route) -> Route {
+    route
+}

@@ -1,0 +1,5 @@
+use poem::Route;
+
+pub fn routes(route: Route) -> Route {
+    route
+}
