@@ -69,6 +69,9 @@ pub mod limits {
     pub const SOCIAL_TOGGLES_PER_ACCOUNT: Limit = Limit::per_minutes(120, 10);
     /// New-password submissions (each costs a hash when the link is good).
     pub const RESET_PER_IP: Limit = Limit::per_minutes(10, 15);
+    /// Account deletion attempts (each costs a hash; a wrong password counts as much as a
+    /// right one).
+    pub const DELETE_PER_ACCOUNT: Limit = Limit::per_minutes(5, 15);
 }
 
 /// Keys held at most, per process. An entry is a short key and a counter (a few hundred

@@ -3,6 +3,7 @@
 //! `validate`, SQL in `users`, hashing in `passwords`, sessions through
 //! `sessions::SessionStore`.
 
+pub mod deletion;
 pub mod pages;
 pub mod passwords;
 pub mod users;

@@ -1,5 +1,5 @@
 //! Account pages: signup, login, logout, email verification, password reset, profile
-//! settings and the session list.
+//! settings, the session list with the user's security events, and account deletion.
 
 use minijinja::{Value, context};
 use poem::{Response, Route, get, handler, http::StatusCode, post, web::{Path, Query}};
@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::{passwords, users, validate};
 use crate::{
+    audit,
     error::{Error, FieldErrors, Result, ResultExt},
     jobs::{self, mail::{SendPasswordReset, SendVerificationEmail}},
     ratelimit::limits,
@@ -31,6 +32,7 @@ pub fn routes(route: Route) -> Route {
         .at("/settings", get(settings_page).post(settings))
         .at("/settings/sessions", get(sessions_page))
         .at("/settings/sessions/:id/revoke", post(revoke_session))
+        .at("/settings/delete", post(delete_account))
 }
 
 // ---- signup ------------------------------------------------------------------------
@@ -68,6 +70,9 @@ async fn signup(ctx: Ctx, Form(mut form): Form<SignupForm>) -> Result<Response> 
     validate::username(&form.username, &mut errors);
     validate::email(&form.email, &mut errors);
     validate::password(&form.password, &mut errors);
+    if !errors.contains_key("username") && users::username_retired(ctx.state.db.primary(), &form.username).await? {
+        errors.insert("username", validate::RETIRED_USERNAME.into());
+    }
     if !errors.is_empty() {
         return signup_invalid(&ctx, &form, &errors);
     }
@@ -95,6 +100,13 @@ async fn signup(ctx: Ctx, Form(mut form): Form<SignupForm>) -> Result<Response> 
         }
         Err(e) => return Err(e),
     };
+    // Again after the insert, which waited for any deletion that freed the name to
+    // commit: that deletion's retirement row is visible now.
+    if users::username_retired(&mut *tx, &user.username).await? {
+        drop(tx);
+        errors.insert("username", validate::RETIRED_USERNAME.into());
+        return signup_invalid(&ctx, &form, &errors);
+    }
     jobs::enqueue(&mut tx, &SendVerificationEmail::new(user.id), Some(&ctx.request_id)).await?;
     let token = ctx.state.sessions.create(&mut tx, user.id, &ctx.user_agent, &ctx.ip).await?;
     tx.commit().await?;
@@ -333,6 +345,13 @@ async fn reset(ctx: Ctx, Path(token): Path<String>, Form(form): Form<ResetForm>)
     users::set_password(&mut tx, user_id, &hash).await?;
     users::void_tokens(&mut tx, user_id, TokenPurpose::ResetPassword).await?;
     users::forget_login_ips(&mut tx, user_id).await?;
+    // Whoever holds the link acts as the account's owner.
+    let username = users::find_by_id(&mut *tx, user_id).await?.map(|u| u.username).unwrap_or_default();
+    let origin = audit::Origin { actor_id: Some(user_id), actor_name: username, ..ctx.origin() };
+    let entry = audit::Entry::new(&origin, audit::actions::PASSWORD_CHANGED, "user", user_id)
+        .subject(user_id)
+        .after(serde_json::json!({ "via": "reset_link", "sessions_ended": "all" }));
+    audit::record(&mut tx, entry).await?;
     // Whoever had the old password is logged out everywhere.
     let ended = ctx.state.sessions.end_all_for_user(tx, user_id).await?;
     tracing::info!(user_id, sessions_ended = ended, "password reset");
@@ -353,6 +372,8 @@ async fn settings_page(ctx: Ctx) -> Result<Response> {
         context! {
             values => context!{ display_name => &profile.display_name, bio => &profile.bio },
             errors => context!{},
+            delete_values => context!{},
+            delete_errors => context!{},
             profile => Value::from(minijinja::value::Serde(&profile)),
             avatar => avatar,
         },
@@ -442,19 +463,67 @@ async fn settings(ctx: Ctx, req: &poem::Request, body: poem::Body) -> Result<Res
     Ok(ctx.redirect("/settings"))
 }
 
+/// How many security events /settings/sessions lists.
+const SECURITY_EVENTS_SHOWN: i64 = 50;
+
 #[handler]
 async fn sessions_page(ctx: Ctx) -> Result<Response> {
     let user = ctx.require_user()?;
     let list = ctx.state.sessions.list_for_user(user.id).await?;
-    ctx.render("accounts/sessions.html", context! { sessions => Value::from(minijinja::value::Serde(&list)), current_session => ctx.session.session_id })
+    let events = audit::db::security_events(ctx.state.db.primary(), user.id, SECURITY_EVENTS_SHOWN).await?;
+    let events: Vec<Value> = events.iter().map(|e| security_event(user.id, e)).collect();
+    ctx.render(
+        "accounts/sessions.html",
+        context! { sessions => Value::from(minijinja::value::Serde(&list)), current_session => ctx.session.session_id, events => events },
+    )
+}
+
+/// One row of the user's security events: when, what, and from where. The address and
+/// device are shown only for what the user did themself: a moderator's or admin's IP is
+/// not theirs to see.
+fn security_event(user_id: i64, e: &audit::db::Row) -> Value {
+    let after = |key: &str| e.after.as_ref().and_then(|a| a.get(key)).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let what = match e.action.as_str() {
+        audit::actions::PASSWORD_CHANGED if after("via") == "reset_link" => "Password reset with an emailed link".to_string(),
+        audit::actions::PASSWORD_CHANGED => "Password changed".to_string(),
+        audit::actions::EMAIL_CHANGED => "Email address changed".to_string(),
+        audit::actions::SESSION_REVOKED => match after("ended_device") {
+            d if d.is_empty() => "A session was ended".to_string(),
+            d => format!("A session was ended ({d})"),
+        },
+        audit::actions::EXPORT_REQUESTED => "A copy of your data was requested".to_string(),
+        audit::actions::ROLE_CHANGED => match after("role") {
+            r if r.is_empty() => "Your role was changed".to_string(),
+            r => format!("Your role was changed to {r}"),
+        },
+        audit::actions::BANNED => "Your account was suspended".to_string(),
+        audit::actions::UNBANNED => "Your suspension was lifted".to_string(),
+        other => other.to_string(),
+    };
+    let own = e.actor_id == Some(user_id);
+    context! {
+        at => e.at,
+        what => what,
+        ip => if own { e.ip.as_str() } else { "" },
+        device => if own { e.user_agent.clone() } else { "Quire staff".to_string() },
+    }
 }
 
 #[handler]
 async fn revoke_session(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
     let user = ctx.require_user()?;
-    if !ctx.state.sessions.revoke(user.id, id).await? {
+    let mut tx = ctx.state.db.primary().begin().await?;
+    let Some(ended) = ctx.state.sessions.revoke_on(&mut tx, user.id, id).await? else {
+        drop(tx);
         return Err(Error::NotFound);
-    }
+    };
+    let origin = ctx.origin();
+    let entry = audit::Entry::new(&origin, audit::actions::SESSION_REVOKED, "session", id)
+        .subject(user.id)
+        .before(serde_json::json!({ "ip": ended.ip, "user_agent": ended.user_agent, "created_at": ended.created_at }))
+        .after(serde_json::json!({ "ended_device": ended.user_agent, "this_device": ctx.session.session_id == Some(id) }));
+    audit::record(&mut tx, entry).await?;
+    ctx.state.sessions.commit_ended(tx, user.id).await?;
     if ctx.session.session_id == Some(id) {
         cookies::expire(ctx.cookies(), COOKIE, ctx.secure_cookies());
         ctx.flash("info", "You ended this session and are now logged out.");
@@ -462,4 +531,79 @@ async fn revoke_session(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
     }
     ctx.flash("success", "The session was ended.");
     Ok(ctx.redirect("/settings/sessions"))
+}
+
+// ---- account deletion --------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DeleteForm {
+    password: String,
+    /// `delete` (the default) or `anonymise`: what happens to stories and comments.
+    content: String,
+}
+
+/// The settings page again with the deletion form's errors (nothing was deleted).
+async fn delete_refused(ctx: &Ctx, user_id: i64, content: &str, status: StatusCode, errors: FieldErrors) -> Result<Response> {
+    let profile = users::find_by_id(ctx.state.db.primary(), user_id).await?.ok_or(Error::NotFound)?;
+    let avatar = avatar_of(ctx, &profile).await?;
+    ctx.render_form(
+        status,
+        "accounts/settings.html",
+        "delete_form",
+        context! {
+            values => context!{ display_name => &profile.display_name, bio => &profile.bio },
+            errors => context!{},
+            delete_values => context!{ content => content },
+            delete_errors => errors,
+            profile => Value::from(minijinja::value::Serde(&profile)),
+            avatar => avatar,
+        },
+    )
+}
+
+/// `POST /settings/delete`: `password` (the current one) and `content`. Everything goes
+/// in one transaction (`deletion::delete_account`), which ending the sessions commits.
+#[handler]
+async fn delete_account(ctx: Ctx, Form(form): Form<DeleteForm>) -> Result<Response> {
+    let user = ctx.require_user()?.clone();
+    let Some(mode) = validate::DeletionMode::parse(&form.content) else {
+        let errors = FieldErrors::from([("content", "Choose whether to delete your stories and comments or keep them anonymously.".to_string())]);
+        return delete_refused(&ctx, user.id, "", StatusCode::UNPROCESSABLE_ENTITY, errors).await;
+    };
+    if form.password.is_empty() || form.password.chars().count() > validate::PASSWORD_MAX {
+        let errors = FieldErrors::from([("password", "Enter your current password to confirm.".to_string())]);
+        return delete_refused(&ctx, user.id, mode.as_str(), StatusCode::UNPROCESSABLE_ENTITY, errors).await;
+    }
+    // Every attempt counts, before any hashing: a stolen session cannot guess its way
+    // to deleting the account.
+    if let Some(retry) = ctx.state.limiter.over_limit(&format!("delete:{}", user.id), limits::DELETE_PER_ACCOUNT).await? {
+        let errors = FieldErrors::from([(
+            "password",
+            format!("Too many attempts. Try again in {}.", crate::media::minutes(retry)),
+        )]);
+        return delete_refused(&ctx, user.id, mode.as_str(), StatusCode::TOO_MANY_REQUESTS, errors).await;
+    }
+    let db = ctx.state.db.primary();
+    let hash = users::password_hash(db, user.id).await?;
+    if !passwords::verify(form.password, hash).await? {
+        let errors = FieldErrors::from([("password", "That is not your current password. Your account was not deleted.".to_string())]);
+        return delete_refused(&ctx, user.id, mode.as_str(), StatusCode::UNPROCESSABLE_ENTITY, errors).await;
+    }
+
+    let mut tx = db.begin().await?;
+    let outcome = super::deletion::delete_account(&mut tx, &ctx.origin(), user.id, mode, Some(&ctx.request_id)).await?;
+    // Commits the deletion; then no process's cache of this one serves the sessions.
+    let ended = ctx.state.sessions.end_all_for_user(tx, user.id).await?;
+    crate::db::ReadScope::note_write();
+    tracing::info!(user_id = user.id, mode = mode.as_str(), sessions_ended = ended, stories = outcome.stories_deleted + outcome.stories_anonymised,
+        media = outcome.media_queued_for_deletion, "account deleted");
+    cookies::expire(ctx.cookies(), COOKIE, ctx.secure_cookies());
+    ctx.flash("success", match mode {
+        validate::DeletionMode::Delete => "Your account and everything in it have been deleted. Goodbye, and thank you for being part of Quire.",
+        validate::DeletionMode::Anonymise => {
+            "Your account has been deleted. Your published stories and comments stay, shown as by “deleted user”. Goodbye, and thank you."
+        }
+    });
+    Ok(ctx.redirect("/"))
 }

@@ -62,13 +62,21 @@ pub async fn hash(password: String) -> Result<String, Error> {
 
 /// Verifies `password` against `stored`. With no stored hash (unknown account) it still
 /// does the same work against a fixed hash, so response time does not reveal whether an
-/// account exists.
+/// account exists. A stored value that is no argon2 hash (the `!…` of accounts that may
+/// never log in, such as the `deleted_user` system account) matches no password, after
+/// the same work: a refused login, never an error page.
 pub async fn verify(password: String, stored: Option<String>) -> Result<bool, Error> {
     let _turn = turn().await?;
     let ok = tokio::task::spawn_blocking(move || {
-        let known = stored.is_some();
-        let stored = stored.unwrap_or_else(|| DUMMY_HASH.to_string());
-        let parsed = PasswordHash::new(&stored).map_err(|e| anyhow::anyhow!("stored hash unreadable: {e}"))?;
+        let parsed = stored.as_deref().and_then(|s| PasswordHash::new(s).ok());
+        let known = parsed.is_some();
+        if stored.is_some() && !known && !stored.as_deref().is_some_and(|s| s.starts_with('!')) {
+            tracing::warn!("a stored password hash is unreadable; the login is refused");
+        }
+        let parsed = match parsed {
+            Some(p) => p,
+            None => PasswordHash::new(DUMMY_HASH).map_err(|e| anyhow::anyhow!("dummy hash unreadable: {e}"))?,
+        };
         let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
         Ok::<_, anyhow::Error>(ok && known)
     })
@@ -106,5 +114,30 @@ mod tests {
         assert_eq!(WAITING.load(Ordering::Relaxed), 0);
         // And afterwards a single request goes through.
         assert!(verify("pw".into(), None).await.is_ok());
+    }
+
+    /// `verify`, waiting out `Busy` (the flood test above may run at the same time).
+    async fn verify_patiently(password: &str, stored: &str) -> bool {
+        loop {
+            match verify(password.into(), Some(stored.into())).await {
+                Err(Error::Busy { .. }) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                other => return other.unwrap(),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stored_value_that_is_no_hash_matches_nothing() {
+        for stored in ["!no-login: system account", "", "plain text", "$argon2id$broken"] {
+            assert!(!verify_patiently("anything at all", stored).await, "{stored:?}");
+            assert!(!verify_patiently(stored, stored).await, "{stored:?} as its own password");
+        }
+        let h = loop {
+            match hash("a good password".into()).await {
+                Err(Error::Busy { .. }) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                other => break other.unwrap(),
+            }
+        };
+        assert!(verify_patiently("a good password", &h).await);
     }
 }

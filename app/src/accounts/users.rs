@@ -69,8 +69,10 @@ pub async fn find_by_username(db: impl PgExecutor<'_>, username: &str) -> Result
         .await
 }
 
+/// The account with this address. Accounts that cannot log in (the `deleted_user` system
+/// account, whose hash is `NO_LOGIN_HASH`) are never found: no reset link for them.
 pub async fn find_by_email(db: impl PgExecutor<'_>, email: &str) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as::<_, User>(concat!("SELECT ", user_columns!(), " FROM users WHERE lower(email) = lower($1)"))
+    sqlx::query_as::<_, User>(concat!("SELECT ", user_columns!(), " FROM users WHERE lower(email) = lower($1) AND password_hash NOT LIKE '!%'"))
         .bind(email)
         .fetch_optional(db)
         .await
@@ -85,6 +87,11 @@ pub async fn find_for_login(db: impl PgExecutor<'_>, login: &str) -> Result<Opti
     .bind(login)
     .fetch_optional(db)
     .await
+}
+
+/// The stored password hash of `user_id` (to confirm a password before a sensitive change).
+pub async fn password_hash(db: impl PgExecutor<'_>, user_id: i64) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(user_id).fetch_optional(db).await
 }
 
 pub async fn set_password(conn: &mut PgConnection, user_id: i64, password_hash: &str) -> Result<(), sqlx::Error> {
@@ -281,4 +288,82 @@ pub async fn remember_login_ip(conn: &mut PgConnection, user_id: i64, ip: &str) 
 pub async fn forget_login_ips(conn: &mut PgConnection, user_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM login_ips WHERE user_id = $1").bind(user_id).execute(conn).await?;
     Ok(())
+}
+
+// ---- deleted accounts --------------------------------------------------------------
+
+/// How long a deleted account's username is held back from signup.
+pub const RETIRED_DAYS: i32 = 30;
+
+/// Whether `username` belonged to an account deleted within `RETIRED_DAYS`.
+pub async fn username_retired(db: impl PgExecutor<'_>, username: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM retired_usernames WHERE username = lower($1)
+                        AND retired_at > now() - make_interval(days => $2::int))",
+    )
+    .bind(username)
+    .bind(RETIRED_DAYS)
+    .fetch_one(db)
+    .await
+}
+
+/// Holds `username` back from signup for `RETIRED_DAYS` from now.
+pub async fn retire_username(conn: &mut PgConnection, username: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO retired_usernames (username, retired_at) VALUES (lower($1), now())
+         ON CONFLICT (username) DO UPDATE SET retired_at = now()",
+    )
+    .bind(username)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The username of the system account anonymised stories and comments are attributed to.
+pub const DELETED_USERNAME: &str = "deleted_user";
+/// A stored "hash" no password matches: argon2 cannot parse it, and `passwords::verify`
+/// answers false for it (after the same work as for an unknown account).
+pub const NO_LOGIN_HASH: &str = "!no-login: system account";
+
+/// The id of the `deleted_user` system account, created on first use in `conn`'s
+/// transaction (concurrent first uses: the unique index makes the second wait and then
+/// find the first's row). Created lazily rather than by a migration so an empty database
+/// stays empty. A reader, never verified, with every email notification off and a hash
+/// no password matches. Signup refuses the name (`validate::username`).
+pub async fn deleted_user_id(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    let created: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO users (username, email, password_hash, display_name, role)
+         VALUES ($1, 'deleted_user@quire.invalid', $2, 'deleted user', 'reader')
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(DELETED_USERNAME)
+    .bind(NO_LOGIN_HASH)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(id) = created {
+        sqlx::query(
+            "INSERT INTO notification_prefs (user_id, email_follow, email_like, email_comment, email_reply, email_chapter)
+             VALUES ($1, 'off', 'off', 'off', 'off', 'off') ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+        return Ok(id);
+    }
+    // Only the system account itself: a person who took the name before it was reserved
+    // is never made the owner of other people's stories.
+    sqlx::query_scalar("SELECT id FROM users WHERE username = $1 AND password_hash = $2")
+        .bind(DELETED_USERNAME)
+        .bind(NO_LOGIN_HASH)
+        .fetch_one(conn)
+        .await
+}
+
+/// Deletes the user row; everything that belongs to it alone goes with it (sessions,
+/// tokens, saves, reading progress, notifications, preferences, bans, their reports).
+/// Call it after the account's stories, comments, likes, follows and media were dealt
+/// with (`accounts::deletion`). The audit rows stay: `audit_log` has no foreign key.
+pub async fn delete(conn: &mut PgConnection, user_id: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM users WHERE id = $1").bind(user_id).execute(conn).await?;
+    Ok(r.rows_affected() == 1)
 }

@@ -18,6 +18,45 @@ pub fn username(name: &str, errors: &mut FieldErrors) {
         errors.insert("username", "Choose a username of 3 to 30 characters.".into());
     } else if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
         errors.insert("username", "Use only letters, digits and underscores.".into());
+    } else if RESERVED_USERNAMES.contains(&name) {
+        errors.insert("username", "That username is reserved. Try another.".into());
+    }
+}
+
+/// Names signup never hands out: the system account deleted users' kept stories and
+/// comments are attributed to.
+pub const RESERVED_USERNAMES: &[&str] = &[super::users::DELETED_USERNAME];
+
+/// The message for a username held back after its account was deleted.
+pub const RETIRED_USERNAME: &str =
+    "That username belonged to an account deleted less than 30 days ago and cannot be taken yet. Try another.";
+
+/// What happens to a deleted account's stories and comments (the `content` field of
+/// `POST /settings/delete`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletionMode {
+    /// Stories (with their chapters) and comments are deleted.
+    Delete,
+    /// Published stories and comments stay, attributed to "deleted user"; drafts go.
+    Anonymise,
+}
+
+impl DeletionMode {
+    /// From the form; an empty field means `Delete`.
+    pub fn parse(s: &str) -> Option<DeletionMode> {
+        match s.trim() {
+            "" | "delete" => Some(DeletionMode::Delete),
+            "anonymise" | "anonymize" => Some(DeletionMode::Anonymise),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletionMode::Delete => "delete",
+            DeletionMode::Anonymise => "anonymise",
+        }
     }
 }
 
@@ -142,6 +181,18 @@ mod tests {
             assert_eq!(username_error(bad), charset, "{bad}");
         }
         assert_eq!(normalize_username("  Alice_1 "), "alice_1");
+        assert_eq!(username_error("deleted_user"), Some("That username is reserved. Try another.".into()));
+    }
+
+    #[test]
+    fn deletion_modes() {
+        assert_eq!(DeletionMode::parse(""), Some(DeletionMode::Delete));
+        assert_eq!(DeletionMode::parse("delete"), Some(DeletionMode::Delete));
+        assert_eq!(DeletionMode::parse("anonymise"), Some(DeletionMode::Anonymise));
+        assert_eq!(DeletionMode::parse("anonymize"), Some(DeletionMode::Anonymise));
+        for bad in ["Delete", "keep", "all", "delete;drop"] {
+            assert_eq!(DeletionMode::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

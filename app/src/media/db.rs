@@ -218,6 +218,26 @@ pub async fn replace_optional(
     Ok(Some(id))
 }
 
+// ---- account deletion ------------------------------------------------------------------
+
+/// Hands every media row of `owner_id` to `to` (the `deleted_user` account, which never
+/// logs in, so nobody sees them as their own any more) and queues a `DeleteMedia` job for
+/// each, on `conn`: the rows must outlive the user row (its cascade would delete them
+/// with their files still stored) until the job has removed their files. Call it once
+/// nothing of the owner refers to them any more (their stories deleted or stripped of
+/// their cover; the avatar goes with the user row), or the job will skip a row still
+/// referenced. Returns the media ids.
+pub async fn retire_all_of(conn: &mut PgConnection, owner_id: i64, to: i64, request_id: Option<&str>) -> Result<Vec<i64>> {
+    let ids: Vec<i64> = sqlx::query_scalar("UPDATE media SET owner_id = $2 WHERE owner_id = $1 RETURNING id")
+        .bind(owner_id)
+        .bind(to)
+        .fetch_all(&mut *conn)
+        .await?;
+    let jobs: Vec<DeleteMedia> = ids.iter().map(|&media_id| DeleteMedia { media_id }).collect();
+    jobs::enqueue_many(conn, &jobs, request_id).await?;
+    Ok(ids)
+}
+
 // ---- for the worker's DeleteMedia job -------------------------------------------------
 
 /// "Nothing refers to media `m`": no story has it as cover, no user as avatar.

@@ -123,6 +123,24 @@ impl SessionStore {
         Ok(ended)
     }
 
+    /// Ends one of the user's sessions by its public id on `conn` (a transaction the
+    /// caller goes on to write its audit row in), returning it; None when no such session
+    /// belongs to the user. Finish with `commit_ended`, which commits and evicts.
+    pub async fn revoke_on(&self, conn: &mut PgConnection, user_id: i64, public_id: i64) -> Result<Option<SessionInfo>, sqlx::Error> {
+        let ended = store::revoke_returning(conn, user_id, public_id).await?;
+        self.cache.forget_user(user_id);
+        Ok(ended)
+    }
+
+    /// Commits `tx`, in which sessions of `user_id` were ended (`revoke_on`), then evicts
+    /// them from the cache again (see `end_all_for_user` for why after the commit too).
+    pub async fn commit_ended(&self, tx: Transaction<'_, Postgres>, user_id: i64) -> Result<(), sqlx::Error> {
+        self.cache.forget_user(user_id);
+        tx.commit().await?;
+        self.cache.forget_user(user_id);
+        Ok(())
+    }
+
     pub async fn list_for_user(&self, user_id: i64) -> Result<Vec<SessionInfo>, sqlx::Error> {
         store::list_for_user(self.db.primary(), user_id).await
     }

@@ -141,6 +141,18 @@ pub async fn revoke(db: impl PgExecutor<'_>, user_id: i64, public_id: i64) -> Re
     Ok(r.rows_affected() == 1)
 }
 
+/// `revoke`, returning the session that ended.
+pub async fn revoke_returning(conn: &mut PgConnection, user_id: i64, public_id: i64) -> Result<Option<SessionInfo>, sqlx::Error> {
+    sqlx::query_as(
+        "DELETE FROM sessions WHERE user_id = $1 AND public_id = $2
+         RETURNING public_id AS id, user_agent, ip, created_at, last_seen_at",
+    )
+    .bind(user_id)
+    .bind(public_id)
+    .fetch_optional(conn)
+    .await
+}
+
 pub async fn purge_expired(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
     let r = sqlx::query(
         "DELETE FROM sessions WHERE expires_at <= now() OR last_seen_at <= now() - make_interval(days => $1)",

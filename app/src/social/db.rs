@@ -459,6 +459,92 @@ pub async fn delete_comment(conn: &mut PgConnection, comment_id: i64) -> Result<
     Ok(n.is_some())
 }
 
+// ---- account deletion ---------------------------------------------------------------
+
+/// What removing an account's social traces changed, for the audit row.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Removed {
+    pub likes: i64,
+    pub follows: i64,
+    pub comments: i64,
+}
+
+/// Removes `user_id`'s likes and follows (both ways), keeping every counter they moved
+/// exact: each deleted like takes one off its story's `like_count`, each deleted follow
+/// one off the other user's `follower_count` or `following_count`. The users concerned
+/// are locked first in id order, as `follow` does, so a concurrent follow cannot
+/// deadlock with this. Saves and reading progress need no counter: they go with the
+/// user row.
+pub async fn remove_likes_and_follows(conn: &mut PgConnection, user_id: i64) -> Result<Removed, sqlx::Error> {
+    sqlx::query(
+        "SELECT id FROM users WHERE id = $1
+            OR id IN (SELECT followee_id FROM follows WHERE follower_id = $1)
+            OR id IN (SELECT follower_id FROM follows WHERE followee_id = $1)
+         ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    let likes: i64 = sqlx::query_scalar(
+        "WITH del AS (DELETE FROM likes WHERE user_id = $1 RETURNING story_id),
+              counted AS (UPDATE stories SET like_count = like_count - 1 WHERE id IN (SELECT story_id FROM del))
+         SELECT count(*) FROM del",
+    )
+    .bind(user_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let follows: i64 = sqlx::query_scalar(
+        "WITH del AS (DELETE FROM follows WHERE follower_id = $1 OR followee_id = $1 RETURNING follower_id, followee_id),
+              counted AS (
+                  UPDATE users u SET
+                      following_count = following_count - (SELECT count(*) FROM del WHERE del.follower_id = u.id)::int,
+                      follower_count = follower_count - (SELECT count(*) FROM del WHERE del.followee_id = u.id)::int
+                  WHERE u.id <> $1 AND u.id IN (SELECT follower_id FROM del UNION SELECT followee_id FROM del))
+         SELECT count(*) FROM del",
+    )
+    .bind(user_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Removed { likes, follows, comments: 0 })
+}
+
+/// Deletes `user_id`'s comments the way `delete_comment` deletes one (text erased, the
+/// row kept for the replies of others, the story's count down by one for each that was
+/// still visible) and hands the rows to `to` (the `deleted_user` account), so the user
+/// row can go without cascading into other people's replies. Returns how many were
+/// visible.
+pub async fn erase_comments_of(conn: &mut PgConnection, user_id: i64, to: i64) -> Result<i64, sqlx::Error> {
+    let erased: i64 = sqlx::query_scalar(
+        "WITH live AS (SELECT story_id, count(*)::int AS n FROM comments WHERE author_id = $1 AND deleted_at IS NULL GROUP BY story_id),
+              counted AS (UPDATE stories s SET comment_count = greatest(s.comment_count - live.n, 0) FROM live WHERE s.id = live.story_id)
+         SELECT coalesce(sum(n), 0)::bigint FROM live",
+    )
+    .bind(user_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE comments SET author_id = $2, deleted_at = coalesce(deleted_at, now()), body_markdown = '', body_html = ''
+         WHERE author_id = $1",
+    )
+    .bind(user_id)
+    .bind(to)
+    .execute(conn)
+    .await?;
+    Ok(erased)
+}
+
+/// Attributes `user_id`'s comments, as they are, to `to` (the `deleted_user` account).
+pub async fn reassign_comments(conn: &mut PgConnection, user_id: i64, to: i64) -> Result<i64, sqlx::Error> {
+    let r = sqlx::query("UPDATE comments SET author_id = $2 WHERE author_id = $1 AND deleted_at IS NULL")
+        .bind(user_id)
+        .bind(to)
+        .execute(&mut *conn)
+        .await?;
+    // Already deleted ones (placeholders kept for their replies) change hands too.
+    sqlx::query("UPDATE comments SET author_id = $2 WHERE author_id = $1").bind(user_id).bind(to).execute(conn).await?;
+    Ok(r.rows_affected() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

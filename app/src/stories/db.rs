@@ -334,3 +334,32 @@ pub async fn add_chapter(conn: &mut PgConnection, story_id: i64, c: &NewChapter<
         .await?;
     Ok(number)
 }
+
+// ---- account deletion ---------------------------------------------------------------
+
+/// Deletes every story of `author_id`, drafts included; chapters, tags, likes, comments,
+/// saves, reading progress, statistics and trending rows go with them (cascades).
+/// Returns how many stories went.
+pub async fn delete_all_of(conn: &mut PgConnection, author_id: i64) -> Result<i64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM stories WHERE author_id = $1").bind(author_id).execute(conn).await?;
+    Ok(r.rows_affected() as i64)
+}
+
+/// Anonymises `author_id`'s stories: drafts (which nobody but their author could ever
+/// see) are deleted, the published ones are attributed to `to` (the `deleted_user`
+/// account) without their cover, which goes with the rest of the author's media.
+/// Returns (deleted drafts, stories kept).
+pub async fn anonymise_all_of(conn: &mut PgConnection, author_id: i64, to: i64) -> Result<(i64, i64), sqlx::Error> {
+    let drafts = sqlx::query("DELETE FROM stories WHERE author_id = $1 AND status = 'draft'")
+        .bind(author_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let kept = sqlx::query("UPDATE stories SET author_id = $2, cover_id = NULL, updated_at = now() WHERE author_id = $1")
+        .bind(author_id)
+        .bind(to)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok((drafts as i64, kept as i64))
+}
