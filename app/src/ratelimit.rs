@@ -72,6 +72,9 @@ pub mod limits {
     /// Account deletion attempts (each costs a hash; a wrong password counts as much as a
     /// right one).
     pub const DELETE_PER_ACCOUNT: Limit = Limit::per_minutes(5, 15);
+    /// Password and email changes from the settings page (each checks the current
+    /// password: a hash).
+    pub const ACCOUNT_CHANGES_PER_ACCOUNT: Limit = Limit::per_minutes(10, 15);
 }
 
 /// Keys held at most, per process. An entry is a short key and a counter (a few hundred

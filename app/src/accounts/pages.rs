@@ -32,6 +32,8 @@ pub fn routes(route: Route) -> Route {
         .at("/settings", get(settings_page).post(settings))
         .at("/settings/sessions", get(sessions_page))
         .at("/settings/sessions/:id/revoke", post(revoke_session))
+        .at("/settings/password", post(change_password))
+        .at("/settings/email", post(change_email))
         .at("/settings/delete", post(delete_account))
 }
 
@@ -365,19 +367,155 @@ async fn reset(ctx: Ctx, Path(token): Path<String>, Form(form): Form<ResetForm>)
 #[handler]
 async fn settings_page(ctx: Ctx) -> Result<Response> {
     let user = ctx.require_user()?;
-    let Some(profile) = users::find_by_id(ctx.state.db.primary(), user.id).await? else { return Err(Error::NotFound) };
-    let avatar = avatar_of(&ctx, &profile).await?;
-    ctx.render(
-        "accounts/settings.html",
-        context! {
+    render_settings(&ctx, user.id, StatusCode::OK, None, context! {}).await
+}
+
+/// The settings page (all its forms) for `user_id`, `extra` overriding a form's values
+/// and errors; with `block`, only that form when htmx asked.
+async fn render_settings(ctx: &Ctx, user_id: i64, status: StatusCode, block: Option<&str>, extra: Value) -> Result<Response> {
+    let Some(profile) = users::find_by_id(ctx.state.db.primary(), user_id).await? else { return Err(Error::NotFound) };
+    let avatar = avatar_of(ctx, &profile).await?;
+    let page = context! {
+        ..extra,
+        ..context! {
             values => context!{ display_name => &profile.display_name, bio => &profile.bio },
             errors => context!{},
+            password_errors => context!{},
+            email_values => context!{ email => &profile.email },
+            email_errors => context!{},
             delete_values => context!{},
             delete_errors => context!{},
             profile => Value::from(minijinja::value::Serde(&profile)),
             avatar => avatar,
-        },
-    )
+        }
+    };
+    match block {
+        Some(block) => ctx.render_form(status, "accounts/settings.html", block, page),
+        None => ctx.render_status(status, "accounts/settings.html", page),
+    }
+}
+
+// ---- password and email changes ----------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PasswordForm {
+    current_password: String,
+    password: String,
+}
+
+/// Counts a sensitive settings change against the account and checks `password` is the
+/// current one: None when it is, else the field error to show.
+async fn confirm_password(ctx: &Ctx, user_id: i64, password: String, key: &str, limit: crate::ratelimit::Limit) -> Result<Option<(StatusCode, String)>> {
+    if password.is_empty() || password.chars().count() > validate::PASSWORD_MAX {
+        return Ok(Some((StatusCode::UNPROCESSABLE_ENTITY, "Enter your current password to confirm.".into())));
+    }
+    // Every attempt counts, before any hashing: a stolen session cannot guess its way on.
+    if let Some(retry) = ctx.state.limiter.over_limit(&format!("{key}:{user_id}"), limit).await? {
+        return Ok(Some((StatusCode::TOO_MANY_REQUESTS, format!("Too many attempts. Try again in {}.", crate::media::minutes(retry)))));
+    }
+    let hash = users::password_hash(ctx.state.db.primary(), user_id).await?;
+    if !passwords::verify(password, hash).await? {
+        return Ok(Some((StatusCode::UNPROCESSABLE_ENTITY, "That is not your current password.".into())));
+    }
+    Ok(None)
+}
+
+/// `POST /settings/password`: `current_password` and the new `password`. The other
+/// sessions end (this device stays logged in); one audit row.
+#[handler]
+async fn change_password(ctx: Ctx, Form(form): Form<PasswordForm>) -> Result<Response> {
+    let user = ctx.require_user()?.clone();
+    let mut errors = FieldErrors::new();
+    validate::password(&form.password, &mut errors);
+    if errors.is_empty() && form.password == form.current_password {
+        errors.insert("password", "Choose a password different from your current one.".into());
+    }
+    if errors.is_empty()
+        && let Some((status, message)) =
+            confirm_password(&ctx, user.id, form.current_password, "password_change", limits::ACCOUNT_CHANGES_PER_ACCOUNT).await?
+    {
+        errors.insert("current_password", message);
+        let extra = context! { password_errors => errors };
+        return render_settings(&ctx, user.id, status, Some("password_form"), extra).await;
+    }
+    if !errors.is_empty() {
+        let extra = context! { password_errors => errors };
+        return render_settings(&ctx, user.id, StatusCode::UNPROCESSABLE_ENTITY, Some("password_form"), extra).await;
+    }
+    let hash = passwords::hash(form.password).await?;
+    let mut tx = ctx.state.db.primary().begin().await?;
+    users::set_password(&mut tx, user.id, &hash).await?;
+    users::void_tokens(&mut tx, user.id, TokenPurpose::ResetPassword).await?;
+    let origin = ctx.origin();
+    let entry = audit::Entry::new(&origin, audit::actions::PASSWORD_CHANGED, "user", user.id)
+        .subject(user.id)
+        .after(serde_json::json!({ "via": "settings", "sessions_ended": "others" }));
+    audit::record(&mut tx, entry).await?;
+    let ended = ctx.state.sessions.end_others_for_user(tx, user.id, ctx.session.session_id).await?;
+    crate::db::ReadScope::note_write();
+    tracing::info!(user_id = user.id, sessions_ended = ended, "password changed");
+    ctx.flash("success", match ended {
+        0 => "Your password has been changed.".to_string(),
+        1 => "Your password has been changed, and your other session was logged out.".to_string(),
+        n => format!("Your password has been changed, and your {n} other sessions were logged out."),
+    });
+    Ok(ctx.redirect("/settings"))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EmailForm {
+    email: String,
+    password: String,
+}
+
+/// `POST /settings/email`: the new `email` and the current `password`. The address is
+/// unconfirmed until the link sent to it is followed; one audit row.
+#[handler]
+async fn change_email(ctx: Ctx, Form(form): Form<EmailForm>) -> Result<Response> {
+    let user = ctx.require_user()?.clone();
+    let email = form.email.trim().to_string();
+    let refused = |status: StatusCode, errors: FieldErrors| {
+        let extra = context! { email_values => context!{ email => &email }, email_errors => errors };
+        render_settings(&ctx, user.id, status, Some("email_form"), extra)
+    };
+    let mut errors = FieldErrors::new();
+    validate::email(&email, &mut errors);
+    if errors.is_empty() && email.eq_ignore_ascii_case(&user.email) {
+        errors.insert("email", "That is already your email address.".into());
+    }
+    if !errors.is_empty() {
+        return refused(StatusCode::UNPROCESSABLE_ENTITY, errors).await;
+    }
+    if let Some((status, message)) = confirm_password(&ctx, user.id, form.password, "email_change", limits::ACCOUNT_CHANGES_PER_ACCOUNT).await? {
+        return refused(status, FieldErrors::from([("email_password", message)])).await;
+    }
+    let mut tx = ctx.state.db.primary().begin().await?;
+    let changed = users::set_email(&mut tx, user.id, &email).await.on_constraint("users_email_key", |_| {
+        Error::field("email", "Another account already uses this address.")
+    }).on_constraint("users_email_format", |_| Error::field("email", "Enter a valid email address, like name@example.com."));
+    let old = match changed {
+        Ok(Some(old)) => old,
+        Ok(None) => return Err(Error::NotFound),
+        Err(Error::Invalid(refusal)) => {
+            drop(tx);
+            return refused(StatusCode::UNPROCESSABLE_ENTITY, refusal).await;
+        }
+        Err(e) => return Err(e),
+    };
+    let origin = ctx.origin();
+    let entry = audit::Entry::new(&origin, audit::actions::EMAIL_CHANGED, "user", user.id)
+        .subject(user.id)
+        .before(serde_json::json!({ "email": old }))
+        .after(serde_json::json!({ "email": &email }));
+    audit::record(&mut tx, entry).await?;
+    jobs::enqueue(&mut tx, &SendVerificationEmail::new(user.id), Some(&ctx.request_id)).await?;
+    tx.commit().await?;
+    crate::db::ReadScope::note_write();
+    tracing::info!(user_id = user.id, "email changed");
+    ctx.flash("success", format!("Your email address is now {email}. We sent a link there to confirm it."));
+    Ok(ctx.redirect("/settings"))
 }
 
 async fn avatar_of(ctx: &Ctx, profile: &users::User) -> Result<Option<Value>> {
@@ -431,19 +569,8 @@ async fn settings(ctx: Ctx, req: &poem::Request, body: poem::Body) -> Result<Res
         other => other,
     };
     if !errors.is_empty() {
-        let profile = users::find_by_id(ctx.state.db.primary(), user.id).await?.ok_or(Error::NotFound)?;
-        let avatar = avatar_of(&ctx, &profile).await?;
-        return ctx.render_form(
-            status,
-            "accounts/settings.html",
-            "form",
-            context! {
-                values => context!{ display_name => display_name, bio => bio },
-                errors => errors,
-                profile => Value::from(minijinja::value::Serde(&profile)),
-                avatar => avatar,
-            },
-        );
+        let extra = context! { values => context!{ display_name => display_name, bio => bio }, errors => errors };
+        return render_settings(&ctx, user.id, status, Some("form"), extra).await;
     }
     // The profile change, the avatar's media row, its processing job and the deletion of
     // the avatar it replaces: one transaction.
@@ -545,21 +672,8 @@ struct DeleteForm {
 
 /// The settings page again with the deletion form's errors (nothing was deleted).
 async fn delete_refused(ctx: &Ctx, user_id: i64, content: &str, status: StatusCode, errors: FieldErrors) -> Result<Response> {
-    let profile = users::find_by_id(ctx.state.db.primary(), user_id).await?.ok_or(Error::NotFound)?;
-    let avatar = avatar_of(ctx, &profile).await?;
-    ctx.render_form(
-        status,
-        "accounts/settings.html",
-        "delete_form",
-        context! {
-            values => context!{ display_name => &profile.display_name, bio => &profile.bio },
-            errors => context!{},
-            delete_values => context!{ content => content },
-            delete_errors => errors,
-            profile => Value::from(minijinja::value::Serde(&profile)),
-            avatar => avatar,
-        },
-    )
+    let extra = context! { delete_values => context!{ content => content }, delete_errors => errors };
+    render_settings(ctx, user_id, status, Some("delete_form"), extra).await
 }
 
 /// `POST /settings/delete`: `password` (the current one) and `content`. Everything goes
@@ -571,27 +685,10 @@ async fn delete_account(ctx: Ctx, Form(form): Form<DeleteForm>) -> Result<Respon
         let errors = FieldErrors::from([("content", "Choose whether to delete your stories and comments or keep them anonymously.".to_string())]);
         return delete_refused(&ctx, user.id, "", StatusCode::UNPROCESSABLE_ENTITY, errors).await;
     };
-    if form.password.is_empty() || form.password.chars().count() > validate::PASSWORD_MAX {
-        let errors = FieldErrors::from([("password", "Enter your current password to confirm.".to_string())]);
-        return delete_refused(&ctx, user.id, mode.as_str(), StatusCode::UNPROCESSABLE_ENTITY, errors).await;
+    if let Some((status, message)) = confirm_password(&ctx, user.id, form.password, "delete", limits::DELETE_PER_ACCOUNT).await? {
+        return delete_refused(&ctx, user.id, mode.as_str(), status, FieldErrors::from([("password", message)])).await;
     }
-    // Every attempt counts, before any hashing: a stolen session cannot guess its way
-    // to deleting the account.
-    if let Some(retry) = ctx.state.limiter.over_limit(&format!("delete:{}", user.id), limits::DELETE_PER_ACCOUNT).await? {
-        let errors = FieldErrors::from([(
-            "password",
-            format!("Too many attempts. Try again in {}.", crate::media::minutes(retry)),
-        )]);
-        return delete_refused(&ctx, user.id, mode.as_str(), StatusCode::TOO_MANY_REQUESTS, errors).await;
-    }
-    let db = ctx.state.db.primary();
-    let hash = users::password_hash(db, user.id).await?;
-    if !passwords::verify(form.password, hash).await? {
-        let errors = FieldErrors::from([("password", "That is not your current password. Your account was not deleted.".to_string())]);
-        return delete_refused(&ctx, user.id, mode.as_str(), StatusCode::UNPROCESSABLE_ENTITY, errors).await;
-    }
-
-    let mut tx = db.begin().await?;
+    let mut tx = ctx.state.db.primary().begin().await?;
     let outcome = super::deletion::delete_account(&mut tx, &ctx.origin(), user.id, mode, Some(&ctx.request_id)).await?;
     // Commits the deletion; then no process's cache of this one serves the sessions.
     let ended = ctx.state.sessions.end_all_for_user(tx, user.id).await?;

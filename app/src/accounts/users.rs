@@ -103,6 +103,18 @@ pub async fn set_password(conn: &mut PgConnection, user_id: i64, password_hash: 
     Ok(())
 }
 
+/// Changes the address; it is unconfirmed until the new one is verified (the role stays).
+/// The old address's outstanding links stop working (tokens are bound to their email).
+/// Returns the old address. Unique-index violations (`users_email_key`) are the caller's.
+pub async fn set_email(conn: &mut PgConnection, user_id: i64, email: &str) -> Result<Option<String>, sqlx::Error> {
+    let old: Option<String> =
+        sqlx::query_scalar("SELECT email FROM users WHERE id = $1 FOR UPDATE").bind(user_id).fetch_optional(&mut *conn).await?;
+    if old.is_some() {
+        sqlx::query("UPDATE users SET email = $2, email_verified_at = NULL WHERE id = $1").bind(user_id).bind(email).execute(conn).await?;
+    }
+    Ok(old)
+}
+
 /// Saves the profile; `avatar_id` None keeps the current avatar.
 pub async fn update_profile(
     db: impl PgExecutor<'_>,
@@ -332,8 +344,9 @@ pub const NO_LOGIN_HASH: &str = "!no-login: system account";
 /// no password matches. Signup refuses the name (`validate::username`).
 pub async fn deleted_user_id(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
     let created: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO users (username, email, password_hash, display_name, role)
-         VALUES ($1, 'deleted_user@quire.invalid', $2, 'deleted user', 'reader')
+        "INSERT INTO users (username, email, password_hash, display_name, bio, role)
+         VALUES ($1, 'deleted_user@quire.invalid', $2, 'deleted user',
+                 'Stories and comments kept by people who have deleted their accounts.', 'reader')
          ON CONFLICT DO NOTHING RETURNING id",
     )
     .bind(DELETED_USERNAME)

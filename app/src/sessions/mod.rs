@@ -141,6 +141,16 @@ impl SessionStore {
         Ok(())
     }
 
+    /// `end_all_for_user`, sparing the session with public id `keep` (the device that
+    /// changed the password stays logged in; every other one is logged out).
+    pub async fn end_others_for_user(&self, mut tx: Transaction<'_, Postgres>, user_id: i64, keep: Option<i64>) -> Result<u64, sqlx::Error> {
+        let ended = store::delete_others_for_user(&mut tx, user_id, keep).await?;
+        self.cache.forget_user(user_id);
+        tx.commit().await?;
+        self.cache.forget_user(user_id);
+        Ok(ended)
+    }
+
     pub async fn list_for_user(&self, user_id: i64) -> Result<Vec<SessionInfo>, sqlx::Error> {
         store::list_for_user(self.db.primary(), user_id).await
     }

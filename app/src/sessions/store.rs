@@ -110,6 +110,17 @@ pub async fn delete_all_for_user(conn: &mut PgConnection, user_id: i64) -> Resul
     Ok(r.rows_affected())
 }
 
+/// Deletes every session of `user_id` but the one with public id `keep` (the device
+/// that asked, after a password change).
+pub async fn delete_others_for_user(conn: &mut PgConnection, user_id: i64, keep: Option<i64>) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND public_id IS DISTINCT FROM $2")
+        .bind(user_id)
+        .bind(keep)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct SessionInfo {
     pub id: i64,
