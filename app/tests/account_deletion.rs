@@ -499,3 +499,26 @@ async fn staff_actions_show_without_the_staff_members_address() {
     assert!(!page.body.contains("203.0.113.77"), "the moderator's IP is not shown");
     assert!(!page.body.contains("ModeratorBrowser"), "nor their browser");
 }
+
+#[tokio::test]
+async fn two_concurrent_deletions_delete_once_and_neither_is_a_500() {
+    let app = TestApp::new().await;
+    let alice = writer(&app, "alice").await;
+    let phone = app.new_browser();
+    phone.login("alice", PW).await.assert_status(303);
+    let bob = writer(&app, "bob").await;
+    let his = published(&bob, "His story", 1).await;
+    alice.post_form(&format!("/s/{his}/like"), &[]).await.assert_status(303);
+    alice.post_form("/u/bob/follow", &[]).await.assert_status(303);
+    let a = uid(&app, "alice").await;
+
+    let (r1, r2) = tokio::join!(delete(&alice, PW, "delete"), delete(&phone, PW, "anonymise"));
+    for r in [&r1, &r2] {
+        assert!(r.status.as_u16() < 500, "got {}: {}", r.status, r.body);
+    }
+    assert!(r1.location() == Some("/") || r2.location() == Some("/"), "one of them deleted the account");
+    assert_eq!(deletion_audit_rows(&app, a).await.len(), 1, "deleted once");
+    assert_eq!(app.count("SELECT count(*) FROM users WHERE username = 'alice'").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM retired_usernames").await, 1);
+    assert_counters_exact(&app).await;
+}
