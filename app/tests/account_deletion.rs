@@ -522,3 +522,129 @@ async fn two_concurrent_deletions_delete_once_and_neither_is_a_500() {
     assert_eq!(app.count("SELECT count(*) FROM retired_usernames").await, 1);
     assert_counters_exact(&app).await;
 }
+
+/// Measured, not asserted tightly: deleting a prolific account in a database that is not
+/// empty. Run with `bin/test --test account_deletion -- --ignored large` (nextest:
+/// `--run-ignored all large`); `QUIRE_DELETION_SCALE` multiplies the sizes.
+#[tokio::test]
+#[ignore]
+async fn large_account_deletion_is_measured() {
+    let scale: i64 = std::env::var("QUIRE_DELETION_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let app = TestApp::new().await;
+    let alice = writer(&app, "alice").await;
+    writer(&app, "bob").await;
+    let (a, b) = (uid(&app, "alice").await, uid(&app, "bob").await);
+    let pool = &app.db.pool;
+    let t0 = std::time::Instant::now();
+    // Other people: 2,000 × scale, each following her; 200 stories × scale of Bob's.
+    sqlx::query(
+        "INSERT INTO users (username, email, password_hash) SELECT 'rd' || g, 'rd' || g || '@example.com', 'x' FROM generate_series(1, $1) g",
+    )
+    .bind(2000 * scale)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO stories (author_id, title, status, published_at) SELECT $1, 'Story ' || g, 'published', now() FROM generate_series(1, $2) g",
+    )
+    .bind(b)
+    .bind(200 * scale)
+    .execute(pool)
+    .await
+    .unwrap();
+    // Hers: 100 × scale stories with 5 chapters each.
+    sqlx::query(
+        "INSERT INTO stories (author_id, title, status, published_at) SELECT $1, 'Hers ' || g, 'published', now() FROM generate_series(1, $2) g",
+    )
+    .bind(a)
+    .bind(100 * scale)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO chapters (story_id, number, title, body_markdown, body_html, word_count)
+         SELECT s.id, n, 'Part ' || n, 'Some words.', '<p>Some words.</p>', 2 FROM stories s, generate_series(1, 5) n WHERE s.author_id = $1",
+    )
+    .bind(a)
+    .execute(pool)
+    .await
+    .unwrap();
+    // Follows both ways, her likes and comments on Bob's stories, readers' likes and
+    // comments on hers, counters set to match.
+    sqlx::query("INSERT INTO follows (follower_id, followee_id) SELECT id, $1 FROM users WHERE username LIKE 'rd%'").bind(a).execute(pool).await.unwrap();
+    sqlx::query("INSERT INTO follows (follower_id, followee_id) SELECT $1, id FROM users WHERE username LIKE 'rd%' AND id % 4 = 0").bind(a).execute(pool).await.unwrap();
+    sqlx::query("INSERT INTO likes (story_id, user_id) SELECT id, $1 FROM stories WHERE author_id = $2").bind(a).bind(b).execute(pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO likes (story_id, user_id) SELECT s.id, u.id FROM stories s, users u
+         WHERE s.author_id = $1 AND u.username LIKE 'rd%' AND (u.id + s.id) % 20 = 0",
+    )
+    .bind(a)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO comments (story_id, author_id, body_markdown, body_html)
+         SELECT s.id, $1, 'Hers ' || g, '<p>Hers</p>' FROM stories s, generate_series(1, 10) g WHERE s.author_id = $2",
+    )
+    .bind(a)
+    .bind(b)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO comments (story_id, author_id, body_markdown, body_html)
+         SELECT s.id, u.id, 'Reader', '<p>Reader</p>' FROM stories s, users u
+         WHERE s.author_id = $1 AND u.username LIKE 'rd%' AND (u.id + s.id) % 50 = 0",
+    )
+    .bind(a)
+    .execute(pool)
+    .await
+    .unwrap();
+    // Notifications: readers' chapter notifications about her stories and, the bulk,
+    // about Bob's (which the deletion must not have to read through).
+    sqlx::query(
+        "INSERT INTO notifications (user_id, kind, actor_id, story_id, chapter_number, dedupe_key)
+         SELECT u.id, 'chapter', s.author_id, s.id, 1, 'chapter:' || s.id || ':1' FROM stories s, users u
+         WHERE u.username LIKE 'rd%' AND (u.id + s.id) % 5 = 0",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE stories s SET like_count = (SELECT count(*) FROM likes l WHERE l.story_id = s.id),
+                              comment_count = (SELECT count(*) FROM comments c WHERE c.story_id = s.id), chapter_count = 5",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE users u SET follower_count = (SELECT count(*) FROM follows f WHERE f.followee_id = u.id),
+                            following_count = (SELECT count(*) FROM follows f WHERE f.follower_id = u.id)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE").execute(pool).await.unwrap();
+    let sizes = format!(
+        "users {}, stories {} (hers {}), chapters {}, comments {} (hers {}), likes {}, follows {}, notifications {}",
+        app.count("SELECT count(*) FROM users").await,
+        app.count("SELECT count(*) FROM stories").await,
+        app.count(&format!("SELECT count(*) FROM stories WHERE author_id = {a}")).await,
+        app.count("SELECT count(*) FROM chapters").await,
+        app.count("SELECT count(*) FROM comments").await,
+        app.count(&format!("SELECT count(*) FROM comments WHERE author_id = {a}")).await,
+        app.count("SELECT count(*) FROM likes").await,
+        app.count("SELECT count(*) FROM follows").await,
+        app.count("SELECT count(*) FROM notifications").await,
+    );
+    eprintln!("set up in {:?}: {sizes}", t0.elapsed());
+    assert_counters_exact(&app).await;
+
+    let t = std::time::Instant::now();
+    delete(&alice, PW, "delete").await.assert_status(303);
+    let took = t.elapsed();
+    eprintln!("MEASURED delete mode: POST /settings/delete took {took:?} ({sizes})");
+    assert_counters_exact(&app).await;
+    assert_eq!(app.count(&format!("SELECT count(*) FROM stories WHERE author_id = {a}")).await, 0);
+    assert!(took < std::time::Duration::from_secs(30 * scale as u64), "took {took:?}");
+}
