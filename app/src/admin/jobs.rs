@@ -150,9 +150,13 @@ async fn dashboard(ctx: Ctx, Query(q): Query<DashboardQuery>) -> Result<Response
             }
         })
         .collect();
-    let next_url = next.map(|c| match filter {
-        Some(f) => format!("{HERE}?queue={f}&after={}", c.encode()),
-        None => format!("{HERE}?after={}", c.encode()),
+    // Only letters, digits, `.`, `-` and `_` go in (the queue name is `plausible`, the
+    // cursor digits and a ULID): safe to write as is, `&` already as `&amp;`.
+    let next_url = next.map(|c| {
+        Value::from_safe_string(match filter {
+            Some(f) => format!("{HERE}?queue={f}&amp;after={}", c.encode()),
+            None => format!("{HERE}?after={}", c.encode()),
+        })
     });
     ctx.render(
         "admin/jobs.html",
@@ -235,8 +239,14 @@ async fn discard(ctx: Ctx, Path(id): Path<String>) -> Result<Response> {
     one(&ctx, &id, Verb::Discard).await
 }
 
+/// The policy's answer for an action: visitors log in and come back to the dashboard
+/// (not to the POST-only action URL).
+fn require_admin(ctx: &Ctx) -> Result<()> {
+    crate::policy::require(ctx.user(), Action::Administer, HERE)
+}
+
 async fn one(ctx: &Ctx, id: &str, verb: Verb) -> Result<Response> {
-    ctx.require(Action::Administer)?;
+    require_admin(ctx)?;
     if !plausible(id) {
         return Err(Error::NotFound);
     }
@@ -295,7 +305,7 @@ async fn bulk_discard(ctx: Ctx, req: &Request, body: Body) -> Result<Response> {
 }
 
 async fn bulk(ctx: &Ctx, req: &Request, body: Body, verb: Verb) -> Result<Response> {
-    ctx.require(Action::Administer)?;
+    require_admin(ctx)?;
     let which = selection(req, body).await?;
     let mut tx = ctx.state.db.primary().begin().await?;
     let out: Outcome = match verb {
