@@ -13,8 +13,8 @@ CREATE INDEX apalis_jobs_open_idx ON apalis.jobs (job_type, status, run_at) INCL
     WHERE status <> 'Done';
 
 -- Jobs that gave up (`jobs::admin::FAILED_SQL`, the same text), newest failure first:
--- the failed list's keyset pages, failures per bucket, and their purge.
-CREATE INDEX apalis_jobs_failed_idx ON apalis.jobs ((coalesce(done_at, run_at)) DESC, id DESC) INCLUDE (job_type)
+-- the failed list's keyset pages (read backwards), failures per bucket, and their purge.
+CREATE INDEX apalis_jobs_failed_idx ON apalis.jobs ((coalesce(done_at, run_at)), id) INCLUDE (job_type)
     WHERE (status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts));
 
 -- Mail idempotency keys are purged by age (`jobs::admin::SENT_EMAILS_RETENTION`).

@@ -122,6 +122,7 @@ async fn dashboard(ctx: Ctx, Query(q): Query<DashboardQuery>) -> Result<Response
             }
         })
         .collect();
+    let alive_workers = workers.iter().filter(|w| w.alive).count();
     let workers: Vec<Value> = workers
         .iter()
         .map(|w| {
@@ -168,7 +169,7 @@ async fn dashboard(ctx: Ctx, Query(q): Query<DashboardQuery>) -> Result<Response
             hour_done => hour_done,
             hour_failed => hour_failed,
             workers => workers,
-            alive_workers => workers_alive(&workers),
+            alive_workers => alive_workers,
             failed => failed,
             filter => filter,
             paged => cursor.is_some(),
@@ -176,10 +177,6 @@ async fn dashboard(ctx: Ctx, Query(q): Query<DashboardQuery>) -> Result<Response
             max_bulk => queue::MAX_BULK,
         },
     )
-}
-
-fn workers_alive(workers: &[Value]) -> usize {
-    workers.iter().filter(|w| w.get_attr("alive").is_ok_and(|a| a.is_true())).count()
 }
 
 fn refused(e: ActionError, verb: &str) -> Error {

@@ -394,7 +394,8 @@ fn changed(row: &LockedRow) -> Changed {
             "max_attempts": max_attempts,
             "queue": queue,
             "name": job_name(job),
-            "error": error,
+            // Bounded: an audit row must stay small whatever a job's error said.
+            "error": error.as_deref().map(|e| e.chars().take(2000).collect::<String>()),
         }),
     }
 }
