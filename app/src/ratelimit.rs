@@ -68,6 +68,8 @@ pub mod limits {
     /// a stop for scripts.
     pub const SOCIAL_TOGGLES_PER_ACCOUNT: Limit = Limit::per_minutes(120, 10);
     /// New-password submissions (each costs a hash when the link is good).
+    /// Reports: enough to flag a thread of abuse, not to flood the moderators' queue.
+    pub const REPORTS_PER_ACCOUNT: Limit = Limit::per_minutes(20, 60);
     pub const RESET_PER_IP: Limit = Limit::per_minutes(10, 15);
 }
 
