@@ -100,7 +100,7 @@ async fn dashboard(ctx: Ctx, Query(q): Query<DashboardQuery>) -> Result<Response
             let rate = if done + failed > 0 { format!("{:.1} %", 100.0 * failed as f64 / (done + failed) as f64) } else { "—".into() };
             context! {
                 name => &c.queue,
-                states => queue::STATES.iter().map(|s| context! { state => s, count => c.get(s) }).collect::<Vec<_>>(),
+                states => queue::STATES.iter().map(|s| context! { state => *s, count => c.get(s) }).collect::<Vec<_>>(),
                 failed_now => c.get("Failed") + c.get("Killed"),
                 done_24h => c.done_24h,
                 done_hour => done,
