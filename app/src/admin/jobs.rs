@@ -59,7 +59,7 @@ fn age(secs: f64) -> String {
     }
 }
 
-/// Five statements (counts, done in 24 h, throughput, workers, one page of failed jobs),
+/// Four statements (counts, throughput, workers, one page of failed jobs),
 /// each on a partial index: the page costs the same with a million finished jobs.
 #[handler]
 async fn dashboard(ctx: Ctx, Query(q): Query<DashboardQuery>) -> Result<Response> {
@@ -102,7 +102,6 @@ async fn dashboard(ctx: Ctx, Query(q): Query<DashboardQuery>) -> Result<Response
                 name => &c.queue,
                 states => queue::STATES.iter().map(|s| context! { state => *s, count => c.get(s) }).collect::<Vec<_>>(),
                 failed_now => c.get("Failed") + c.get("Killed"),
-                done_24h => c.done_24h,
                 done_hour => done,
                 failed_hour => failed,
                 failure_rate => rate,
