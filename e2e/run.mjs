@@ -816,16 +816,19 @@ async function journeyAdminJobs(run, browser) {
   const page = (run.page = await context.newPage());
   try {
     const user = await signUp(run, page, 'admin');
-    const jobId = `E2E${RUN_ID}${run.mode}`.toUpperCase();
     const error = `e2e: connection refused (${run.mode} ${RUN_ID})`;
+    let jobId;
     await run.step('make the user an admin and a job fail (SQL)', async () => {
       sql(`UPDATE users SET role = 'admin' WHERE username = '${user.username}'`);
-      sql(`INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, done_at, last_result)
-           VALUES ('${jobId}', 'default', convert_to('{"name":"noop","args":{},"request_id":null}', 'UTF8'), 'Failed', 5, 5,
-                   now() - interval '10 minutes', 0, now() - interval '5 minutes', jsonb_build_object('Err', '${error}'))`);
+      // A real ULID: the worker cannot decode any other id (its queue stops on one).
+      jobId = sql(`INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, done_at, last_result)
+           VALUES (apalis.generate_ulid(), 'default', convert_to('{"name":"noop","args":{},"request_id":null}', 'UTF8'), 'Failed', 5, 5,
+                   now() - interval '10 minutes', 0, now() - interval '5 minutes', jsonb_build_object('Err', '${error}'))
+           RETURNING id`);
+      expect(/^[0-9A-Z]{26}$/.test(jobId), `the inserted job's id is ${jobId}`);
     });
 
-    const row = page.locator(`#job-${jobId}`);
+    const row = page.locator(`[id="job-${jobId}"]`);
     await run.step('open /admin/jobs and see the failed job with its error', async () => {
       // The role change reaches the session within the session cache's few seconds.
       const deadline = Date.now() + 15_000;
@@ -848,7 +851,7 @@ async function journeyAdminJobs(run, browser) {
       await row.getByRole('button', { name: `Retry job noop ${jobId}` }).click();
       await expectPath(page, '/admin/jobs');
       await expectFlash(page, new RegExp(`${jobId}\\) is queued again`));
-      expect((await page.locator(`#job-${jobId}`).count()) === 0, 'the retried job is still in the failed list');
+      expect((await page.locator(`[id="job-${jobId}"]`).count()) === 0, 'the retried job is still in the failed list');
       await run.axe(page, 'jobs dashboard after a retry');
     });
 
