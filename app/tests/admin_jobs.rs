@@ -429,3 +429,21 @@ async fn two_admins_retrying_at_once_retry_once() {
     assert!(out.changed.is_empty(), "the second sees the job pending and leaves it alone");
     assert_eq!(out.not_failed.len(), 1);
 }
+
+#[tokio::test]
+async fn the_demo_seed_leaves_one_failed_job_to_retry() {
+    let app = TestApp::new().await;
+    let media = std::env::temp_dir().join(format!("quire-seed-{}", uuid::Uuid::new_v4().simple()));
+    let storage = app::storage::Storage::local(&media).unwrap();
+    let db = app.db.db();
+    app::seed::run(&db, &storage).await.unwrap();
+    app::seed::run(&db, &storage).await.unwrap();
+    let (all, _) = queue::failed(&app.db.pool, None, None, 10).await.unwrap();
+    assert_eq!(all.len(), 1, "one failed job, also after a second seed: {all:?}");
+    assert_eq!((all[0].name.as_str(), all[0].queue.as_str()), ("noop", "default"));
+    assert!(all[0].error.contains("seeded failure"));
+    let ada = app.new_browser();
+    ada.login("ada", app::seed::DEMO_PASSWORD).await.assert_status(303);
+    ada.get("/admin/jobs").await.assert_status(200).assert_contains(&format!(r#"id="job-{}""#, all[0].id));
+    let _ = std::fs::remove_dir_all(media);
+}
