@@ -32,3 +32,4 @@ CREATE UNIQUE INDEX exports_one_in_flight ON exports (user_id) WHERE status IN (
 CREATE INDEX exports_user_idx ON exports (user_id, id DESC);
 CREATE UNIQUE INDEX exports_token_hash_key ON exports (token_hash) WHERE token_hash IS NOT NULL;
 CREATE INDEX exports_due_idx ON exports (expires_at) WHERE status = 'ready';
+CREATE INDEX exports_storage_key_idx ON exports (storage_key) WHERE storage_key IS NOT NULL;

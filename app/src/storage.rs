@@ -227,6 +227,29 @@ impl Storage {
         }
     }
 
+    /// Up to `limit` keys under `prefix` last written before `before` (for sweeping files
+    /// nothing refers to any more).
+    pub async fn list_older(&self, prefix: &str, before: chrono::DateTime<chrono::Utc>, limit: usize) -> Result<Vec<String>, StorageError> {
+        use futures::StreamExt;
+        let path = check_key(prefix)?;
+        let mut listing = self.inner.list(Some(&path));
+        let mut out = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(e.into()),
+            };
+            if meta.last_modified < before {
+                out.push(meta.location.to_string());
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// A local file to write the object for `key` into, entry by entry (a worker's large
     /// output: an export's ZIP), then [`Storage::commit`] it into place. On the local
     /// backend it lives under the root's [`STAGING_DIR`] (same filesystem, so the commit
@@ -394,6 +417,10 @@ mod tests {
         assert_eq!(back, big);
         assert!(n >= 3, "read in chunks, not at once ({n})");
         assert!(matches!(s.get_stream("exports/none.zip").await, Err(StorageError::NotFound(_))));
+        let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+        assert_eq!(s.list_older("exports", later, 10).await.unwrap(), vec!["exports/7-abc.zip".to_string()]);
+        assert!(s.list_older("exports", chrono::Utc::now() - chrono::Duration::hours(1), 10).await.unwrap().is_empty());
+        assert!(s.list_older("nothing-here", later, 10).await.unwrap().is_empty());
         // Staging is empty after the commit; an abandoned file is swept once old enough.
         let left = s.stage("exports/8-def.zip").unwrap();
         std::fs::write(left.path(), b"partial").unwrap();

@@ -337,4 +337,24 @@ async fn an_export_that_gives_up_is_failed_and_a_missing_original_is_listed_not_
     // A late run of the failed export does nothing.
     run_envelope(envelope(&BuildExport { export_id: second }), &ctx).await.unwrap();
     assert_eq!(app.count(&format!("SELECT count(*) FROM exports WHERE id = {second} AND status = 'failed'")).await, 1);
+
+    // Housekeeping removes export files no row refers to (a deleted account's), once an
+    // hour old, and stale staged files; never a ready export's file.
+    let age = |path: &std::path::Path, hours: u64| {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(hours * 3600)).unwrap();
+    };
+    for stray in ["exports/999-old.zip", "exports/998-new.zip"] {
+        app.state.storage.put(stray, b"stray".to_vec().into()).await.unwrap();
+    }
+    age(&app.state.storage.local_path("exports/999-old.zip").unwrap(), 2);
+    age(&app.state.storage.local_path(&key).unwrap(), 2);
+    let staged = app.state.storage.stage("exports/1-x.zip").unwrap();
+    std::fs::write(staged.path(), b"partial").unwrap();
+    age(staged.path(), 25);
+    run_envelope(envelope(&PurgeExpired {}), &ctx).await.unwrap();
+    assert!(!app.state.storage.exists("exports/999-old.zip").await.unwrap(), "an old stray file goes");
+    assert!(app.state.storage.exists("exports/998-new.zip").await.unwrap(), "a new one may be about to be recorded");
+    assert!(app.state.storage.exists(&key).await.unwrap(), "a ready export's file stays");
+    assert!(!staged.path().exists(), "a day-old staged file goes");
 }

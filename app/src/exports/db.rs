@@ -223,6 +223,15 @@ pub async fn mark_expired(conn: &mut PgConnection, ids: &[i64]) -> Result<u64, s
     Ok(r.rows_affected())
 }
 
+/// Which of `keys` no export row refers to (files left by a deleted account, or by a run
+/// that stored its file but could not record it).
+pub async fn unreferenced(db: impl PgExecutor<'_>, keys: &[String]) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT k FROM unnest($1::text[]) AS k WHERE NOT EXISTS (SELECT 1 FROM exports WHERE storage_key = k)")
+        .bind(keys)
+        .fetch_all(db)
+        .await
+}
+
 // ---- what goes into the ZIP -------------------------------------------------------------
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

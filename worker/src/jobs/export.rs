@@ -528,8 +528,9 @@ impl Run for SendExportReady {
 /// Housekeeping (the periodic `purge_expired` job): deletes the files of exports past
 /// their 24 hours and marks the rows expired, a hundred at a time (each batch's rows stay
 /// locked while their files go, so a failed delete leaves them for the next run); then
-/// removes staged files older than a day, which only a worker killed mid-write leaves.
-/// Returns (exports expired, staged files removed).
+/// removes files nothing refers to: export files without a row, and staged files older
+/// than a day, which only a worker killed mid-write leaves.
+/// Returns (exports expired, stray files removed).
 pub async fn purge_expired(ctx: &JobContext) -> Result<(u64, usize), JobError> {
     const AT_ONCE: i64 = 100;
     let mut expired = 0;
@@ -548,12 +549,25 @@ pub async fn purge_expired(ctx: &JobContext) -> Result<(u64, usize), JobError> {
             break;
         }
     }
+    // Files under exports/ that no row refers to: an account deleted with its exports
+    // (the rows cascade, the files do not), or a run that stored its file and then lost
+    // its transaction. An hour old at least, so a file between its commit and its row's
+    // update is never taken.
+    let cutoff = Utc::now() - chrono::Duration::hours(1);
+    let old = ctx.storage.list_older("exports", cutoff, 1000).await.map_err(|e| JobError::Retry(e.into()))?;
+    let mut orphans = 0;
+    if !old.is_empty() {
+        for key in exports_db::unreferenced(ctx.db.primary(), &old).await? {
+            ctx.storage.delete(&key).await.map_err(|e| JobError::Retry(e.into()))?;
+            orphans += 1;
+        }
+    }
     let storage = ctx.storage.clone();
     let staged = tokio::task::spawn_blocking(move || storage.sweep_staging(std::time::Duration::from_secs(24 * 3600)))
         .await
         .map_err(|e| JobError::Retry(e.into()))?
         .map_err(|e| JobError::Retry(e.into()))?;
-    Ok((expired, staged))
+    Ok((expired, staged + orphans))
 }
 
 #[cfg(test)]

@@ -16,9 +16,9 @@ impl Run for PurgeExpired {
         let live_events = app::live::purge_old(db).await?;
         let (view_days, reader_days) = app::stats::db::purge_old(db).await?;
         tracing::info!(sessions, tokens, live_events, view_days, reader_days, "purged expired rows");
-        // Data exports past their 24 hours: files deleted, rows marked expired.
-        let (exports, staged_files) = super::export::purge_expired(ctx).await?;
-        tracing::info!(exports, staged_files, "purged expired exports");
+        // Data exports past their 24 hours: files deleted, rows marked expired; stray files removed.
+        let (exports, stray_files) = super::export::purge_expired(ctx).await?;
+        tracing::info!(exports, stray_files, "purged expired exports");
         Ok(())
     }
 }
