@@ -16,6 +16,10 @@ CREATE INDEX users_staff_idx ON users (role) WHERE role >= 'moderator';
 -- Hiding: the author sees why; a moderator can undo it (hidden_at back to NULL).
 ALTER TABLE stories ADD COLUMN hidden_reason text NOT NULL DEFAULT ''
     CONSTRAINT stories_hidden_reason_length CHECK (length(hidden_reason) <= 1000);
+-- A hidden profile keeps its page, without the display name and bio the user wrote.
+ALTER TABLE users ADD COLUMN profile_hidden_at timestamptz;
+ALTER TABLE users ADD COLUMN profile_hidden_reason text NOT NULL DEFAULT ''
+    CONSTRAINT users_profile_hidden_reason_length CHECK (length(profile_hidden_reason) <= 1000);
 ALTER TABLE comments ADD COLUMN hidden_at timestamptz;
 ALTER TABLE comments ADD COLUMN hidden_reason text NOT NULL DEFAULT ''
     CONSTRAINT comments_hidden_reason_length CHECK (length(hidden_reason) <= 1000);

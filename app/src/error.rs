@@ -17,6 +17,9 @@ pub enum Error {
     PayloadTooLarge,
     #[error("{0}")]
     Unprocessable(String),
+    /// The request lost a race or repeats a finished action (a report resolved twice).
+    #[error("{0}")]
+    Conflict(String),
     #[error("Too many attempts. Please wait a little and try again.")]
     TooManyRequests { retry_after_secs: u64 },
     /// Too much work queued (password hashing under a login flood): 503 with Retry-After.

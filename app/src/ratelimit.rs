@@ -70,6 +70,8 @@ pub mod limits {
     /// Data exports asked for (each is a ZIP of the whole account built by a worker).
     pub const EXPORTS_PER_ACCOUNT: Limit = Limit::per_minutes(3, 24 * 60);
     /// New-password submissions (each costs a hash when the link is good).
+    /// Reports: enough to flag a thread of abuse, not to flood the moderators' queue.
+    pub const REPORTS_PER_ACCOUNT: Limit = Limit::per_minutes(20, 60);
     pub const RESET_PER_IP: Limit = Limit::per_minutes(10, 15);
 }
 

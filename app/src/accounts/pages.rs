@@ -166,6 +166,11 @@ async fn login(ctx: Ctx, Form(form): Form<LoginForm>) -> Result<Response> {
         let _ = ctx.state.limiter.hit(&failures, limits::LOGIN_PER_ACCOUNT).await;
         return failed("That login and password do not match an account.");
     };
+    // Banned: said only to whoever knows the password (a guesser learns nothing), with
+    // the reason and the end, and no session.
+    if let Some(ban) = crate::moderation::db::active_ban(db, user_id).await? {
+        return ctx.render_status(StatusCode::FORBIDDEN, "accounts/banned.html", context! { ban => Value::from(minijinja::value::Serde(&ban)) });
+    }
     // A fresh id at every login: a session id planted before login is worth nothing.
     if let Some(old) = &ctx.session.token {
         ctx.state.sessions.end(old).await?;

@@ -20,6 +20,9 @@ pub struct User {
     /// Kept by `social::db` in the follow's transaction.
     pub follower_count: i32,
     pub following_count: i32,
+    /// Set when a moderator hid the profile: its display name, bio and avatar are then
+    /// not shown to others.
+    pub profile_hidden_at: Option<DateTime<Utc>>,
 }
 
 impl User {
@@ -31,7 +34,7 @@ impl User {
 /// The columns of `User`, spelled once.
 macro_rules! user_columns {
     () => {
-        "id, username, email, display_name, bio, role, email_verified_at, avatar_id, created_at, follower_count, following_count"
+        "id, username, email, display_name, bio, role, email_verified_at, avatar_id, created_at, follower_count, following_count, profile_hidden_at"
     };
 }
 
@@ -281,4 +284,35 @@ pub async fn remember_login_ip(conn: &mut PgConnection, user_id: i64, ip: &str) 
 pub async fn forget_login_ips(conn: &mut PgConnection, user_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM login_ips WHERE user_id = $1").bind(user_id).execute(conn).await?;
     Ok(())
+}
+
+/// Sets `username`'s role and writes the audit row, in one transaction; returns the old
+/// role (None: no such user). Setting the role a user already has changes nothing and
+/// records nothing. The admin page and `web role` both come here.
+pub async fn set_role(
+    pool: &sqlx::PgPool,
+    origin: &crate::audit::Origin,
+    username: &str,
+    role: crate::policy::Role,
+) -> Result<Option<crate::policy::Role>, sqlx::Error> {
+    use crate::audit;
+    let mut tx = pool.begin().await?;
+    let row: Option<(i64, crate::policy::Role)> =
+        sqlx::query_as("SELECT id, role FROM users WHERE lower(username) = lower($1) FOR UPDATE")
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((id, old)) = row else { return Ok(None) };
+    if old != role {
+        sqlx::query("UPDATE users SET role = $2 WHERE id = $1").bind(id).bind(role).execute(&mut *tx).await?;
+        let entry = audit::Entry::new(origin, audit::actions::ROLE_CHANGED, "user", id)
+            .subject(id)
+            .before(serde_json::json!({ "role": old }))
+            .after(serde_json::json!({ "role": role }));
+        audit::record(&mut tx, entry).await?;
+        // Sessions carry the role: every process re-reads them.
+        crate::sessions::announce_changed(&mut tx, id).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(old))
 }

@@ -2,6 +2,7 @@
 //! users, the audit log and the jobs dashboard. Each page module asks the policy first.
 
 pub mod audit;
+pub mod db;
 pub mod jobs;
 pub mod users;
 

@@ -37,6 +37,8 @@ pub mod actions {
     pub const STORY_UNHIDDEN: &str = "story.unhidden";
     pub const COMMENT_HIDDEN: &str = "comment.hidden";
     pub const COMMENT_UNHIDDEN: &str = "comment.unhidden";
+    pub const PROFILE_HIDDEN: &str = "profile.hidden";
+    pub const PROFILE_UNHIDDEN: &str = "profile.unhidden";
     pub const REPORT_DISMISSED: &str = "report.dismissed";
     pub const JOB_RETRIED: &str = "job.retried";
     pub const JOB_DISCARDED: &str = "job.discarded";
@@ -54,6 +56,8 @@ pub mod actions {
         STORY_UNHIDDEN,
         COMMENT_HIDDEN,
         COMMENT_UNHIDDEN,
+        PROFILE_HIDDEN,
+        PROFILE_UNHIDDEN,
         REPORT_DISMISSED,
         JOB_RETRIED,
         JOB_DISCARDED,
@@ -66,7 +70,7 @@ pub mod actions {
 
     /// The ones a user sees about their own account on /settings/sessions.
     pub const SECURITY: &[&str] =
-        &[PASSWORD_CHANGED, EMAIL_CHANGED, SESSION_REVOKED, EXPORT_REQUESTED, ROLE_CHANGED, BANNED, UNBANNED];
+        &[PASSWORD_CHANGED, EMAIL_CHANGED, SESSION_REVOKED, EXPORT_REQUESTED, ROLE_CHANGED, BANNED, UNBANNED, ACCOUNT_DELETED];
 }
 
 /// One action to record.

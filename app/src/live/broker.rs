@@ -93,7 +93,12 @@ struct Shared {
     last_id: AtomicI64,
     delivered: AtomicU64,
     reconnects: AtomicU64,
+    /// Called with (event, data) for every event on the `control` channel: process-wide
+    /// signals rather than page updates (`live::publish_control`).
+    control: Mutex<Vec<ControlHook>>,
 }
+
+type ControlHook = Box<dyn Fn(&str, &str) + Send + Sync>;
 
 /// Counters for `/metrics`.
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +145,15 @@ impl Broker {
             last_id: AtomicI64::new(0),
             delivered: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            control: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Runs `hook(event, data)` for each `control` event this process reads, from every
+    /// process (its own included), a few milliseconds after the raising transaction
+    /// commits. Sessions use it to drop a banned user's cached sessions everywhere.
+    pub fn on_control(&self, hook: impl Fn(&str, &str) + Send + Sync + 'static) {
+        self.0.control.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(hook));
     }
 
     pub fn heartbeat(&self) -> Duration {
@@ -202,6 +215,12 @@ impl Broker {
 }
 
 impl Shared {
+    fn control(&self, event: &str, data: &str) {
+        for hook in self.control.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            hook(event, data);
+        }
+    }
+
     fn fan_out(&self, event: Event) {
         let map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = map.get(&event.channel) {
@@ -363,6 +382,10 @@ async fn catch_up(shared: &Shared, pool: &PgPool, cursor: &mut Cursor) -> Result
         let rows = db::new_since(pool, cursor.last_id, &cursor.gap_ids(), BATCH).await?;
         let full = rows.len() as i64 == BATCH;
         for row in cursor.advance(rows, Instant::now()) {
+            if row.channel == super::CONTROL_CHANNEL {
+                shared.control(&row.event, &row.data);
+                continue;
+            }
             shared.fan_out(Event::from(row));
         }
         shared.last_id.store(cursor.last_id, Ordering::Relaxed);
@@ -536,6 +559,16 @@ mod tests {
         drop(other);
         assert_eq!(broker.channel_count(), 0);
         assert_eq!(broker.stats().open_streams, 0);
+    }
+
+    #[test]
+    fn control_events_reach_the_hooks_not_the_streams() {
+        let broker = Broker::idle(limits(3));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        broker.on_control(move |event, data| s.lock().unwrap().push(format!("{event}={data}")));
+        broker.0.control("sessions_changed", "42");
+        assert_eq!(*seen.lock().unwrap(), ["sessions_changed=42"]);
     }
 
     #[tokio::test]

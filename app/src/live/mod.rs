@@ -23,6 +23,10 @@ use sqlx::PgConnection;
 /// The NOTIFY channel every web process LISTENs on.
 pub const NOTIFY_CHANNEL: &str = "quire_live";
 
+/// The channel of process-wide signals (`publish_control`): read by every web process's
+/// broker and handed to its `on_control` hooks, never to a stream.
+pub const CONTROL_CHANNEL: &str = "control";
+
 /// Who receives an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Channel {
@@ -56,6 +60,19 @@ impl Channel {
 pub async fn publish(conn: &mut PgConnection, channel: Channel, event: &str, data: &str) -> Result<i64, sqlx::Error> {
     let id: i64 = sqlx::query_scalar("INSERT INTO live_events (channel, event, data) VALUES ($1, $2, $3) RETURNING id")
         .bind(channel.key())
+        .bind(event)
+        .bind(data)
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(id.to_string()).execute(&mut *conn).await?;
+    Ok(id)
+}
+
+/// Raises a process-wide signal as part of `conn`'s transaction: every web process's
+/// broker runs its `on_control` hooks with (`event`, `data`) once it commits.
+pub async fn publish_control(conn: &mut PgConnection, event: &str, data: &str) -> Result<i64, sqlx::Error> {
+    let id: i64 = sqlx::query_scalar("INSERT INTO live_events (channel, event, data) VALUES ($1, $2, $3) RETURNING id")
+        .bind(CONTROL_CHANNEL)
         .bind(event)
         .bind(data)
         .fetch_one(&mut *conn)

@@ -26,7 +26,7 @@ use super::{
 use crate::{
     error::{Error, Result},
     ratelimit::Limit,
-    stories::db::{self as stories, StoryStatus},
+    stories::db as stories,
     web::ctx::Ctx,
 };
 
@@ -48,9 +48,8 @@ pub fn routes(route: Route) -> Route {
 async fn story_stream(ctx: Ctx, req: &Request, Path(id): Path<i64>) -> Result<Response> {
     ctx.limit_ip("live", OPENS_PER_IP).await?;
     let story = crate::replica_read!(ctx.state.db, db => stories::find(db, id))?.ok_or(Error::NotFound)?;
-    // The rule of the story pages: drafts exist only for their author.
-    let own = ctx.user().is_some_and(|u| u.id == story.author_id);
-    if story.status != StoryStatus::Published && !own {
+    // The rule of the story pages: drafts and hidden stories exist only for those who may see them.
+    if !crate::stories::may_see(ctx.user(), &story) {
         return Err(Error::NotFound);
     }
     let mut channels = vec![Channel::Story(story.id)];

@@ -62,12 +62,35 @@ pub fn csrf_token_for(secret_key: &[u8], seed: &str) -> String {
 /// Sessions: the table and this process's lookup cache, kept in step.
 pub struct SessionStore {
     db: Db,
-    cache: SessionCache,
+    cache: Arc<SessionCache>,
+}
+
+/// The control event (`live::publish_control`) that tells every web process to drop a
+/// user's cached sessions: their sessions ended, or what a session carries changed (role).
+pub const CHANGED_EVENT: &str = "sessions_changed";
+
+/// Tells every web process, when `conn`'s transaction commits, to forget `user_id`'s
+/// cached sessions, so the next request anywhere reads them from the table: a ban or a
+/// role change takes effect at once, not after `CACHE_TTL`.
+pub async fn announce_changed(conn: &mut PgConnection, user_id: i64) -> Result<(), sqlx::Error> {
+    crate::live::publish_control(conn, CHANGED_EVENT, &user_id.to_string()).await.map(drop)
 }
 
 impl SessionStore {
     pub fn new(db: Db) -> SessionStore {
-        SessionStore { db, cache: SessionCache::default() }
+        SessionStore { db, cache: Arc::new(SessionCache::default()) }
+    }
+
+    /// Evicts on `announce_changed` from any process, through this process's broker.
+    pub fn follow(&self, broker: &crate::live::Broker) {
+        let cache = self.cache.clone();
+        broker.on_control(move |event, data| {
+            if event == CHANGED_EVENT
+                && let Ok(user_id) = data.parse()
+            {
+                cache.forget_user(user_id);
+            }
+        });
     }
 
     /// Creates a session row for `user_id` on `conn` (pass a transaction to make it part
@@ -114,9 +137,12 @@ impl SessionStore {
 
     /// Ends every session of `user_id` as part of `tx`, commits it, then evicts them from
     /// the cache (after the commit: evicting first would let a concurrent request cache
-    /// the rows again before they are gone). Password resets and bans.
+    /// the rows again before they are gone). Password resets, bans, account deletion;
+    /// every other web process evicts them too, moments after the commit.
     pub async fn end_all_for_user(&self, mut tx: Transaction<'_, Postgres>, user_id: i64) -> Result<u64, sqlx::Error> {
         let ended = store::delete_all_for_user(&mut tx, user_id).await?;
+        // The other web processes evict when this commits.
+        announce_changed(&mut tx, user_id).await?;
         self.cache.forget_user(user_id);
         tx.commit().await?;
         self.cache.forget_user(user_id);

@@ -25,10 +25,14 @@ pub struct Target {
     pub author_id: i64,
     pub status: StoryStatus,
     pub like_count: i32,
+    pub hidden: bool,
 }
 
 pub async fn target(db: impl PgExecutor<'_>, story_id: i64) -> Result<Option<Target>, sqlx::Error> {
-    sqlx::query_as("SELECT id, author_id, status, like_count FROM stories WHERE id = $1").bind(story_id).fetch_optional(db).await
+    sqlx::query_as("SELECT id, author_id, status, like_count, hidden_at IS NOT NULL AS hidden FROM stories WHERE id = $1")
+        .bind(story_id)
+        .fetch_optional(db)
+        .await
 }
 
 // ---- follows ------------------------------------------------------------------------
@@ -217,7 +221,7 @@ pub async fn reading_list(db: impl PgExecutor<'_>, user_id: i64, cursor: Option<
     let rows: Vec<SavedRow> = sqlx::query_as(concat!(
         "SELECT p.*, sv.created_at AS saved_at FROM saves sv CROSS JOIN LATERAL (",
         story_select!(),
-        "WHERE s.id = sv.story_id AND s.status = 'published') p
+        "WHERE s.id = sv.story_id AND ", crate::public_story!("s"), ") p
          WHERE sv.user_id = $1 AND ($2::timestamptz IS NULL OR (sv.created_at, sv.story_id) < ($2, $3))
          ORDER BY sv.created_at DESC, sv.story_id DESC LIMIT $4"
     ))
@@ -263,7 +267,7 @@ pub async fn continue_reading(db: impl PgExecutor<'_>, user_id: i64) -> Result<V
     sqlx::query_as(concat!(
         "SELECT p.*, rp.chapter_number AS progress_chapter FROM reading_progress rp CROSS JOIN LATERAL (",
         story_select!(),
-        "WHERE s.id = rp.story_id AND s.status = 'published') p
+        "WHERE s.id = rp.story_id AND ", crate::public_story!("s"), ") p
          WHERE rp.user_id = $1 ORDER BY rp.updated_at DESC LIMIT $2"
     ))
     .bind(user_id)
@@ -283,7 +287,7 @@ pub async fn followed_updates(db: impl PgExecutor<'_>, user_id: i64) -> Result<V
         story_select!(),
         "JOIN (SELECT l.id FROM follows f
                CROSS JOIN LATERAL (SELECT st.id, st.last_chapter_at FROM stories st
-                                   WHERE st.author_id = f.followee_id AND st.status = 'published' AND st.last_chapter_at IS NOT NULL
+                                   WHERE st.author_id = f.followee_id AND st.status = 'published' AND st.hidden_at IS NULL AND st.last_chapter_at IS NOT NULL
                                    ORDER BY st.last_chapter_at DESC LIMIT $2) l
                WHERE f.follower_id = $1
                ORDER BY l.last_chapter_at DESC, l.id DESC LIMIT $2) pick ON pick.id = s.id
@@ -336,36 +340,66 @@ pub struct Comment {
     pub body_html: String,
     pub created_at: DateTime<Utc>,
     pub deleted: bool,
+    /// Hidden by a moderator; only its author and staff get it (with the reason).
+    #[sqlx(default)]
+    #[serde(default)]
+    pub hidden: bool,
+    #[sqlx(default)]
+    #[serde(default)]
+    pub hidden_reason: String,
     #[sqlx(json)]
     #[serde(default)]
     pub replies: Vec<Comment>,
 }
 
+/// Who reads a comment thread: hidden comments are shown to their own author and to
+/// staff (marked as hidden), and to nobody else.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reader {
+    pub user_id: Option<i64>,
+    pub staff: bool,
+}
+
 /// One page of a story's top-level comments, newest first, each with all its visible
 /// replies: one statement whatever the number of threads. Deleted comments are left out,
 /// except a top-level one that still has replies (shown as "comment deleted").
-pub async fn comments(db: impl PgExecutor<'_>, story_id: i64, cursor: Option<Cursor>) -> Result<(Vec<Comment>, Option<Cursor>), sqlx::Error> {
+pub async fn comments(
+    db: impl PgExecutor<'_>,
+    story_id: i64,
+    cursor: Option<Cursor>,
+    reader: Reader,
+) -> Result<(Vec<Comment>, Option<Cursor>), sqlx::Error> {
+    // A comment hidden from this reader is treated as deleted: left out, or (a
+    // top-level one with visible replies) a placeholder.
     let rows: Vec<Comment> = sqlx::query_as(
         "SELECT c.id, c.story_id, c.parent_id, c.author_id, u.username AS author_username, u.display_name AS author_display_name,
-                c.body_html, c.created_at, c.deleted_at IS NOT NULL AS deleted,
+                CASE WHEN c.hidden_at IS NULL OR c.author_id = $5 OR $6 THEN c.body_html ELSE '' END AS body_html,
+                c.created_at,
+                (c.deleted_at IS NOT NULL OR (c.hidden_at IS NOT NULL AND c.author_id IS DISTINCT FROM $5 AND NOT $6)) AS deleted,
+                c.hidden_at IS NOT NULL AS hidden, c.hidden_reason,
                 coalesce((SELECT jsonb_agg(jsonb_build_object(
                             'id', r.id, 'story_id', r.story_id, 'parent_id', r.parent_id, 'author_id', r.author_id,
                             'author_username', ru.username, 'author_display_name', ru.display_name,
-                            'body_html', r.body_html, 'created_at', r.created_at, 'deleted', false)
+                            'body_html', r.body_html, 'created_at', r.created_at, 'deleted', false,
+                            'hidden', r.hidden_at IS NOT NULL, 'hidden_reason', r.hidden_reason)
                           ORDER BY r.created_at, r.id)
                           FROM comments r JOIN users ru ON ru.id = r.author_id
-                          WHERE r.parent_id = c.id AND r.deleted_at IS NULL), '[]') AS replies
+                          WHERE r.parent_id = c.id AND r.deleted_at IS NULL
+                            AND (r.hidden_at IS NULL OR r.author_id = $5 OR $6)), '[]') AS replies
          FROM comments c JOIN users u ON u.id = c.author_id
          WHERE c.story_id = $1 AND c.parent_id IS NULL
            AND ($2::timestamptz IS NULL OR (c.created_at, c.id) < ($2, $3))
-           AND (c.deleted_at IS NULL
-                OR EXISTS (SELECT 1 FROM comments r WHERE r.parent_id = c.id AND r.deleted_at IS NULL))
+           AND ((c.deleted_at IS NULL AND (c.hidden_at IS NULL OR c.author_id = $5 OR $6))
+                OR EXISTS (SELECT 1 FROM comments r WHERE r.parent_id = c.id AND r.deleted_at IS NULL
+                                                      AND (r.hidden_at IS NULL OR r.author_id = $5 OR $6)))
          ORDER BY c.created_at DESC, c.id DESC LIMIT $4",
     )
     .bind(story_id)
     .bind(cursor.map(|c| c.published_at))
     .bind(cursor.map(|c| c.id).unwrap_or(0))
     .bind(COMMENTS_PAGE + 1)
+    .bind(reader.user_id)
+    .bind(reader.staff)
     .fetch_all(db)
     .await?;
     Ok(page(rows, COMMENTS_PAGE, |c| Cursor { published_at: c.created_at, id: c.id }))

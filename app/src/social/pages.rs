@@ -163,10 +163,11 @@ async fn people_page(ctx: &Ctx, username: &str, which: People, q: &AfterQuery) -
 
 /// A published story for a like, save or comment (read on the primary: the action must
 /// see the current state). Drafts are 404 for everyone, their author included: there
-/// is nothing to like or discuss before a story is out.
+/// is nothing to like or discuss before a story is out. Hidden stories the same: a
+/// moderator took them out of the conversation.
 async fn published_target(ctx: &Ctx, id: i64) -> Result<db::Target> {
     match db::target(ctx.state.db.primary(), id).await? {
-        Some(t) if t.status == StoryStatus::Published => Ok(t),
+        Some(t) if t.status == StoryStatus::Published && !t.hidden => Ok(t),
         _ => Err(Error::NotFound),
     }
 }

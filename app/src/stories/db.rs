@@ -52,6 +52,12 @@ pub struct StoryRow {
     /// Counters kept by the social area (`social::db`) in the same transaction as the rows.
     pub like_count: i32,
     pub comment_count: i32,
+    /// Set when a moderator hid the story: only its author and staff see it then, with
+    /// `hidden_reason`.
+    #[serde(default)]
+    pub hidden_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub hidden_reason: String,
     /// The cover's media row, joined in (templates get its figure via `story_value`).
     #[serde(skip)]
     #[sqlx(json(nullable))]
@@ -63,7 +69,7 @@ macro_rules! story_select {
         concat!(
             "SELECT s.id, s.author_id, u.username AS author_username, u.display_name AS author_display_name,
                 s.title, s.summary, s.status, s.published_at, s.cover_id, s.chapter_count, s.word_count,
-                s.created_at, s.like_count, s.comment_count,
+                s.created_at, s.like_count, s.comment_count, s.hidden_at, s.hidden_reason,
                 coalesce((SELECT array_agg(t.name ORDER BY t.name) FROM story_tags st JOIN tags t ON t.id = st.tag_id
                           WHERE st.story_id = s.id), ARRAY[]::text[]) AS tags,
                 ",

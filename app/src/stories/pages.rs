@@ -47,13 +47,11 @@ async fn visible_story(ctx: &Ctx, id: i64) -> Result<StoryRow> {
     may_see(ctx, story)
 }
 
+/// Drafts: their author only. Hidden by a moderator: their author and staff
+/// (`policy::Action::SeeHidden`); everyone else gets the same 404 as for a draft.
 fn may_see(ctx: &Ctx, story: Option<StoryRow>) -> Result<StoryRow> {
     let story = story.ok_or(Error::NotFound)?;
-    if story.status == StoryStatus::Published || is_author(ctx.user(), &story) {
-        Ok(story)
-    } else {
-        Err(Error::NotFound)
-    }
+    if super::may_see(ctx.user(), &story) { Ok(story) } else { Err(Error::NotFound) }
 }
 
 /// The story for an author-only action: login required (redirect), drafts of others 404,
@@ -183,7 +181,8 @@ async fn show(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<ShowQuery>) -> Resu
     let cursor = Cursor::decode(&q.comments);
     // Drafts have no comments (nor likes): nothing to read.
     let (comments, comments_next) = if published {
-        crate::replica_read!(ctx.state.db, db => social::db::comments(db, id, cursor))?
+        let reader = social::db::Reader { user_id: ctx.user().map(|u| u.id), staff: ctx.user().is_some_and(|u| u.role.is_staff()) };
+        crate::replica_read!(ctx.state.db, db => social::db::comments(db, id, cursor, reader))?
     } else {
         (Vec::new(), None)
     };
@@ -427,13 +426,25 @@ pub async fn home(ctx: Ctx, Query(q): Query<PageQuery>) -> Result<Response> {
 
 #[handler]
 async fn profile(ctx: Ctx, Path(username): Path<String>, Query(q): Query<PageQuery>) -> Result<Response> {
-    let author = crate::replica_read!(ctx.state.db, db => users::find_by_username(db, &username))?.ok_or(Error::NotFound)?;
+    let mut author = crate::replica_read!(ctx.state.db, db => users::find_by_username(db, &username))?.ok_or(Error::NotFound)?;
     let own = ctx.user().is_some_and(|u| u.id == author.id);
+    // Hidden by a moderator: others see the username and the stories, not what the
+    // user wrote about themselves.
+    let sees_hidden = crate::policy::may(ctx.user(), crate::policy::Action::SeeHidden { owner_id: author.id }) == crate::policy::Decision::Allow;
+    if author.profile_hidden_at.is_some() && !sees_hidden {
+        author.display_name.clear();
+        author.bio.clear();
+        author.avatar_id = None;
+    }
     let following = match ctx.user() {
         Some(u) if !own => crate::replica_read!(ctx.state.db, db => social::db::is_following(db, u.id, author.id))?,
         _ => false,
     };
     let drafts = if own { db::drafts_of(ctx.state.db.primary(), author.id).await? } else { Vec::new() };
+    // Staff who may ban this account get the form, with the ban in force if any.
+    let may_ban = !own
+        && crate::policy::may(ctx.user(), crate::policy::Action::Ban { target_role: author.role }) == crate::policy::Decision::Allow;
+    let ban = if may_ban { crate::moderation::db::active_ban(ctx.state.db.primary(), author.id).await? } else { None };
     let avatar = match author.avatar_id {
         Some(id) => crate::replica_read!(ctx.state.db, db => media::db::find(db, id))?.map(|m| media::figure_value(&m)),
         None => None,
@@ -443,6 +454,9 @@ async fn profile(ctx: Ctx, Path(username): Path<String>, Query(q): Query<PageQue
         avatar => avatar,
         own => own,
         following => following,
+        profile_hidden => author.profile_hidden_at.is_some(),
+        may_ban => may_ban,
+        ban => Value::from(minijinja::value::Serde(&ban)),
         drafts => story_values(&drafts),
         page_url => format!("/u/{}", author.username),
     };

@@ -64,6 +64,8 @@ impl AppState {
         let cookie_key = CookieKey::derive_from(&config.secret_key);
         let storage = crate::storage::Storage::local(&config.media_root)?;
         let live = live::Broker::start(db.primary(), config.live);
+        let sessions = SessionStore::new(db.clone());
+        sessions.follow(&live);
         let views = Arc::new(stats::ViewCounter::new(&config.secret_key, stats::counter::DEFAULT_CAP));
         views.spawn_flusher(db.primary().clone(), config.stats_flush);
         Ok(AppState(Arc::new(Inner {
@@ -71,7 +73,7 @@ impl AppState {
             views,
             storage,
             config: Arc::new(config),
-            sessions: SessionStore::new(db.clone()),
+            sessions,
             db,
             templates,
             statics,

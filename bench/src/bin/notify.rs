@@ -20,8 +20,7 @@
 //! Rows: counted in the tables afterwards (notifications, live events, queued jobs).
 //! Each run appends a dated section to bench/RESULTS.md (unless `--no-record`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use app::jobs::notify::Activity;
