@@ -137,7 +137,7 @@ fn entries(path: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
         let mut f = zip.by_index(i).unwrap();
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes).unwrap();
-        assert!(out.insert(f.name().to_string(), bytes).is_none(), "one entry per name");
+        assert!(out.insert(f.name().unwrap().to_string(), bytes).is_none(), "one entry per name");
     }
     out
 }

@@ -26,6 +26,16 @@ pub enum Status {
 }
 
 impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Ready => "ready",
+            Status::Failed => "failed",
+            Status::Expired => "expired",
+        }
+    }
+
     pub fn in_flight(self) -> bool {
         matches!(self, Status::Queued | Status::Running)
     }

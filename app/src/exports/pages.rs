@@ -41,7 +41,7 @@ fn export_value(e: &db::Export, secret_key: &[u8]) -> Value {
         _ => None,
     };
     context! {
-        status => status,
+        status => status.as_str(),
         in_flight => status.in_flight(),
         progress => e.progress,
         total => e.total,
@@ -91,7 +91,8 @@ async fn request(ctx: Ctx) -> Result<Response> {
         // A concurrent request created one between our check and our insert.
         return already();
     };
-    let entry = audit::Entry::new(&ctx.origin(), audit::actions::EXPORT_REQUESTED, "export", id)
+    let origin = ctx.origin();
+    let entry = audit::Entry::new(&origin, audit::actions::EXPORT_REQUESTED, "export", id)
         .subject(user.id)
         .after(serde_json::json!({ "status": "queued" }));
     audit::record(&mut *tx, entry).await?;
