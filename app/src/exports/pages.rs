@@ -37,7 +37,9 @@ fn when(t: Option<DateTime<Utc>>) -> Value {
 fn export_value(e: &db::Export, secret_key: &[u8]) -> Value {
     let status = e.effective_status(Utc::now());
     let download_url = match (status, e.link_key) {
-        (db::Status::Ready, Some(key)) => Some(download_path(&download_token(secret_key, key))),
+        // `/exports/` and a URL-safe base64 token: nothing to escape (the autoescaper would
+        // write each `/` as `&#x2f;`).
+        (db::Status::Ready, Some(key)) => Some(Value::from_safe_string(download_path(&download_token(secret_key, key)))),
         _ => None,
     };
     context! {
