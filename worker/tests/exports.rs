@@ -321,7 +321,9 @@ async fn an_export_that_gives_up_is_failed_and_a_missing_original_is_listed_not_
     let files = entries(&app.state.storage.local_path(&key).unwrap());
     let manifest = json(&files, "manifest.json");
     assert_eq!(manifest["counts"]["uploads"], 0);
-    assert_eq!(manifest["missing_uploads"][0]["path"], "avatar.jpg");
+    assert_eq!(manifest["missing_uploads"][0]["purpose"], "avatar");
+    assert_eq!(json(&files, "profile.json")["avatar"], serde_json::Value::Null, "no file to point at");
+    assert!(!files.keys().any(|n| n.starts_with("avatar")));
     assert_eq!(manifest["counts"]["stories"], 0);
     assert_eq!(json(&files, "comments.json"), serde_json::json!([]));
 

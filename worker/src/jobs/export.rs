@@ -320,7 +320,20 @@ async fn build(ctx: &JobContext, export_id: i64, user_id: i64, path: PathBuf) ->
     let db = ctx.db.primary();
     let Some(profile) = exports_db::profile(db, user_id).await? else { return Ok(None) };
     let stories = exports_db::stories(db, user_id).await?;
-    let uploads = exports_db::uploads(db, user_id).await?;
+    let listed = exports_db::uploads(db, user_id).await?;
+    // Originals missing from storage are left out, and said so in the manifest, rather
+    // than failing the export: profile.json and story.json then name no file for them.
+    let (mut uploads, mut missing) = (Vec::new(), Vec::new());
+    for m in listed {
+        match ctx.storage.exists(&m.original_key).await {
+            Ok(true) => uploads.push(m),
+            Ok(false) => {
+                tracing::warn!(media_id = m.id, "an upload's original is missing from storage; left out of the export");
+                missing.push(json!({ "purpose": m.purpose, "uploaded_at": m.created_at }));
+            }
+            Err(e) => return Err(JobError::Retry(anyhow::anyhow!("checking upload {}: {e}", m.id))),
+        }
+    }
     let chapter_total = exports_db::chapter_count(db, user_id).await?;
     // profile, comments, likes, follows, manifest; a story.json per story; a chapter
     // (two files) or an upload per item.
@@ -401,7 +414,6 @@ async fn build(ctx: &JobContext, export_id: i64, user_id: i64, path: PathBuf) ->
     }
 
     // The original uploads, streamed from storage.
-    let mut missing = Vec::new();
     let mut uploads_written = 0usize;
     for m in &uploads {
         let Some(name) = upload_path(m.id) else { continue };
@@ -415,8 +427,9 @@ async fn build(ctx: &JobContext, export_id: i64, user_id: i64, path: PathBuf) ->
                 uploads_written += 1;
             }
             Err(StorageError::NotFound(_)) => {
-                tracing::warn!(media_id = m.id, "an upload's original is missing from storage; left out of the export");
-                missing.push(json!({ "path": name, "uploaded_at": m.created_at }));
+                // Deleted since we looked (the image was replaced meanwhile).
+                tracing::warn!(media_id = m.id, "an upload's original vanished during the export; left out");
+                missing.push(json!({ "purpose": m.purpose, "uploaded_at": m.created_at }));
             }
             Err(e) => return Err(JobError::Retry(anyhow::anyhow!("reading upload {}: {e}", m.id))),
         }
