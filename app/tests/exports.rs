@@ -242,3 +242,21 @@ async fn the_database_count_limits_across_processes_too() {
     sqlx::query("UPDATE exports SET created_at = now() - interval '25 hours'").execute(&app.db.pool).await.unwrap();
     pat.post_form("/settings/export", &[]).await.assert_status(303);
 }
+
+#[tokio::test]
+async fn concurrent_requests_make_one_export() {
+    let app = TestApp::new().await;
+    let (pat, pat_id) = user(&app, "pat").await;
+    let token = pat.csrf_token().await;
+    let form = [("csrf_token", token.as_str())];
+    let results = futures::future::join_all((0..8).map(|_| pat.post_form_raw("/settings/export", &form))).await;
+    // Each sees the export (303), or, if it got past the in-flight check before any
+    // insert, may be counted against the daily limit (429); never an error.
+    for r in &results {
+        assert!(matches!(r.status.as_u16(), 303 | 429), "{}: {}", r.status, r.body);
+    }
+    assert!(results.iter().any(|r| r.status == 303));
+    assert_eq!(exports(&app, pat_id).await.len(), 1, "one export in flight, whoever won the race");
+    assert_eq!(app.count("SELECT count(*) FROM apalis.jobs WHERE job_type = 'media'").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM audit_log WHERE action = 'account.export_requested'").await, 1);
+}
