@@ -30,6 +30,9 @@ impl Run for PurgeExpired {
             workers = queue.workers,
             "purged expired rows"
         );
+        // Data exports past their 24 hours: files deleted, rows marked expired; stray files removed.
+        let (exports, stray_files) = super::export::purge_expired(ctx).await?;
+        tracing::info!(exports, stray_files, "purged expired exports");
         Ok(())
     }
 }
