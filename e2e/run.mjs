@@ -6,7 +6,8 @@
 //
 // Usually started by ./run, which builds and starts a private web + worker first.
 // Environment: E2E_BASE_URL (default http://127.0.0.1:8000), CHROMIUM (default
-// /usr/bin/chromium), E2E_MODES (default "js,nojs"), E2E_HEADED=1 to watch.
+// /usr/bin/chromium), E2E_MODES (default "js,nojs"), E2E_JOURNEYS (default all, e.g.
+// "admin-jobs"), E2E_HEADED=1 to watch.
 // Prints one summary line at the end and exits 1 when anything failed.
 
 import { execFileSync } from 'node:child_process';
@@ -807,6 +808,69 @@ async function journeyLive(run, browser) {
   }
 }
 
+/** h. an admin opens /admin/jobs, sees a failed job with its error, retries it; the
+ *  job leaves the failed list and the worker runs it to the end. The user is made an
+ *  admin, and the job failed, with SQL (the e2e database has no demo data). */
+async function journeyAdminJobs(run, browser) {
+  const context = await newContext(browser, run);
+  const page = (run.page = await context.newPage());
+  try {
+    const user = await signUp(run, page, 'admin');
+    const error = `e2e: connection refused (${run.mode} ${RUN_ID})`;
+    let jobId;
+    await run.step('make the user an admin and a job fail (SQL)', async () => {
+      sql(`UPDATE users SET role = 'admin' WHERE username = '${user.username}'`);
+      // A real ULID: the worker cannot decode any other id (its queue stops on one).
+      jobId = sql(`INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, done_at, last_result)
+           VALUES (apalis.generate_ulid(), 'default', convert_to('{"name":"noop","args":{},"request_id":null}', 'UTF8'), 'Failed', 5, 5,
+                   now() - interval '10 minutes', 0, now() - interval '5 minutes', jsonb_build_object('Err', '${error}'))
+           RETURNING id`);
+      expect(/^[0-9A-Z]{26}$/.test(jobId), `the inserted job's id is ${jobId}`);
+    });
+
+    const row = page.locator(`[id="job-${jobId}"]`);
+    await run.step('open /admin/jobs and see the failed job with its error', async () => {
+      // The role change reaches the session within the session cache's few seconds.
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        await page.goto(`${BASE}/admin/jobs`);
+        if (await page.locator('h1', { hasText: /^Jobs$/ }).count()) break;
+        expect(Date.now() < deadline, `/admin/jobs still refuses the new admin after 15 s: ${(await page.locator('h1').first().innerText()).trim()}`);
+        await page.waitForTimeout(1000);
+      }
+      await expectText(page.locator('#queue-default'), /default/, 'the default queue row');
+      await expectText(row, new RegExp(error.replace(/[()]/g, '\\$&')), 'the failed job row with its error');
+      await expectText(row, /5 of 5/, 'its attempts');
+      const chart = page.locator('svg#jobs-chart');
+      await chart.waitFor({ state: 'visible', timeout: 5_000 });
+      expect((await chart.getAttribute('role')) === 'img', 'the chart has no role="img"');
+      await run.axe(page, 'jobs dashboard');
+    });
+
+    await run.step('retry it; it leaves the failed list', async () => {
+      await row.getByRole('button', { name: `Retry job noop ${jobId}` }).click();
+      await expectPath(page, '/admin/jobs');
+      await expectFlash(page, new RegExp(`${jobId}\\) is queued again`));
+      expect((await page.locator(`[id="job-${jobId}"]`).count()) === 0, 'the retried job is still in the failed list');
+      await run.axe(page, 'jobs dashboard after a retry');
+    });
+
+    await run.step('the worker runs the retried job to the end', async () => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const status = sql(`SELECT status FROM apalis.jobs WHERE id = '${jobId}'`);
+        if (status === 'Done') break;
+        expect(Date.now() < deadline, `the retried job is ${status} after 30 s (is the worker running?)`);
+        await page.waitForTimeout(500);
+      }
+      const audit = sql(`SELECT count(*) FROM audit_log WHERE action = 'job.retried' AND object_id = '${jobId}'`);
+      expect(audit === '1', `${audit} audit rows for the retry`);
+    });
+  } finally {
+    await context.close();
+  }
+}
+
 /** Runs one SQL statement on the e2e database (DATABASE_URL, exported by ./run). */
 function sql(query) {
   return execFileSync('psql', [process.env.DATABASE_URL, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', query], { encoding: 'utf8' }).trim();
@@ -869,7 +933,10 @@ const JOURNEYS = [
   { name: 'community', title: 'a reader follows, likes and comments; the author sees it live and is notified', fn: journeyCommunity, needs: ['story'] },
   { name: 'search', title: 'a reader finds a story by a word only in its chapter 2', fn: journeySearch, needs: ['account'] },
   { name: 'live', title: 'a page keeps its event stream and live events change it', fn: journeyLive, needs: [] },
+  { name: 'admin-jobs', title: 'an admin retries a failed job from /admin/jobs', fn: journeyAdminJobs, needs: [] },
 ];
+// E2E_JOURNEYS=name,name runs only those journeys (their `needs` must be listed too).
+const ONLY = (process.env.E2E_JOURNEYS || '').split(',').map((j) => j.trim()).filter(Boolean);
 
 async function main() {
   log(`e2e: ${BASE}, Chromium ${CHROMIUM}, modes ${MODES.join(', ')}`);
@@ -899,6 +966,7 @@ async function main() {
       const shared = { tmp };
       const passed = new Set();
       for (const j of JOURNEYS) {
+        if (ONLY.length && !ONLY.includes(j.name)) continue;
         const run = new Run(j.name, mode);
         log(`\n--- ${run.label}: ${j.title}`);
         const t = Date.now();

@@ -103,6 +103,11 @@ CREATE TRIGGER audit_log_no_update_or_delete BEFORE UPDATE OR DELETE ON audit_lo
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
 
+-- Live events gain the `control` channel: process-wide signals (a user's sessions
+-- changed), read by every web process's broker and never sent to a page.
+ALTER TABLE live_events DROP CONSTRAINT live_events_channel_format;
+ALTER TABLE live_events ADD CONSTRAINT live_events_channel_format CHECK (channel ~ '^(story|user):[0-9]+$' OR channel = 'control');
+
 -- A deleted account's username is held for 30 days so nobody can take it over at once
 -- (links to the profile, mentions); signup checks it.
 CREATE TABLE retired_usernames (

@@ -67,6 +67,8 @@ pub mod limits {
     /// Follow, like and save toggles (each may notify someone): generous for people,
     /// a stop for scripts.
     pub const SOCIAL_TOGGLES_PER_ACCOUNT: Limit = Limit::per_minutes(120, 10);
+    /// Data exports asked for (each is a ZIP of the whole account built by a worker).
+    pub const EXPORTS_PER_ACCOUNT: Limit = Limit::per_minutes(3, 24 * 60);
     /// New-password submissions (each costs a hash when the link is good).
     /// Reports: enough to flag a thread of abuse, not to flood the moderators' queue.
     pub const REPORTS_PER_ACCOUNT: Limit = Limit::per_minutes(20, 60);

@@ -195,7 +195,29 @@ pub async fn run(db: &Db, storage: &crate::storage::Storage) -> anyhow::Result<(
     }
     seed_social(db).await?;
     seed_stats(db).await?;
+    seed_failed_job(db).await?;
     tracing::info!(created, stories_created, "seeded demo data (password: {DEMO_PASSWORD})");
+    Ok(())
+}
+
+/// One job that gave up, so `/admin/jobs` has a failed job to show and retry (a no-op:
+/// retried, it finishes). Once: the idempotency key makes a second seed a duplicate.
+async fn seed_failed_job(db: &Db) -> anyhow::Result<()> {
+    const KEY: &str = "demo:failed-job";
+    let mut tx = db.primary().begin().await?;
+    match crate::jobs::enqueue_with_key(&mut tx, &crate::jobs::maintenance::Noop::default(), None, Some(KEY)).await {
+        Err(e) if e.is_duplicate() => return Ok(()),
+        other => other?,
+    }
+    sqlx::query(
+        "UPDATE apalis.jobs SET status = 'Failed', attempts = max_attempts, done_at = now() - interval '20 minutes',
+                last_result = jsonb_build_object('Err', 'demo: connection refused by smtp.example.com:587 (seeded failure)')
+          WHERE idempotency_key = $1",
+    )
+    .bind(KEY)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 

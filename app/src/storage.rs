@@ -18,6 +18,10 @@
 //!   server must only ever route `variants/…` keys to clients.
 //! - `variants/ab/cdef…/<name>.webp` (or similar) — re-encoded, metadata-free images made
 //!   by the media job: the only public media.
+//! - `exports/<export id>-<random>.zip` — a user's data export, written by the worker
+//!   through [`Storage::stage`] / [`Storage::commit`] and deleted 24 hours after it was
+//!   ready. **Private**: downloaded only through `/exports/{token}`.
+//! - `.staging/…` (local backend) — files being written; never a key.
 //!
 //! Writes are atomic: the local backend writes a staging file next to the target and
 //! renames it into place (fsynced), so a reader sees the old object, the new one, or
@@ -81,6 +85,30 @@ pub fn content_key(prefix: &str, hex: &str, ext: &str) -> Result<String, Storage
     let key = format!("{prefix}/{}/{}.{ext}", &hex[..2], &hex[2..]);
     check_key(&key)?;
     Ok(key)
+}
+
+/// Chunks of a stored object, as [`Storage::get_stream`] gives them.
+pub type ByteStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes, StorageError>> + Send>>;
+
+/// The local backend's directory for files being written (see [`Storage::stage`]).
+pub const STAGING_DIR: &str = ".staging";
+
+/// A file being written for a key: write to [`Staged::path`], then [`Storage::commit`]
+/// (or [`Storage::discard`]).
+#[derive(Debug)]
+pub struct Staged {
+    path: PathBuf,
+    key: String,
+}
+
+impl Staged {
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
 }
 
 /// The media store. Clone it freely (an `Arc` inside).
@@ -161,6 +189,139 @@ impl Storage {
         }
     }
 
+    /// The object as a stream of chunks, with its size in bytes: for sending large files
+    /// (an export's ZIP) without holding them in memory. The local backend reads the file
+    /// in 64 KiB chunks.
+    pub async fn get_stream(&self, key: &str) -> Result<(u64, ByteStream), StorageError> {
+        let path = check_key(key)?;
+        if let Some(root) = &self.root {
+            let local = root.join(key);
+            let file = match tokio::fs::File::open(&local).await {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound(key.to_string())),
+                Err(e) => return Err(e.into()),
+            };
+            let size = file.metadata().await?.len();
+            let chunks = futures::stream::unfold(Some(file), |file| async move {
+                use tokio::io::AsyncReadExt;
+                let mut file = file?;
+                let mut buf = vec![0u8; 64 * 1024];
+                match file.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok(Bytes::from(buf)), Some(file)))
+                    }
+                    Err(e) => Some((Err(StorageError::Io(e)), None)),
+                }
+            });
+            return Ok((size, Box::pin(chunks)));
+        }
+        match self.inner.get(&path).await {
+            Ok(result) => {
+                let size = result.meta.size;
+                Ok((size, Box::pin(futures::StreamExt::map(result.into_stream(), |r| r.map_err(StorageError::from)))))
+            }
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound(key.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Up to `limit` keys under `prefix` last written before `before` (for sweeping files
+    /// nothing refers to any more).
+    pub async fn list_older(&self, prefix: &str, before: chrono::DateTime<chrono::Utc>, limit: usize) -> Result<Vec<String>, StorageError> {
+        use futures::StreamExt;
+        let path = check_key(prefix)?;
+        let mut listing = self.inner.list(Some(&path));
+        let mut out = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(e.into()),
+            };
+            if meta.last_modified < before {
+                out.push(meta.location.to_string());
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A local file to write the object for `key` into, entry by entry (a worker's large
+    /// output: an export's ZIP), then [`Storage::commit`] it into place. On the local
+    /// backend it lives under the root's [`STAGING_DIR`] (same filesystem, so the commit
+    /// is a rename; the dot keeps it out of every key); elsewhere in the temporary
+    /// directory, uploaded on commit.
+    pub fn stage(&self, key: &str) -> Result<Staged, StorageError> {
+        check_key(key)?;
+        let dir = match &self.root {
+            Some(root) => root.join(STAGING_DIR),
+            None => std::env::temp_dir().join("quire-staging"),
+        };
+        std::fs::create_dir_all(&dir)?;
+        let name = format!("{}-{}", uuid::Uuid::new_v4().simple(), key.rsplit('/').next().unwrap_or("object"));
+        Ok(Staged { path: dir.join(name), key: key.to_string() })
+    }
+
+    /// Puts a staged file in place under its key and returns its size. Local: fsynced and
+    /// renamed (a reader sees the whole file or none); other backends: uploaded, and the
+    /// staged file removed.
+    pub async fn commit(&self, staged: Staged) -> Result<u64, StorageError> {
+        let size = tokio::fs::metadata(&staged.path).await?.len();
+        match &self.root {
+            Some(root) => {
+                let target = root.join(&staged.key);
+                let parent = target.parent().map(|p| p.to_path_buf());
+                if let Some(parent) = &parent {
+                    tokio::fs::create_dir_all(parent).await?;
+                }
+                tokio::fs::File::open(&staged.path).await?.sync_all().await?;
+                tokio::fs::rename(&staged.path, &target).await?;
+                if let Some(parent) = &parent
+                    && let Ok(dir) = tokio::fs::File::open(parent).await
+                {
+                    let _ = dir.sync_all().await;
+                }
+            }
+            None => {
+                self.put_file(&staged.key, &staged.path).await?;
+                let _ = tokio::fs::remove_file(&staged.path).await;
+            }
+        }
+        Ok(size)
+    }
+
+    /// Removes a staged file that will not be committed (a failed write). Idempotent.
+    pub async fn discard(&self, staged: &Staged) {
+        if let Err(e) = tokio::fs::remove_file(&staged.path).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, path = %staged.path.display(), "could not remove a staged file");
+        }
+    }
+
+    /// Removes staged files older than `age`: what a worker killed mid-write left behind.
+    /// How many were removed.
+    pub fn sweep_staging(&self, age: std::time::Duration) -> Result<usize, StorageError> {
+        let Some(root) = &self.root else { return Ok(0) };
+        let entries = match std::fs::read_dir(root.join(STAGING_DIR)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let old = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|e| e >= age);
+            if old && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// For the local backend, where `key` lives on disk (e.g. to serve it with sendfile);
     /// `None` for other backends or an invalid key.
     pub fn local_path(&self, key: &str) -> Option<PathBuf> {
@@ -230,6 +391,50 @@ mod tests {
         std::fs::write(&tmp, b"from file").unwrap();
         s.put_file("originals/00/11.png", &tmp).await.unwrap();
         assert_eq!(s.get("originals/00/11.png").await.unwrap(), Bytes::from_static(b"from file"));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn staged_files_are_committed_in_place_and_streamed_back() {
+        use futures::StreamExt;
+        let root = std::env::temp_dir().join(format!("quire-storage-{}", uuid::Uuid::new_v4().simple()));
+        let s = Storage::local(&root).unwrap();
+        assert!(s.stage("../x.zip").is_err());
+        let staged = s.stage("exports/7-abc.zip").unwrap();
+        assert!(staged.path().starts_with(std::fs::canonicalize(&root).unwrap().join(STAGING_DIR)));
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(staged.path(), &big).unwrap();
+        assert!(!s.exists("exports/7-abc.zip").await.unwrap(), "nothing under the key before the commit");
+        assert_eq!(s.commit(staged).await.unwrap(), big.len() as u64);
+        let (size, mut chunks) = s.get_stream("exports/7-abc.zip").await.unwrap();
+        assert_eq!(size, big.len() as u64);
+        let mut back = Vec::new();
+        let mut n = 0;
+        while let Some(chunk) = chunks.next().await {
+            back.extend_from_slice(&chunk.unwrap());
+            n += 1;
+        }
+        assert_eq!(back, big);
+        assert!(n >= 3, "read in chunks, not at once ({n})");
+        assert!(matches!(s.get_stream("exports/none.zip").await, Err(StorageError::NotFound(_))));
+        let later = chrono::Utc::now() + chrono::Duration::minutes(1);
+        assert_eq!(s.list_older("exports", later, 10).await.unwrap(), vec!["exports/7-abc.zip".to_string()]);
+        assert!(s.list_older("exports", chrono::Utc::now() - chrono::Duration::hours(1), 10).await.unwrap().is_empty());
+        assert!(s.list_older("nothing-here", later, 10).await.unwrap().is_empty());
+        // Staging is empty after the commit; an abandoned file is swept once old enough.
+        let left = s.stage("exports/8-def.zip").unwrap();
+        std::fs::write(left.path(), b"partial").unwrap();
+        assert_eq!(s.sweep_staging(std::time::Duration::from_secs(3600)).unwrap(), 0);
+        assert_eq!(s.sweep_staging(std::time::Duration::ZERO).unwrap(), 1);
+        assert!(!left.path().exists());
+        // The in-memory backend stages in the temporary directory and uploads on commit.
+        let m = Storage::in_memory();
+        let staged = m.stage("exports/9.zip").unwrap();
+        std::fs::write(staged.path(), b"zip").unwrap();
+        let path = staged.path().to_path_buf();
+        m.commit(staged).await.unwrap();
+        assert!(!path.exists());
+        assert_eq!(m.get("exports/9.zip").await.unwrap(), Bytes::from_static(b"zip"));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

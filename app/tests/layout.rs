@@ -59,7 +59,8 @@ fn sources() -> Vec<(String, String)> {
 }
 
 fn speaks_http(rel: &str) -> bool {
-    rel.starts_with("web/") || rel.ends_with("/pages.rs") || rel.starts_with("bin/")
+    // An area's handlers: `pages.rs`, or `pages/` once they outgrow one file.
+    rel.starts_with("web/") || rel.ends_with("/pages.rs") || rel.contains("/pages/") || rel.starts_with("bin/")
 }
 
 fn mentions(code: &str, needle: &str) -> bool {

@@ -162,9 +162,11 @@ macro_rules! replica_read {
     }};
 }
 
-/// Runs our migrations and the job queue's (apalis keeps its own tables in schema `apalis`).
+/// Runs the job queue's migrations, then ours (apalis keeps its own tables, and its own
+/// migration history, in schema `apalis`). The queue's first, because ours may index its
+/// tables (`jobs_dashboard`).
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await?;
     apalis_postgres::PostgresStorage::setup(pool).await?;
+    MIGRATOR.run(pool).await?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! (or rolls back) together with the state change that caused it.
 
 pub mod admin;
+pub mod export;
 pub mod mail;
 pub mod maintenance;
 pub mod media;

@@ -97,7 +97,7 @@ pub fn routes(state: &AppState) -> Route {
     let route = search::pages::routes(route);
     let route = moderation::pages::routes(route);
     let route = exports::pages::routes(route);
-    let route = admin::routes(route);
+    let route = admin::pages::routes(route);
     ops::dev_mail::routes(route, state.config.is_production())
 }
 

@@ -234,6 +234,26 @@ impl TestApp {
         }
     }
 
+    /// A second web *process* on the same database: its own AppState, so its own session
+    /// cache and live broker (unlike `new_browser`, which shares this one's). Returns once
+    /// its broker listens.
+    pub async fn another_process(&self) -> TestApp {
+        let config = Config::for_tests(&self.db.url, self.mail_dir.clone());
+        let state = AppState::new(config, Db::from_pool(self.db.pool.clone())).expect("app state");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while state.live.listener_pid().is_none() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        TestApp {
+            db: TestDb { name: self.db.name.clone(), url: self.db.url.clone(), pool: self.db.pool.clone(), owner: false },
+            owns_mail_dir: false,
+            client: TestClient::new(TestPeer(app::web::app(state.clone())).boxed()),
+            state,
+            mail_dir: self.mail_dir.clone(),
+            cookies: Mutex::new(HashMap::new()),
+        }
+    }
+
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.cookies.lock().unwrap().get(name).cloned()
     }
@@ -416,6 +436,16 @@ pub fn route_table() -> Vec<(String, bool, bool)> {
         include_str!("../../src/stories/pages.rs"),
         include_str!("../../src/media/pages.rs"),
         include_str!("../../src/feeds/pages.rs"),
+        include_str!("../../src/social/pages.rs"),
+        include_str!("../../src/notifications/pages.rs"),
+        include_str!("../../src/live/pages.rs"),
+        include_str!("../../src/stats/pages.rs"),
+        include_str!("../../src/search/pages.rs"),
+        include_str!("../../src/moderation/pages.rs"),
+        include_str!("../../src/exports/pages.rs"),
+        include_str!("../../src/admin/pages/users.rs"),
+        include_str!("../../src/admin/pages/audit.rs"),
+        include_str!("../../src/admin/pages/jobs.rs"),
     ];
     let mut found = Vec::new();
     for file in src {

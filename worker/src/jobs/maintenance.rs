@@ -15,7 +15,24 @@ impl Run for PurgeExpired {
         let tokens = users::purge_spent_tokens(db).await?;
         let live_events = app::live::purge_old(db).await?;
         let (view_days, reader_days) = app::stats::db::purge_old(db).await?;
-        tracing::info!(sessions, tokens, live_events, view_days, reader_days, "purged expired rows");
+        // Finished and failed jobs, mail idempotency keys and long-gone workers past their
+        // retention (README "Jobs dashboard and retention"), in bounded batches.
+        let queue = app::jobs::admin::purge(db).await?;
+        tracing::info!(
+            sessions,
+            tokens,
+            live_events,
+            view_days,
+            reader_days,
+            done_jobs = queue.done_jobs,
+            failed_jobs = queue.failed_jobs,
+            sent_emails = queue.sent_emails,
+            workers = queue.workers,
+            "purged expired rows"
+        );
+        // Data exports past their 24 hours: files deleted, rows marked expired; stray files removed.
+        let (exports, stray_files) = super::export::purge_expired(ctx).await?;
+        tracing::info!(exports, stray_files, "purged expired exports");
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! `dispatch` finds the job in the [`Registry`], which deserialises the arguments into
 //! the job's type and runs its handler under the job's own policy.
 
+pub mod export;
 pub mod mail;
 pub mod maintenance;
 pub mod media;
@@ -70,7 +71,7 @@ pub trait Run: Job + DeserializeOwned {
 /// Every job the worker runs. A job type of `app::jobs` missing here fails
 /// `tests/registry.rs`; one registered twice panics here, at start-up.
 pub fn all() -> Registry {
-    use app::jobs::{mail::*, maintenance::*, media::*, notify::*, trending::*};
+    use app::jobs::{export::*, mail::*, maintenance::*, media::*, notify::*, trending::*};
     Registry::new()
         .register::<SendVerificationEmail>()
         .register::<SendPasswordReset>()
@@ -83,6 +84,8 @@ pub fn all() -> Registry {
         .register::<DailyDigest>()
         .register::<SendDigests>()
         .register::<RecomputeTrending>()
+        .register::<BuildExport>()
+        .register::<SendExportReady>()
 }
 
 /// The process's registry, built on first use (the worker builds it before starting).

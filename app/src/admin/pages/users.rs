@@ -8,7 +8,7 @@ use poem::{
 };
 use serde::Deserialize;
 
-use super::db;
+use crate::admin::db;
 use crate::{
     accounts::users,
     error::{Error, Result},
