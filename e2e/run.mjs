@@ -871,6 +871,68 @@ async function journeyAdminJobs(run, browser) {
   }
 }
 
+/** A reader reports a comment; a moderator hides it from /mod/reports; the reader no longer sees it. */
+async function journeyModeration(run, browser, shared) {
+  const { story } = shared;
+  const contexts = [];
+  const open = async () => { const c = await newContext(browser, run); contexts.push(c); return c.newPage(); };
+  const text = `Rude words ${run.mode} ${RUN_ID}`;
+  try {
+    const trollPage = await open();
+    run.page = trollPage;
+    await signUp(run, trollPage, 'troll');
+    await run.step('the troll comments on the story', async () => {
+      await trollPage.goto(`${BASE}${story.path}`);
+      await trollPage.getByLabel('Add a comment').fill(text);
+      await trollPage.getByRole('button', { name: 'Post comment' }).click();
+      await expectText(trollPage.locator('#comments .comment').filter({ hasText: text }), new RegExp(text), 'the comment');
+    });
+
+    const page = (run.page = await open());
+    await signUp(run, page, 'reporter');
+    const item = page.locator('#comments .comment').filter({ hasText: text });
+    await run.step('the reader reports the comment', async () => {
+      await page.goto(`${BASE}${story.path}`);
+      await item.locator('summary', { hasText: 'Report' }).click();
+      await item.getByLabel('What is wrong with this comment?').fill('Insulting other readers');
+      await item.getByRole('button', { name: 'Send report' }).click();
+      if (run.js) await expectText(item.locator('.flash.info'), /a moderator will look/, 'the thanks in place');
+      else await expectFlash(page, /a moderator will look/);
+      await run.axe(page, 'story page after a report');
+    });
+
+    const modPage = (run.page = await open());
+    const mod = await signUp(run, modPage, 'mod');
+    await run.step('a moderator hides it from /mod/reports', async () => {
+      sql(`UPDATE users SET role = 'moderator' WHERE username = '${mod.username}'`);
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        await modPage.goto(`${BASE}/mod/reports`);
+        if (await modPage.locator('h1', { hasText: /^Reports$/ }).count()) break;
+        expect(Date.now() < deadline, '/mod/reports still refuses the new moderator after 15 s');
+        await modPage.waitForTimeout(1000);
+      }
+      const entry = modPage.locator('.report-item').filter({ hasText: 'Insulting other readers' });
+      await expectText(entry, /1 report/, 'the report in the queue');
+      await run.axe(modPage, 'moderation queue');
+      await entry.getByLabel(/Note/).fill('Personal attacks');
+      await entry.getByRole('button', { name: 'Hide' }).click();
+      await expectPath(modPage, '/mod/reports');
+      await expectFlash(modPage, /Hidden/);
+    });
+
+    await run.step('the reader no longer sees it; its author sees why', async () => {
+      run.page = page;
+      await page.goto(`${BASE}${story.path}`);
+      expect((await page.locator('#comments .comment').filter({ hasText: text }).count()) === 0, 'the hidden comment is still shown to the reader');
+      await trollPage.goto(`${BASE}${story.path}`);
+      await expectText(trollPage.locator('#comments .comment').filter({ hasText: text }), /Hidden by the moderators: Personal attacks/, 'the notice to its author');
+    });
+  } finally {
+    for (const c of contexts) await c.close();
+  }
+}
+
 /** Runs one SQL statement on the e2e database (DATABASE_URL, exported by ./run). */
 function sql(query) {
   return execFileSync('psql', [process.env.DATABASE_URL, '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', query], { encoding: 'utf8' }).trim();
@@ -933,6 +995,7 @@ const JOURNEYS = [
   { name: 'community', title: 'a reader follows, likes and comments; the author sees it live and is notified', fn: journeyCommunity, needs: ['story'] },
   { name: 'search', title: 'a reader finds a story by a word only in its chapter 2', fn: journeySearch, needs: ['account'] },
   { name: 'live', title: 'a page keeps its event stream and live events change it', fn: journeyLive, needs: [] },
+  { name: 'moderation', title: 'a reader reports a comment, a moderator hides it, the reader no longer sees it', fn: journeyModeration, needs: ['story'] },
   { name: 'admin-jobs', title: 'an admin retries a failed job from /admin/jobs', fn: journeyAdminJobs, needs: [] },
 ];
 // E2E_JOURNEYS=name,name runs only those journeys (their `needs` must be listed too).
