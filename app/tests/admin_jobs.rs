@@ -13,14 +13,7 @@ const PW: &str = "correct horse battery";
 /// A user with `role`, logged in in a browser of their own (after the role is set, so
 /// no cached session still has the old one).
 async fn user(app: &TestApp, name: &str, role: &str) -> TestApp {
-    let b = app.new_browser();
-    b.signup(name, &format!("{name}@example.com"), PW).await.assert_status(303);
-    sqlx::query("UPDATE users SET email_verified_at = now(), role = $2::user_role WHERE username = $1")
-        .bind(name)
-        .bind(role)
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
+    common::user_with_role(app, name, role, PW).await;
     let fresh = app.new_browser();
     fresh.login(name, PW).await.assert_status(303);
     fresh

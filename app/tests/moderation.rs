@@ -10,15 +10,7 @@ use common::{Resp, TestApp};
 const PW: &str = "correct horse battery";
 
 async fn user(app: &TestApp, name: &str, role: &str) -> TestApp {
-    let b = app.new_browser();
-    b.signup(name, &format!("{name}@example.com"), PW).await.assert_status(303);
-    sqlx::query("UPDATE users SET email_verified_at = now(), role = $2::user_role WHERE username = $1")
-        .bind(name)
-        .bind(role)
-        .execute(&app.db.pool)
-        .await
-        .unwrap();
-    b
+    common::user_with_role(app, name, role, PW).await
 }
 
 async fn published(b: &TestApp, title: &str) -> i64 {

@@ -58,21 +58,18 @@ impl Channel {
 /// Raises `event` on `channel` with `data` (an HTML fragment) as part of `conn`'s
 /// transaction. Returns the event's id (also its SSE `id:`).
 pub async fn publish(conn: &mut PgConnection, channel: Channel, event: &str, data: &str) -> Result<i64, sqlx::Error> {
-    let id: i64 = sqlx::query_scalar("INSERT INTO live_events (channel, event, data) VALUES ($1, $2, $3) RETURNING id")
-        .bind(channel.key())
-        .bind(event)
-        .bind(data)
-        .fetch_one(&mut *conn)
-        .await?;
-    sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(id.to_string()).execute(&mut *conn).await?;
-    Ok(id)
+    insert_and_notify(conn, &channel.key(), event, data).await
 }
 
 /// Raises a process-wide signal as part of `conn`'s transaction: every web process's
 /// broker runs its `on_control` hooks with (`event`, `data`) once it commits.
 pub async fn publish_control(conn: &mut PgConnection, event: &str, data: &str) -> Result<i64, sqlx::Error> {
+    insert_and_notify(conn, CONTROL_CHANNEL, event, data).await
+}
+
+async fn insert_and_notify(conn: &mut PgConnection, channel_key: &str, event: &str, data: &str) -> Result<i64, sqlx::Error> {
     let id: i64 = sqlx::query_scalar("INSERT INTO live_events (channel, event, data) VALUES ($1, $2, $3) RETURNING id")
-        .bind(CONTROL_CHANNEL)
+        .bind(channel_key)
         .bind(event)
         .bind(data)
         .fetch_one(&mut *conn)

@@ -462,3 +462,17 @@ pub fn route_table() -> Vec<(String, bool, bool)> {
     found.push(("/static/*path".into(), true, false));
     found
 }
+
+/// A verified user with `role` (reader, writer, moderator, admin), logged in in a browser
+/// of their own, signed up with `password`.
+pub async fn user_with_role(app: &TestApp, name: &str, role: &str, password: &str) -> TestApp {
+    let b = app.new_browser();
+    b.signup(name, &format!("{name}@example.com"), password).await.assert_status(303);
+    sqlx::query("UPDATE users SET email_verified_at = now(), role = $2::user_role WHERE username = $1")
+        .bind(name)
+        .bind(role)
+        .execute(&app.db.pool)
+        .await
+        .expect("set role");
+    b
+}
