@@ -2,15 +2,17 @@
 -- the append-only audit log, and usernames held back after an account is deleted.
 
 -- Roles, lowest first: the enum's order is the privilege order (`role >= 'moderator'`).
--- Accounts start as readers and become writers when they verify their email; the old
--- 'user' role maps the same way.
+-- Accounts start as writers, who may publish once their email address is verified
+-- (`policy::Action::Write` and the verification check together); staff may demote an
+-- account to reader, which cannot publish whatever its verification. The old 'user' role
+-- maps to writer.
 CREATE TYPE user_role AS ENUM ('reader', 'writer', 'moderator', 'admin');
 ALTER TABLE users DROP CONSTRAINT users_role_valid;
 ALTER TABLE users ALTER COLUMN role DROP DEFAULT;
 ALTER TABLE users ALTER COLUMN role TYPE user_role USING (
-    CASE WHEN role = 'user' THEN CASE WHEN email_verified_at IS NULL THEN 'reader' ELSE 'writer' END ELSE role END
+    CASE WHEN role = 'user' THEN 'writer' ELSE role END
 )::user_role;
-ALTER TABLE users ALTER COLUMN role SET DEFAULT 'reader';
+ALTER TABLE users ALTER COLUMN role SET DEFAULT 'writer';
 CREATE INDEX users_staff_idx ON users (role) WHERE role >= 'moderator';
 
 -- Hiding: the author sees why; a moderator can undo it (hidden_at back to NULL).

@@ -74,7 +74,7 @@ impl TryFrom<String> for Role {
 /// What someone wants to do. Object facts travel with the action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Write and publish stories, upload covers.
+    /// Write and publish stories, upload covers (the pages also require a verified address).
     Write,
     /// Like, comment, follow, report: anyone logged in.
     Participate,
@@ -119,7 +119,7 @@ pub fn may(user: Option<&CurrentUser>, action: Action) -> Decision {
         return Decision::Allow;
     }
     Decision::Deny(match action {
-        Action::Write => "Verify your email address to write stories.",
+        Action::Write => "Your account cannot publish stories.",
         Action::Moderate => "Only moderators can do that.",
         Action::Ban { .. } => "You cannot ban this account.",
         Action::Administer => "Only administrators can see this page.",

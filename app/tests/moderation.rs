@@ -104,21 +104,25 @@ async fn send(b: &TestApp, method: &str, path: &str) -> Resp {
 }
 
 #[tokio::test]
-async fn new_accounts_are_readers_until_they_verify_and_demoted_readers_stay_readers() {
+async fn new_accounts_are_writers_and_a_demoted_reader_cannot_publish() {
     let app = TestApp::new().await;
     let b = app.new_browser();
     b.signup("newbie", "newbie@example.com", PW).await.assert_status(303);
-    let role = || async { sqlx::query_scalar::<_, String>("SELECT role::text FROM users WHERE username = 'newbie'").fetch_one(&app.db.pool).await.unwrap() };
-    assert_eq!(role().await, "reader");
-    let uid: i64 = sqlx::query_scalar("SELECT id FROM users WHERE username = 'newbie'").fetch_one(&app.db.pool).await.unwrap();
+    let role: String = sqlx::query_scalar("SELECT role::text FROM users WHERE username = 'newbie'").fetch_one(&app.db.pool).await.unwrap();
+    assert_eq!(role, "writer");
+    let w = user(&app, "demoted", "writer").await;
+    let r = w.post_form("/stories", &[("title", "Before"), ("summary", ""), ("tags", "")]).await;
+    let id = r.location().unwrap().trim_start_matches("/s/").to_string();
+    w.post_form(&format!("/s/{id}/chapters"), &[("title", "One"), ("body", "Words.")]).await.assert_status(303);
+    app::accounts::users::set_role(&app.db.pool, &app::audit::Origin::command_line("test"), "demoted", app::policy::Role::Reader).await.unwrap();
+    // Verified, but a reader now: publishing is refused with a reason, at once.
+    let r = w.post_form(&format!("/s/{id}/edit"), &[("status", "published")]).await;
+    r.assert_status(422).assert_contains("cannot publish");
     let mut conn = app.db.pool.acquire().await.unwrap();
+    let uid: i64 = sqlx::query_scalar("SELECT id FROM users WHERE username = 'demoted'").fetch_one(&app.db.pool).await.unwrap();
     app::accounts::users::mark_verified(&mut conn, uid).await.unwrap();
-    assert_eq!(role().await, "writer");
-    // Demoted by staff, then a new address verified: still a reader.
-    app::accounts::users::set_role(&app.db.pool, &app::audit::Origin::command_line("test"), "newbie", app::policy::Role::Reader).await.unwrap();
-    sqlx::query("UPDATE users SET email_verified_at = NULL WHERE id = $1").bind(uid).execute(&app.db.pool).await.unwrap();
-    app::accounts::users::mark_verified(&mut conn, uid).await.unwrap();
-    assert_eq!(role().await, "reader");
+    let role: String = sqlx::query_scalar("SELECT role::text FROM users WHERE id = $1").bind(uid).fetch_one(&app.db.pool).await.unwrap();
+    assert_eq!(role, "reader", "verifying again does not undo a demotion");
 }
 
 #[tokio::test]

@@ -229,17 +229,10 @@ pub async fn consume_token(conn: &mut PgConnection, token: &str, purpose: TokenP
     Ok(row.map_or(TokenCheck::Invalid, |(user_id,)| TokenCheck::Valid { user_id }))
 }
 
-/// Marks the address verified. A reader becomes a writer with their first verification
-/// (everyone starts as a writer once verified), unless staff ever set their role: a
-/// reader demoted by a moderator stays one when they verify a new address.
+/// Marks the address verified. The role is untouched: accounts start as writers (who
+/// may publish once verified), and a reader demoted by staff stays a reader.
 pub async fn mark_verified(conn: &mut PgConnection, user_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()),
-                role = CASE WHEN role = 'reader' AND email_verified_at IS NULL
-                             AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.subject_id = users.id AND a.action = 'user.role_changed')
-                            THEN 'writer' ELSE role END
-         WHERE id = $1",
-    )
+    sqlx::query("UPDATE users SET email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1")
         .bind(user_id)
         .execute(conn)
         .await?;

@@ -36,6 +36,12 @@ pub fn routes(route: Route) -> Route {
 
 // ---- shared helpers ----------------------------------------------------------------
 
+/// Publishing (and covers): a verified address, and a role that writes (`policy`): a
+/// reader demoted by staff cannot, whatever their verification.
+fn may_publish(user: &CurrentUser) -> bool {
+    user.email_verified && crate::policy::may(Some(user), crate::policy::Action::Write) == crate::policy::Decision::Allow
+}
+
 fn is_author(user: Option<&CurrentUser>, story: &StoryRow) -> bool {
     user.is_some_and(|u| u.id == story.author_id)
 }
@@ -95,7 +101,7 @@ async fn listing_page(ctx: &Ctx, template: &str, listing: Listing<'_>, q: &PageQ
 fn image_or_error(field: form::ImageField, user: &CurrentUser, errors: &mut FieldErrors) -> (Option<ImageUpload>, StatusCode) {
     match field {
         form::ImageField::None => (None, StatusCode::UNPROCESSABLE_ENTITY),
-        form::ImageField::Some(_) if !user.email_verified => refuse_cover(media::UploadRefusal::unverified(), errors),
+        form::ImageField::Some(_) if !may_publish(user) => refuse_cover(media::UploadRefusal::unverified(), errors),
         form::ImageField::Some(upload) => (Some(upload), StatusCode::UNPROCESSABLE_ENTITY),
         form::ImageField::Rejected { status, message } => {
             errors.insert("cover", message);
@@ -208,7 +214,7 @@ async fn show(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<ShowQuery>) -> Resu
             story => story_v,
             chapters => Value::from(minijinja::value::Serde(&chapters)),
             is_author => author,
-            can_publish => ctx.user().is_some_and(|u| u.email_verified),
+            can_publish => ctx.user().is_some_and(may_publish),
             values => context!{},
             errors => context!{},
             viewer => Value::from(minijinja::value::Serde(&viewer)),
@@ -228,7 +234,7 @@ async fn edit_page(ctx: Ctx, Path(id): Path<i64>) -> Result<Response> {
             story => story_v,
             values => context!{ title => &story.title, summary => &story.summary, tags => story.tags.join(", "), status => story.status.as_str() },
             errors => context!{},
-            can_publish => user.email_verified,
+            can_publish => may_publish(user),
         },
     )
 }
@@ -247,8 +253,13 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
             false
         }
     };
-    if publish && !user.email_verified {
-        errors.insert("status", "Confirm your email address before publishing: use the link we sent you, or send it again.".into());
+    if publish && !may_publish(user) {
+        let why = if user.email_verified {
+            "Your account is a reader's: it cannot publish stories."
+        } else {
+            "Confirm your email address before publishing: use the link we sent you, or send it again."
+        };
+        errors.insert("status", why.into());
     }
     let cover = count_cover(&ctx, user, cover, &mut image_status, &mut errors).await?;
     if !errors.is_empty() {
@@ -261,7 +272,7 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
                 story => story_v,
                 values => context!{ title => input.title, summary => input.summary, tags => input.tags_raw, status => status },
                 errors => errors,
-                can_publish => user.email_verified,
+                can_publish => may_publish(user),
             },
         );
     }
@@ -328,7 +339,7 @@ async fn add_chapter(ctx: Ctx, Path(id): Path<i64>, form::Form(form): form::Form
                 story => story_v,
                 chapters => Value::from(minijinja::value::Serde(&chapters)),
                 is_author => true,
-                can_publish => ctx.user().is_some_and(|u| u.email_verified),
+                can_publish => ctx.user().is_some_and(may_publish),
                 values => context!{ chapter_title => title, body => body },
                 errors => errors,
             },
