@@ -12,6 +12,47 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ has a parent").to_path_buf()
 }
 
+/// A private PostgreSQL cluster (bin/lib.sh `dev` profile) under var/, stopped on drop.
+pub struct Cluster {
+    pub name: &'static str,
+    pub port: u16,
+    pub bindir: PathBuf,
+}
+
+impl Cluster {
+    pub fn start(name: &'static str) -> Result<Cluster, String> {
+        let out = lib_sh(&format!("pg_ensure_cluster {name} dev >&2; echo \"$PG_PORT\"; echo \"$PG_BINDIR\""))?;
+        let mut lines = out.lines();
+        let port = lines.next().and_then(|p| p.trim().parse().ok()).ok_or("no port")?;
+        let bindir = PathBuf::from(lines.next().ok_or("no PG_BINDIR")?.trim());
+        Ok(Cluster { name, port, bindir })
+    }
+
+    /// A URL for database `db` as the `quire` role, tagged with `app` in pg_stat_activity.
+    pub fn url(&self, db: &str, app: &str) -> String {
+        format!("postgres://quire@127.0.0.1:{}/{db}?application_name={app}", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        println!("stopping PostgreSQL ({})", self.name);
+        let _ = lib_sh(&format!("pg_setup >&2; pg_stop_cluster {} >&2", self.name));
+    }
+}
+
+/// The `p` quantile (0..=1) of ascending `sorted` (nearest rank); NaN for none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 /// Runs `script` in bash with bin/lib.sh sourced (the same PostgreSQL helpers bin/test
 /// uses); returns its stdout. Its messages go to our stderr.
 pub fn lib_sh(script: &str) -> Result<String, String> {

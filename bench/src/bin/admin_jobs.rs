@@ -23,10 +23,11 @@
 
 use std::{
     path::PathBuf,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use app::jobs::{ALL_QUEUES, admin as queue};
+use bench::{Cluster, ms, percentile};
 use poem::{Endpoint, IntoResponse, Request, http::Method};
 use sqlx::{Connection, PgConnection, PgPool, postgres::PgPoolOptions};
 
@@ -37,39 +38,10 @@ const DATABASE: &str = "bench_admin_jobs";
 const DONE: i64 = 1_000_000;
 const ADMIN: &str = "benchadmin";
 
-struct Cluster {
-    port: u16,
-}
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        println!("stopping PostgreSQL ({CLUSTER})");
-        let _ = bench::lib_sh(&format!("pg_setup >&2; pg_stop_cluster {CLUSTER} >&2"));
-    }
-}
 
-impl Cluster {
-    fn start() -> R<Cluster> {
-        let out = bench::lib_sh(&format!("pg_ensure_cluster {CLUSTER} dev >&2; echo \"$PG_PORT\""))?;
-        let port = out.lines().next().and_then(|p| p.trim().parse().ok()).ok_or("no port")?;
-        Ok(Cluster { port })
-    }
 
-    fn url(&self, db: &str) -> String {
-        format!("postgres://quire@127.0.0.1:{}/{db}?application_name=bench-admin-jobs", self.port)
-    }
-}
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 const SEED_SQL: &str = "
 INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, done_at, lock_by, last_result)
@@ -204,14 +176,14 @@ async fn run() -> R<()> {
     let record = !args.iter().any(|a| a == "--no-record");
     let machine = bench::Machine::read();
 
-    let cluster = Cluster::start()?;
-    let mut admin = PgConnection::connect(&cluster.url("postgres")).await.map_err(e)?;
+    let cluster = Cluster::start(CLUSTER)?;
+    let mut admin = PgConnection::connect(&cluster.url("postgres", "bench-admin-jobs")).await.map_err(e)?;
     // Always a fresh table: its times are relative to now (the last hour, the retention),
     // and the purge below deletes part of it.
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))).execute(&mut admin).await.map_err(e)?;
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {DATABASE}"))).execute(&mut admin).await.map_err(e)?;
     {
-        let pool = PgPoolOptions::new().max_connections(1).connect(&cluster.url(DATABASE)).await.map_err(e)?;
+        let pool = PgPoolOptions::new().max_connections(1).connect(&cluster.url(DATABASE, "bench-admin-jobs")).await.map_err(e)?;
         app::db::migrate(&pool).await.map_err(|e| e.to_string())?;
         let t = Instant::now();
         let mut conn = pool.acquire().await.map_err(e)?;
@@ -225,7 +197,7 @@ async fn run() -> R<()> {
         println!("seeded {DONE} finished jobs and the rest in {seed_secs:.1} s (indexes included)");
         pool.close().await;
     }
-    let pool = PgPoolOptions::new().max_connections(4).connect(&cluster.url(DATABASE)).await.map_err(e)?;
+    let pool = PgPoolOptions::new().max_connections(4).connect(&cluster.url(DATABASE, "bench-admin-jobs")).await.map_err(e)?;
     // The admin who opens the page.
     sqlx::query(
         "INSERT INTO users (username, email, password_hash, display_name, role, email_verified_at)
@@ -297,7 +269,7 @@ async fn run() -> R<()> {
     }
 
     // The whole page.
-    let config = app::config::Config::for_tests(&cluster.url(DATABASE), PathBuf::from("var/bench/admin_jobs/mail"));
+    let config = app::config::Config::for_tests(&cluster.url(DATABASE, "bench-admin-jobs"), PathBuf::from("var/bench/admin_jobs/mail"));
     let state = app::web::AppState::new(config, app::db::Db::from_pool(pool.clone())).map_err(|e| e.to_string())?;
     let ep = app::web::app(state);
     let session = login(&ep).await?;

@@ -23,12 +23,13 @@
 //! and appends a section to bench/RESULTS.md unless `--no-record`.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use app::search::db as search_db;
+use bench::{Cluster, ms, percentile};
 use sqlx::{Connection, PgConnection, postgres::PgPoolOptions};
 
 type R<T> = Result<T, String>;
@@ -52,53 +53,19 @@ const QUERIES: &[(&str, &str)] = &[
 
 
 
-struct Cluster {
-    port: u16,
-    bindir: PathBuf,
+
+
+fn psql_file(cluster: &Cluster, file: &Path) -> R<()> {
+    let status = Command::new(cluster.bindir.join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", "quire", "-d", DATABASE, "-f"])
+        .arg(file)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| e.to_string())?;
+    status.success().then_some(()).ok_or_else(|| "seeding failed".to_string())
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        println!("stopping PostgreSQL ({CLUSTER})");
-        let _ = bench::lib_sh(&format!("pg_setup >&2; pg_stop_cluster {CLUSTER} >&2"));
-    }
-}
 
-impl Cluster {
-    fn start() -> R<Cluster> {
-        let out = bench::lib_sh(&format!("pg_ensure_cluster {CLUSTER} dev >&2; echo \"$PG_PORT\"; echo \"$PG_BINDIR\""))?;
-        let mut lines = out.lines();
-        let port = lines.next().and_then(|p| p.trim().parse().ok()).ok_or("no port")?;
-        let bindir = PathBuf::from(lines.next().ok_or("no PG_BINDIR")?.trim());
-        Ok(Cluster { port, bindir })
-    }
-
-    fn url(&self, db: &str) -> String {
-        format!("postgres://quire@127.0.0.1:{}/{db}?application_name=bench-search", self.port)
-    }
-
-    fn psql_file(&self, file: &Path) -> R<()> {
-        let status = Command::new(self.bindir.join("psql"))
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "quire", "-d", DATABASE, "-f"])
-            .arg(file)
-            .stdin(Stdio::null())
-            .status()
-            .map_err(|e| e.to_string())?;
-        status.success().then_some(()).ok_or_else(|| "seeding failed".to_string())
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -116,8 +83,8 @@ async fn run() -> R<()> {
     let machine = bench::Machine::read();
     let e = |e: sqlx::Error| e.to_string();
 
-    let cluster = Cluster::start()?;
-    let mut admin = PgConnection::connect(&cluster.url("postgres")).await.map_err(e)?;
+    let cluster = Cluster::start(CLUSTER)?;
+    let mut admin = PgConnection::connect(&cluster.url("postgres", "bench-search")).await.map_err(e)?;
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
         .bind(DATABASE)
         .fetch_one(&mut admin)
@@ -125,7 +92,7 @@ async fn run() -> R<()> {
         .map_err(e)?;
     let mut seeded = false;
     if exists && !reseed {
-        let pool = PgPoolOptions::new().max_connections(1).connect(&cluster.url(DATABASE)).await.map_err(e)?;
+        let pool = PgPoolOptions::new().max_connections(1).connect(&cluster.url(DATABASE, "bench-search")).await.map_err(e)?;
         app::db::migrate(&pool).await.map_err(|e| e.to_string())?;
         let n: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM chapters WHERE search_doc @@ 'marrowgale'::tsquery")
             .fetch_one(&pool)
@@ -142,7 +109,7 @@ async fn run() -> R<()> {
     if !seeded {
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))).execute(&mut admin).await.map_err(e)?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {DATABASE}"))).execute(&mut admin).await.map_err(e)?;
-        let pool = PgPoolOptions::new().max_connections(1).connect(&cluster.url(DATABASE)).await.map_err(e)?;
+        let pool = PgPoolOptions::new().max_connections(1).connect(&cluster.url(DATABASE, "bench-search")).await.map_err(e)?;
         app::db::migrate(&pool).await.map_err(|e| e.to_string())?;
         pool.close().await;
         let dir = bench::root().join("var/bench/search");
@@ -150,10 +117,10 @@ async fn run() -> R<()> {
         let file = dir.join("seed.sql");
         std::fs::write(&file, bench::seed::seed_sql(bench::seed::Corpus::Prose)).map_err(|e| e.to_string())?;
         let t = Instant::now();
-        cluster.psql_file(&file)?;
+        psql_file(&cluster, &file)?;
         println!("seeded in {:.1} s (tsvectors and GIN entries included)", t.elapsed().as_secs_f64());
     }
-    let pool = PgPoolOptions::new().max_connections(2).connect(&cluster.url(DATABASE)).await.map_err(e)?;
+    let pool = PgPoolOptions::new().max_connections(2).connect(&cluster.url(DATABASE, "bench-search")).await.map_err(e)?;
     sqlx::query("VACUUM (ANALYZE) stories, chapters, users").execute(&pool).await.map_err(e)?;
 
     let mut out = String::new();
