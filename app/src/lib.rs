@@ -35,6 +35,7 @@ pub mod storage;
 pub mod stories;
 pub mod telemetry;
 pub mod templates;
+pub mod text;
 pub mod tokens;
 pub mod trending;
 pub mod web;

@@ -6,14 +6,9 @@ use sqlx::{PgConnection, PgExecutor};
 
 use super::Entry;
 
-/// Stored text is bounded here, not by the schema: an audit row must never fail to be
-/// written (and so roll back the action) because a client sent a 10 KB user agent.
-fn clip(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
+// Stored text is bounded here, not by the schema: an audit row must never fail to be
+// written (and so roll back the action) because a client sent a 10 KB user agent.
+use crate::text::prefix_chars as clip;
 
 pub async fn insert(conn: &mut PgConnection, e: &Entry<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -102,13 +97,4 @@ pub async fn security_events(db: impl PgExecutor<'_>, user_id: i64, limit: i64) 
     .bind(limit)
     .fetch_all(db)
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn clip_counts_characters_not_bytes() {
-        assert_eq!(super::clip("héllo", 2), "hé");
-        assert_eq!(super::clip("hi", 10), "hi");
-    }
 }

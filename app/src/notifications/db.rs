@@ -147,7 +147,7 @@ pub async fn create(conn: &mut PgConnection, activity: &Activity) -> Result<Vec<
             .bind(*comment_id)
             .bind(*story_author_id)
             .bind(*parent_author_id)
-            .bind(truncate_chars(excerpt, EXCERPT_MAX)),
+            .bind(crate::text::prefix_chars(excerpt, EXCERPT_MAX)),
         Activity::Chapter { story_id, number, .. } => q.bind(*story_id).bind(*number),
     };
     q.fetch_all(conn).await
@@ -222,13 +222,6 @@ fn create_sql(activity: &Activity) -> String {
          FROM ins JOIN users u ON u.id = ins.user_id LEFT JOIN notification_prefs p ON p.user_id = ins.user_id",
         delivery = delivery_sql("ins.kind", "p"),
     )
-}
-
-fn truncate_chars(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((at, _)) => &s[..at],
-        None => s,
-    }
 }
 
 // ---- email ---------------------------------------------------------------------------
@@ -353,8 +346,8 @@ mod tests {
 
     #[test]
     fn excerpts_are_cut_on_characters() {
-        assert_eq!(truncate_chars("héllo", 2), "hé");
-        assert_eq!(truncate_chars("hi", 5), "hi");
-        assert_eq!(truncate_chars(&"é".repeat(300), EXCERPT_MAX).chars().count(), EXCERPT_MAX);
+        assert_eq!(crate::text::prefix_chars("héllo", 2), "hé");
+        assert_eq!(crate::text::prefix_chars("hi", 5), "hi");
+        assert_eq!(crate::text::prefix_chars(&"é".repeat(300), EXCERPT_MAX).chars().count(), EXCERPT_MAX);
     }
 }
