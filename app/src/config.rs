@@ -36,6 +36,12 @@ pub struct Config {
     /// seconds, default 10).
     pub replica_max_lag: std::time::Duration,
     pub redis_url: Option<String>,
+    /// `REDIS_TIMEOUT_MS` (5): the deadline of one Redis call; past it the caller falls
+    /// back (in-process cache and limits) and Redis counts as down until a probe answers.
+    pub redis_timeout: std::time::Duration,
+    /// `CACHE` (`on`): `off` makes every cached page and value load afresh (to measure
+    /// the uncached pages; invalidations still flow).
+    pub cache_enabled: bool,
     /// As lettre's `from_url` reads it: a remote `smtp://` without `?tls=` already has
     /// `tls=required` added, and `?tls=none` is gone (see `smtp_url`).
     pub smtp_url: Option<String>,
@@ -179,6 +185,18 @@ impl Config {
         let redis_url = var("REDIS_URL")?
             .map(|u| check_scheme("REDIS_URL", u, &["redis://", "rediss://"], "must start with redis:// or rediss://"))
             .transpose()?;
+        let redis_timeout = match var("REDIS_TIMEOUT_MS")? {
+            None => crate::redis_client::DEFAULT_TIMEOUT,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if (1..=10_000).contains(&n) => std::time::Duration::from_millis(n),
+                _ => return Err(bad("REDIS_TIMEOUT_MS", format!("must be milliseconds from 1 to 10000, not `{v}`"))),
+            },
+        };
+        let cache_enabled = match var("CACHE")?.as_deref().map(str::trim) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => return Err(bad("CACHE", format!("must be `on` or `off`, not `{other}`"))),
+        };
         let smtp_url = var("SMTP_URL")?.map(|u| smtp_url(&u)).transpose()?;
         let mail_from = mail_from(var("MAIL_FROM")?.as_deref().unwrap_or(DEV_MAIL_FROM))?;
         let media_root = PathBuf::from(var("MEDIA_ROOT")?.unwrap_or_else(|| "var/media".into()));
@@ -213,6 +231,8 @@ impl Config {
             replica_urls,
             replica_max_lag,
             redis_url,
+            redis_timeout,
+            cache_enabled,
             smtp_url,
             mail_from,
             media_root,
@@ -249,6 +269,8 @@ impl Config {
             replica_urls: Vec::new(),
             replica_max_lag: std::time::Duration::from_secs(10),
             redis_url: None,
+            redis_timeout: std::time::Duration::from_millis(200),
+            cache_enabled: true,
             smtp_url: None,
             mail_from: DEV_MAIL_FROM.parse().expect("DEV_MAIL_FROM is a mailbox"),
             media_root: mail_dir.join("media"),

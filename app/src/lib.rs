@@ -2,7 +2,7 @@
 //! needs to share with it.
 //!
 //! - Infrastructure, with no HTTP in it: `config`, `db`, `storage`, `templates`,
-//!   `markdown`, `tokens`, `ratelimit`, `telemetry`, `shutdown`, `error`, and `jobs` (the
+//!   `markdown`, `tokens`, `cache` (with `redis_client`), `ratelimit`, `telemetry`, `shutdown`, `error`, and `jobs` (the
 //!   payloads `web` enqueues and `worker` runs).
 //! - `web`: every piece of HTTP — the route table, middleware, static files, ops pages.
 //! - One module per feature area (`accounts`, `sessions`, `stories`, `media`, `social`,
@@ -12,6 +12,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod audit;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod moderation;
 pub mod notifications;
 pub mod policy;
 pub mod ratelimit;
+pub mod redis_client;
 pub mod search;
 pub mod seed;
 pub mod sessions;

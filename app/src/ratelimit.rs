@@ -1,8 +1,15 @@
-//! Rate limits for the auth endpoints, per IP and per account.
+//! Rate limits, per IP and per account.
 //!
-//! Fixed windows counted in process for now (single node only); the `RateLimiter` API is
-//! async so a Redis-backed store can replace the cache without touching callers.
+//! With Redis (`REDIS_URL`) the limits are shared by every web process: GCRA (the
+//! generic cell rate algorithm) in one Lua script per hit, atomic, on Redis's clock, one
+//! key per limited thing that expires when it no longer holds anything back (`shared`).
+//! `Limit { max, window }` allows a burst of `max`, then one more every `window / max`.
+//! Without Redis, or while it is down (its client's breaker answers at once), the limits
+//! are counted in this process, in fixed windows, as below: a node alone is exact, and
+//! during an outage each process limits on its own (the totals may reach N times a limit
+//! for N processes, for as long as the outage lasts).
 //!
+//! In process:
 //! The windows live in a bounded cache (moka): each hit is O(1), a window's entry expires
 //! when the window ends, and at most `capacity` keys are held however many distinct keys
 //! arrive (a flood of made-up logins or spoofed addresses cannot grow the process).
@@ -33,7 +40,10 @@ use std::{
 
 use moka::{Expiry, sync::Cache};
 
-use crate::error::Error;
+use crate::{error::Error, redis_client::Redis};
+
+/// Hits counted in process because Redis did not answer (`/metrics`).
+pub static FALLBACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limit {
@@ -113,16 +123,62 @@ impl Expiry<String, Arc<Window>> for WindowEnds {
 pub struct RateLimiter {
     windows: Cache<String, Arc<Window>>,
     capacity: u64,
+    redis: Option<(Redis, Arc<redis::Script>)>,
 }
+
+/// GCRA on Redis's clock. KEYS[1]: the key; ARGV: emission interval and burst tolerance
+/// (ms), and 1 to count this hit or 0 only to ask. Returns 0 when allowed, else the
+/// milliseconds until the next hit would be.
+const GCRA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if tat - now > tolerance then
+  return tat - tolerance - now
+end
+if ARGV[3] == '1' then
+  local new_tat = tat + interval
+  redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+end
+return 0
+"#;
 
 impl RateLimiter {
     pub fn in_process() -> RateLimiter {
         RateLimiter::with_capacity(DEFAULT_CAPACITY)
     }
 
+    /// Shared through `redis` when there is one; in process otherwise (and while it is down).
+    pub fn new(redis: Option<Redis>) -> RateLimiter {
+        let mut limiter = RateLimiter::in_process();
+        limiter.redis = redis.map(|r| (r, Arc::new(redis::Script::new(GCRA))));
+        limiter
+    }
+
     pub fn with_capacity(capacity: u64) -> RateLimiter {
         let windows = Cache::builder().max_capacity(capacity).expire_after(WindowEnds).build();
-        RateLimiter { windows, capacity }
+        RateLimiter { windows, capacity, redis: None }
+    }
+
+    /// The hit (or, `count` false, the question) in Redis: None when Redis did not answer.
+    async fn shared(&self, key: &str, limit: Limit, count: bool) -> Option<Result<(), Error>> {
+        let (redis, script) = self.redis.as_ref()?;
+        let window_ms = limit.window.as_millis().max(1) as u64;
+        let interval = (window_ms / u64::from(limit.max.max(1))).max(1);
+        let tolerance = interval * u64::from(limit.max.max(1) - 1);
+        let mut inv = script.prepare_invoke();
+        inv.key(format!("q:rl:{key}")).arg(interval).arg(tolerance).arg(if count { "1" } else { "0" });
+        match redis.call(|mut c| async move { inv.invoke_async::<u64>(&mut c).await }).await {
+            Ok(0) => Some(Ok(())),
+            Ok(wait_ms) => Some(Err(Error::TooManyRequests { retry_after_secs: wait_ms.div_ceil(1000).max(1) })),
+            Err(_) => {
+                FALLBACKS.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     /// Like `hit`, for forms that show a refusal in place, keeping what was typed:
@@ -138,6 +194,9 @@ impl RateLimiter {
     /// Counts one hit on `key`; over the limit is `Error::TooManyRequests` with the
     /// seconds until the window resets.
     pub async fn hit(&self, key: &str, limit: Limit) -> Result<(), Error> {
+        if let Some(shared) = self.shared(key, limit, true).await {
+            return shared;
+        }
         let window = self.windows.get_with_by_ref(key, || {
             Arc::new(Window { start: Instant::now(), length: limit.window, count: AtomicU32::new(0) })
         });
@@ -155,6 +214,9 @@ impl RateLimiter {
     /// Refuses, as `hit` would, when `key` has used up its window, but counts nothing:
     /// for limits that count only some outcomes (failed logins), checked before the work.
     pub async fn check(&self, key: &str, limit: Limit) -> Result<(), Error> {
+        if let Some(shared) = self.shared(key, limit, false).await {
+            return shared;
+        }
         match self.windows.get(key) {
             Some(window) if window.count.load(Ordering::Relaxed) >= limit.max => Err(window.too_many()),
             _ => Ok(()),

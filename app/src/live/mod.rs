@@ -63,6 +63,34 @@ pub async fn publish(conn: &mut PgConnection, channel: Channel, event: &str, dat
 
 /// Raises a process-wide signal as part of `conn`'s transaction: every web process's
 /// broker runs its `on_control` hooks with (`event`, `data`) once it commits.
+/// Cache invalidations through the control channel: applied here from every process,
+/// and the way this process sends its own when Redis cannot take them (`cache::bus`).
+/// The control channel is replayed from its table after a reconnect, so it has no gaps.
+pub fn follow_cache(broker: &Broker, cache: &crate::cache::Cache, pool: sqlx::PgPool) {
+    let c = cache.clone();
+    broker.on_control(move |event, data| {
+        if event == crate::cache::bus::CONTROL_EVENT {
+            c.apply_message(data);
+        }
+    });
+    let listening = broker.clone();
+    cache.set_fallback(crate::cache::bus::Fallback {
+        publish: std::sync::Arc::new(move |message: String| {
+            let pool = pool.clone();
+            Box::pin(async move {
+                let sent = async {
+                    let mut conn = pool.acquire().await?;
+                    publish_control(&mut conn, crate::cache::bus::CONTROL_EVENT, &message).await
+                };
+                if let Err(error) = sent.await {
+                    tracing::error!(%error, "could not send a cache invalidation through PostgreSQL either");
+                }
+            })
+        }),
+        hearing: std::sync::Arc::new(move || listening.listener_pid().is_some()),
+    });
+}
+
 pub async fn publish_control(conn: &mut PgConnection, event: &str, data: &str) -> Result<i64, sqlx::Error> {
     insert_and_notify(conn, CONTROL_CHANNEL, event, data).await
 }

@@ -376,7 +376,9 @@ async fn read_chapter(ctx: Ctx, req: &Request, Path((id, n)): Path<(i64, i32)>) 
         return Err(Error::NotFound);
     }
     let chapter = crate::replica_read!(ctx.state.db, db => db::chapter(db, id, n))?.ok_or(Error::NotFound)?;
-    if !is_author(ctx.user(), &story) && !stats::is_crawler(&ctx.user_agent) {
+    // A page being stored for everyone counts nothing: the page cache counts each read.
+    let filling = req.extensions().get::<crate::web::page_cache::Filling>().is_some();
+    if !filling && !is_author(ctx.user(), &story) && !stats::is_crawler(&ctx.user_agent) {
         let anon = crate::web::cookies::anon_seed_sent(req, &ctx.state.cookie_key);
         let reader = match (ctx.user(), anon.as_deref()) {
             (Some(u), _) => stats::Reader::User(u.id),

@@ -9,6 +9,7 @@ pub mod form;
 pub mod headers;
 pub mod hostile_input;
 pub mod ops;
+pub mod page_cache;
 pub mod read_routing;
 pub mod request_id;
 pub mod server;
@@ -47,6 +48,9 @@ pub struct Inner {
     pub live: live::Broker,
     /// Chapter views counted in memory, flushed every `STATS_FLUSH_SECS` (`stats::counter`).
     pub views: Arc<stats::ViewCounter>,
+    /// The two-level cache (pages for anonymous visitors, shared data), and Redis if
+    /// configured (also the rate limiter's store).
+    pub cache: crate::cache::Cache,
 }
 
 impl std::ops::Deref for AppState {
@@ -64,6 +68,13 @@ impl AppState {
         let cookie_key = CookieKey::derive_from(&config.secret_key);
         let storage = crate::storage::Storage::local(&config.media_root)?;
         let live = live::Broker::start(db.primary(), config.live);
+        let redis = crate::redis_client::connect(&config)?;
+        let cache = crate::cache::Cache::new(crate::cache::Options {
+            l1_bytes: Some(crate::cache::DEFAULT_L1_BYTES),
+            redis: redis.clone(),
+            enabled: config.cache_enabled,
+        });
+        live::follow_cache(&live, &cache, db.primary().clone());
         let sessions = SessionStore::new(db.clone());
         sessions.follow(&live);
         let views = Arc::new(stats::ViewCounter::new(&config.secret_key, stats::counter::DEFAULT_CAP));
@@ -77,7 +88,8 @@ impl AppState {
             db,
             templates,
             statics,
-            limiter: RateLimiter::in_process(),
+            limiter: RateLimiter::new(redis),
+            cache,
             cookie_key,
         })))
     }
@@ -126,6 +138,8 @@ pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
         // Once, before any routing: NUL in the path (404) or query (400), as a page.
         .with(hostile_input::RefuseNul)
         .with(error_pages::ErrorPages)
+        // Inside compression: stored pages carry their own encoding, which it passes.
+        .with(page_cache::PageCache)
         .with(Compression::default())
         .with(headers::SecurityHeaders { hsts: secure })
         .with(request_id::RequestIds)

@@ -38,6 +38,17 @@ impl<E: Endpoint> Endpoint for SessionsEndpoint<E> {
         let secure = state.config.is_production();
         let jar = req.cookie().clone();
 
+        // A page the cache will store: rendered as for any anonymous visitor, from the
+        // primary, with no cookie of its own (`web::page_cache`).
+        if req.extensions().get::<crate::web::page_cache::Filling>().is_some() {
+            let neutral = RequestSession { csrf_token: String::new(), user: None, session_id: None, token: None };
+            if let Some(slot) = req.extensions().get::<SessionSlot>() {
+                let _ = slot.set(neutral.clone());
+            }
+            req.extensions_mut().insert(neutral);
+            ReadScope::raise_floor(Lsn::MAX);
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        }
         let mut session = None;
         let wrote_lately = jar.signed_with_key(&state.cookie_key).get(WROTE_COOKIE).is_some();
         if let Some(c) = jar.get(COOKIE) {
