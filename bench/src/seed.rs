@@ -95,6 +95,9 @@ FROM generate_series(1, {STORIES}) i;
 INSERT INTO tags (name) VALUES {tag_list};
 INSERT INTO story_tags (story_id, tag_id)
 SELECT s, ((s * 7 + k) % 20) + 1 FROM generate_series(1, {STORIES}) s, generate_series(0, 2) k;
+-- The copy of the names listings and the search index read (stories::db::set_tags).
+UPDATE stories s SET tags_text = coalesce((SELECT string_agg(t.name, ' ' ORDER BY t.name)
+  FROM story_tags st JOIN tags t ON t.id = st.tag_id WHERE st.story_id = s.id), '');
 
 {chapters_sql}COMMIT;
 SELECT 'seeded', (SELECT count(*) FROM chapters) = {chapters};

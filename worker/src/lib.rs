@@ -2,6 +2,7 @@
 //! Payload types live in `app::jobs` (the web side enqueues them); handlers live here.
 
 pub mod acks;
+pub mod invalidate;
 pub mod jobs;
 pub mod limiter;
 pub mod mailer;

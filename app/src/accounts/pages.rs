@@ -591,6 +591,9 @@ async fn settings(ctx: Ctx, req: &poem::Request, body: poem::Body) -> Result<Res
     .await?;
     users::update_profile(&mut *tx, user.id, display_name, bio, avatar_id).await?;
     tx.commit().await?;
+    // Every page that shows them: their profile, their stories' cards and pages, their
+    // comments.
+    ctx.invalidate(&[crate::cache::Tag::user(user.id)]).await;
     ctx.flash("success", "Your profile is saved.");
     Ok(ctx.redirect("/settings"))
 }
@@ -697,6 +700,7 @@ async fn delete_account(ctx: Ctx, Form(form): Form<DeleteForm>) -> Result<Respon
     let outcome = super::deletion::delete_account(&mut tx, &ctx.origin(), user.id, mode, Some(&ctx.request_id)).await?;
     // Commits the deletion; then no process's cache of this one serves the sessions.
     let ended = ctx.state.sessions.end_all_for_user(tx, user.id).await?;
+    ctx.invalidate(&[crate::cache::Tag::user(user.id), crate::cache::Tag::listing()]).await;
     crate::db::ReadScope::note_write();
     tracing::info!(user_id = user.id, mode = mode.as_str(), sessions_ended = ended, stories = outcome.stories_deleted + outcome.stories_anonymised,
         media = outcome.media_queued_for_deletion, "account deleted");

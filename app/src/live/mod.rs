@@ -74,7 +74,13 @@ pub fn follow_cache(broker: &Broker, cache: &crate::cache::Cache, pool: sqlx::Pg
         }
     });
     let listening = broker.clone();
-    cache.set_fallback(crate::cache::bus::Fallback {
+    cache.set_fallback(cache_fallback(pool, std::sync::Arc::new(move || listening.listener_pid().is_some())));
+}
+
+/// Invalidations sent through the control channel on `pool` (`hearing`: whether this
+/// process hears that channel; the worker does not, it only sends).
+pub fn cache_fallback(pool: sqlx::PgPool, hearing: std::sync::Arc<dyn Fn() -> bool + Send + Sync>) -> crate::cache::bus::Fallback {
+    crate::cache::bus::Fallback {
         publish: std::sync::Arc::new(move |message: String| {
             let pool = pool.clone();
             Box::pin(async move {
@@ -87,8 +93,8 @@ pub fn follow_cache(broker: &Broker, cache: &crate::cache::Cache, pool: sqlx::Pg
                 }
             })
         }),
-        hearing: std::sync::Arc::new(move || listening.listener_pid().is_some()),
-    });
+        hearing,
+    }
 }
 
 pub async fn publish_control(conn: &mut PgConnection, event: &str, data: &str) -> Result<i64, sqlx::Error> {

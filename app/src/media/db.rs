@@ -291,6 +291,18 @@ pub async fn pending_original(db: impl PgExecutor<'_>, id: i64) -> Result<Option
         .await
 }
 
+/// The cache tags of the pages that show media `id`: the stories it is the cover of, the
+/// users it is the avatar of (both indexed), for after it turns ready or failed.
+pub async fn cache_tags(db: impl PgExecutor<'_>, id: i64) -> Result<Vec<crate::cache::Tag>, sqlx::Error> {
+    let rows: Vec<(bool, i64)> = sqlx::query_as(
+        "SELECT true, id FROM stories WHERE cover_id = $1 UNION ALL SELECT false, id FROM users WHERE avatar_id = $1",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(story, id)| if story { crate::cache::Tag::story(id) } else { crate::cache::Tag::user(id) }).collect())
+}
+
 pub async fn mark_failed(db: impl PgExecutor<'_>, id: i64, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE media SET status = 'failed', error = $2, processed_at = now() WHERE id = $1 AND status = 'pending'")
         .bind(id)

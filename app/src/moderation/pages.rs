@@ -17,6 +17,7 @@ use super::{
     validate,
 };
 use crate::{
+    cache::Tag,
     accounts::users,
     audit::{self, actions},
     error::{Error, Result},
@@ -146,6 +147,7 @@ async fn resolve(ctx: Ctx, Path(id): Path<i64>, form::Form(f): form::Form<Resolv
     }
     let kind = report.object_kind;
     let closed = db::close_reports(&mut tx, kind, report.object_id, if hide { "hidden" } else { "dismissed" }, moderator.id, &note).await?;
+    let mut stale = Vec::new();
     let mut entry = audit::Entry::new(&origin, actions::REPORT_DISMISSED, kind.as_str(), report.object_id)
         .after(serde_json::json!({ "reports_closed": closed, "note": note, "report_id": id }));
     if hide {
@@ -157,12 +159,14 @@ async fn resolve(ctx: Ctx, Path(id): Path<i64>, form::Form(f): form::Form<Resolv
             .before(serde_json::json!({ "hidden": newly.is_none() }))
             .after(serde_json::json!({ "hidden": true, "reason": why, "reports_closed": closed, "report_id": id }));
         if let Some(h) = &newly {
+            stale = hidden_tags(kind, report.object_id, h.story_id);
             entry = entry.subject(h.owner_id);
             announce_hidden(&mut tx, kind, report.object_id, h).await?;
         }
     }
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
+    ctx.invalidate(&stale).await;
     ctx.flash("info", if hide { "Hidden. The author sees why; undo it from Hidden." } else { "Dismissed." });
     Ok(ctx.redirect("/mod/reports"))
 }
@@ -180,6 +184,15 @@ fn hide_action(kind: ObjectKind, hide: bool) -> &'static str {
         (ObjectKind::Comment, false) => actions::COMMENT_UNHIDDEN,
         (ObjectKind::User, true) => actions::PROFILE_HIDDEN,
         (ObjectKind::User, false) => actions::PROFILE_UNHIDDEN,
+    }
+}
+
+/// What hiding or showing an object changes in the cache (`story_id`: a comment's story).
+fn hidden_tags(kind: ObjectKind, id: i64, story_id: Option<i64>) -> Vec<Tag> {
+    match kind {
+        ObjectKind::Story => vec![Tag::story(id), Tag::listing()],
+        ObjectKind::Comment => story_id.map(Tag::story).into_iter().collect(),
+        ObjectKind::User => vec![Tag::user(id)],
     }
 }
 
@@ -227,6 +240,7 @@ async fn unhide(ctx: Ctx, Path((kind, id)): Path<(String, i64)>) -> Result<Respo
         .after(serde_json::json!({ "hidden": false }));
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
+    ctx.invalidate(&hidden_tags(kind, id, h.story_id)).await;
     ctx.flash("info", "Visible again.");
     Ok(ctx.redirect("/mod/hidden"))
 }
@@ -281,6 +295,9 @@ async fn ban(ctx: Ctx, Path(username): Path<String>, form::Form(f): form::Form<B
     audit::record(&mut tx, entry).await?;
     // Their sessions end here and, through the brokers, on every web process.
     ctx.state.sessions.end_all_for_user(tx, target.id).await?;
+    // Their profile, their stories in every listing, their comments on every story
+    // page (pages name the people they show: `Tag::user`).
+    ctx.invalidate(&[Tag::user(target.id), Tag::listing()]).await;
     ctx.flash("info", format!("{} is banned.", target.username));
     Ok(ctx.redirect(&back_to(&f.next, "/admin/users")))
 }
@@ -302,6 +319,7 @@ async fn unban(ctx: Ctx, Path(username): Path<String>, form::Form(f): form::Form
     audit::record(&mut tx, entry).await?;
     sessions::announce_changed(&mut tx, target.id).await?;
     tx.commit().await?;
+    ctx.invalidate(&[Tag::user(target.id), Tag::listing()]).await;
     ctx.flash("info", format!("{} can log in again.", target.username));
     Ok(ctx.redirect(&back_to(&f.next, "/admin/users")))
 }

@@ -20,6 +20,7 @@ use super::{
     validate,
 };
 use crate::{
+    cache::Tag,
     accounts::{users, validate::safe_next},
     policy::{self, Action, Decision},
     error::{Error, FieldErrors, Result},
@@ -100,6 +101,10 @@ async fn set_follow(ctx: &Ctx, username: &str, next: &str, on: bool) -> Result<R
         jobs::enqueue(&mut tx, &job, Some(&ctx.request_id)).await?;
     }
     tx.commit().await?;
+    if changed {
+        // Their follower count, on their profile.
+        ctx.invalidate(&[Tag::user(target.id)]).await;
+    }
     if !ctx.htmx {
         return Ok(ctx.redirect(&back));
     }
@@ -202,6 +207,9 @@ async fn set_like(ctx: &Ctx, id: i64, on: bool) -> Result<Response> {
         }
     }
     tx.commit().await?;
+    if changed.is_some() {
+        ctx.invalidate(&[Tag::story(id)]).await;
+    }
     if !ctx.htmx {
         return Ok(ctx.redirect(&back));
     }
@@ -358,6 +366,7 @@ async fn create_comment(ctx: Ctx, Path(id): Path<i64>, form::Form(f): form::Form
     };
     jobs::enqueue(&mut tx, &job, Some(&ctx.request_id)).await?;
     tx.commit().await?;
+    ctx.invalidate(&[Tag::story(id)]).await;
     if !ctx.htmx {
         return Ok(ctx.redirect(&format!("/s/{id}#comment-{}", comment.id)));
     }
@@ -426,6 +435,7 @@ async fn delete_comment(ctx: Ctx, Path((id, cid)): Path<(i64, i64)>) -> Result<R
         live::publish(&mut tx, Channel::Story(id), "comment_deleted", &format!("comment-{}", c.id)).await?;
     }
     tx.commit().await?;
+    ctx.invalidate(&[Tag::story(id)]).await;
     if !ctx.htmx {
         ctx.flash("success", "The comment is deleted.");
         return Ok(ctx.redirect(&format!("/s/{id}#comments")));

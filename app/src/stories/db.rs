@@ -70,8 +70,7 @@ macro_rules! story_select {
             "SELECT s.id, s.author_id, u.username AS author_username, u.display_name AS author_display_name,
                 s.title, s.summary, s.status, s.published_at, s.cover_id, s.chapter_count, s.word_count,
                 s.created_at, s.like_count, s.comment_count, s.hidden_at, s.hidden_reason,
-                coalesce((SELECT array_agg(t.name ORDER BY t.name) FROM story_tags st JOIN tags t ON t.id = st.tag_id
-                          WHERE st.story_id = s.id), ARRAY[]::text[]) AS tags,
+                coalesce(string_to_array(nullif(s.tags_text, ''), ' '), ARRAY[]::text[]) AS tags,
                 ",
             crate::media_json!("s.cover_id"),
             " AS cover
@@ -224,7 +223,7 @@ pub async fn update(conn: &mut PgConnection, id: i64, u: &StoryUpdate<'_>) -> Re
 pub async fn set_tags(conn: &mut PgConnection, story_id: i64, tags: &[String]) -> Result<(), sqlx::Error> {
     sqlx::query(
         "WITH gone AS (DELETE FROM story_tags WHERE story_id = $1)
-         UPDATE stories SET tags_text = array_to_string($2::text[], ' ') WHERE id = $1",
+         UPDATE stories SET tags_text = array_to_string(ARRAY(SELECT DISTINCT unnest($2::text[]) ORDER BY 1), ' ') WHERE id = $1",
     )
     .bind(story_id)
     .bind(tags)

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::{
     accounts::users,
+    cache::Tag,
     error::{Error, FieldErrors, Result},
     jobs::notify::{Activity, Notify},
     markdown,
@@ -19,7 +20,7 @@ use crate::{
     ratelimit::limits,
     sessions::CurrentUser,
     social, stats, trending,
-    web::{ctx::Ctx, form},
+    web::{ctx::Ctx, form, page_cache::with_cache_tags},
 };
 
 pub fn routes(route: Route) -> Route {
@@ -78,19 +79,25 @@ pub struct PageQuery {
     after: String,
 }
 
-/// A listing page, or with htmx just its next items (the "Load more" swap).
-async fn listing_page(ctx: &Ctx, template: &str, listing: Listing<'_>, q: &PageQuery, extra: Value) -> Result<Response> {
+/// What a card or page of each story shows, for the page cache (`web::page_cache`): the
+/// story and its author.
+pub fn story_tags(stories: &[StoryRow]) -> impl Iterator<Item = Tag> + '_ {
+    stories.iter().flat_map(|s| [Tag::story(s.id), Tag::user(s.author_id)])
+}
+
+/// A listing page, or with htmx just its next items (the "Load more" swap). `tags`: what
+/// else the page shows, for the page cache.
+async fn listing_page(ctx: &Ctx, template: &str, listing: Listing<'_>, q: &PageQuery, extra: Value, mut tags: Vec<Tag>) -> Result<Response> {
     let cursor = Cursor::decode(&q.after);
     let (stories, next) = crate::replica_read!(ctx.state.db, db => db::published(db, listing, cursor))?;
+    tags.extend(story_tags(&stories));
     let vars = context! {
         stories => story_values(&stories),
         next => next.map(|c| c.encode()),
         ..extra
     };
-    if ctx.htmx && cursor.is_some() {
-        return ctx.render_form(StatusCode::OK, template, "items", vars);
-    }
-    ctx.render(template, vars)
+    let page = if ctx.htmx && cursor.is_some() { ctx.render_form(StatusCode::OK, template, "items", vars)? } else { ctx.render(template, vars)? };
+    Ok(with_cache_tags(page, tags))
 }
 
 // ---- story forms -------------------------------------------------------------------
@@ -206,9 +213,14 @@ async fn show(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<ShowQuery>) -> Resu
         Some(u) if published => crate::replica_read!(ctx.state.db, db => social::db::viewer_state(db, u.id, id, story.author_id))?,
         _ => social::db::ViewerState::default(),
     };
+    // The story, its author and everyone whose comment shows (their names change).
+    let mut tags = vec![Tag::story(id), Tag::user(story.author_id)];
+    for c in comments.iter().chain(comments.iter().flat_map(|c| c.replies.iter())) {
+        tags.push(Tag::user(c.author_id));
+    }
     let story_v = story_value(&story);
     let author = is_author(ctx.user(), &story);
-    ctx.render(
+    let page = ctx.render(
         "stories/show.html",
         context! {
             story => story_v,
@@ -221,7 +233,8 @@ async fn show(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<ShowQuery>) -> Resu
             comments => comments_v,
             comments_next => comments_next,
         },
-    )
+    )?;
+    Ok(with_cache_tags(page, tags))
 }
 
 #[handler]
@@ -290,6 +303,9 @@ async fn edit(ctx: Ctx, Path(id): Path<i64>, req: &Request, body: Body) -> Resul
         notify_chapter(&mut tx, &ctx, &story, story.chapter_count).await?;
     }
     tx.commit().await?;
+    // Its pages, and every listing (title, summary and tags show there; publishing or
+    // returning to draft changes which stories are listed at all).
+    ctx.invalidate(&[Tag::story(id), Tag::listing()]).await;
     let message = match (story.status, publish) {
         (StoryStatus::Draft, true) => "Your story is published.",
         (StoryStatus::Published, false) => "Your story is back to a draft: only you can see it.",
@@ -354,6 +370,7 @@ async fn add_chapter(ctx: Ctx, Path(id): Path<i64>, form::Form(form): form::Form
         notify_chapter(&mut tx, &ctx, &story, number).await?;
     }
     tx.commit().await?;
+    ctx.invalidate(&[Tag::story(id)]).await;
     ctx.flash("success", format!("Chapter {number} is saved."));
     Ok(ctx.redirect(&format!("/s/{id}/c/{number}")))
 }
@@ -394,7 +411,7 @@ async fn read_chapter(ctx: Ctx, req: &Request, Path((id, n)): Path<(i64, i32)>) 
             tracing::warn!(error = %e, "could not record reading progress");
         }
     }
-    ctx.render(
+    let page = ctx.render(
         "stories/chapter.html",
         context! {
             // With its cover figure: the sharing meta names the cover's 1600 px variant.
@@ -406,7 +423,8 @@ async fn read_chapter(ctx: Ctx, req: &Request, Path((id, n)): Path<(i64, i32)>) 
             reading_minutes => reading_minutes(chapter.word_count),
             is_author => is_author(ctx.user(), &story),
         },
-    )
+    )?;
+    Ok(with_cache_tags(page, [Tag::story(id), Tag::user(story.author_id)]))
 }
 
 // ---- reading pages -----------------------------------------------------------------
@@ -418,8 +436,10 @@ async fn read_chapter(ctx: Ctx, req: &Request, Path((id, n)): Path<(i64, i32)>) 
 #[handler]
 pub async fn home(ctx: Ctx, Query(q): Query<PageQuery>) -> Result<Response> {
     let mut extra = context! { page_url => "/" };
+    let mut tags = Vec::new();
     if q.after.is_empty() {
         let top = crate::replica_read!(ctx.state.db, db => trending::db::top(db, trending::HOME_COUNT))?;
+        tags.extend(story_tags(&top));
         extra = context! { ..extra, ..context! { trending => story_values(&top), show_trending => true } };
     }
     if let Some(user) = ctx.user().filter(|_| q.after.is_empty()) {
@@ -434,7 +454,7 @@ pub async fn home(ctx: Ctx, Query(q): Query<PageQuery>) -> Result<Response> {
             .collect();
         extra = context! { ..extra, ..context! { continue_reading => reading, followed => story_values(&followed), personal => true } };
     }
-    listing_page(&ctx, "home.html", Listing::All, &q, extra).await
+    listing_page(&ctx, "home.html", Listing::All, &q, extra, tags).await
 }
 
 #[handler]
@@ -473,7 +493,7 @@ async fn profile(ctx: Ctx, Path(username): Path<String>, Query(q): Query<PageQue
         drafts => story_values(&drafts),
         page_url => format!("/u/{}", author.username),
     };
-    listing_page(&ctx, "stories/profile.html", Listing::Author(author.id), &q, extra).await
+    listing_page(&ctx, "stories/profile.html", Listing::Author(author.id), &q, extra, vec![Tag::user(author.id)]).await
 }
 
 #[handler]
@@ -483,5 +503,5 @@ async fn tag_page(ctx: Ctx, Path(tag): Path<String>, Query(q): Query<PageQuery>)
         return Err(Error::NotFound);
     }
     let page_url = format!("/t/{tag}");
-    listing_page(&ctx, "stories/tag.html", Listing::Tag(&tag), &q, context! { tag => &tag, page_url => page_url }).await
+    listing_page(&ctx, "stories/tag.html", Listing::Tag(&tag), &q, context! { tag => &tag, page_url => page_url }, Vec::new()).await
 }

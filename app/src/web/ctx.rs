@@ -134,6 +134,12 @@ impl Ctx {
         crate::ratelimit::ip_bucket(&self.ip)
     }
 
+    /// After a write has committed: every cached page and value built from `tags` is
+    /// stale, here and on every other process (`cache`).
+    pub async fn invalidate(&self, tags: &[crate::cache::Tag]) {
+        self.state.cache.invalidate(tags).await;
+    }
+
     pub fn secure_cookies(&self) -> bool {
         self.state.config.is_production()
     }

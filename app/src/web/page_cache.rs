@@ -13,7 +13,7 @@
 //! visitor is added on the way out: the `quire_anon` cookie for a first visit, and a
 //! chapter view counted for the reader.
 //!
-//! Handlers name what the page shows (`tag_page`): its stories and people; the route
+//! Handlers name what the page shows (`with_cache_tags`): its stories and people; the route
 //! names the rest (`Route::tags`). Writes invalidate those tags (`cache::Cache::invalidate`).
 
 use bytes::Bytes;
@@ -41,7 +41,7 @@ pub struct Filling;
 pub struct PageTags(pub Vec<Tag>);
 
 /// Adds `tags` to a page the cache may store.
-pub fn tag_page(mut resp: Response, tags: impl IntoIterator<Item = Tag>) -> Response {
+pub fn with_cache_tags(mut resp: Response, tags: impl IntoIterator<Item = Tag>) -> Response {
     match resp.extensions_mut().get_mut::<PageTags>() {
         Some(t) => t.0.extend(tags),
         None => {

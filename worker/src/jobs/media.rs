@@ -33,6 +33,8 @@ impl Run for ProcessImage {
             Err(e) => {
                 tracing::warn!(media_id = self.media_id, error = %e, "image rejected");
                 media_rows::mark_failed(db, self.media_id, &e.to_string()).await?;
+                let tags = media_rows::cache_tags(db, self.media_id).await?;
+                crate::invalidate::invalidate(ctx, &tags).await;
                 return Ok(());
             }
         };
@@ -58,6 +60,8 @@ impl Run for ProcessImage {
             }
             return Ok(());
         }
+        let tags = media_rows::cache_tags(db, self.media_id).await?;
+        crate::invalidate::invalidate(ctx, &tags).await;
         tracing::info!(media_id = self.media_id, variants = refs.len(), "image processed");
         Ok(())
     }
@@ -67,6 +71,8 @@ impl Run for ProcessImage {
     /// cause stays in the job's error for operators; the owner sees a generic message.
     async fn exhausted(self, ctx: &JobContext) -> Result<(), JobError> {
         media_rows::mark_failed(ctx.db.primary(), self.media_id, GAVE_UP_MESSAGE).await?;
+        let tags = media_rows::cache_tags(ctx.db.primary(), self.media_id).await?;
+        crate::invalidate::invalidate(ctx, &tags).await;
         tracing::warn!(media_id = self.media_id, "image processing gave up; media marked failed");
         Ok(())
     }

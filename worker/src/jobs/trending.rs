@@ -10,6 +10,7 @@ impl Run for RecomputeTrending {
         let mut tx = ctx.db.primary().begin().await?;
         let stories = app::trending::db::recompute(&mut tx).await?;
         tx.commit().await?;
+        crate::invalidate::invalidate(ctx, &[app::cache::Tag::trending()]).await;
         tracing::info!(stories, "trending recomputed");
         Ok(())
     }

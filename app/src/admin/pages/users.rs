@@ -27,7 +27,11 @@ pub fn routes(route: Route) -> Route {
 async fn index(ctx: Ctx) -> Result<Response> {
     ctx.require(Action::Administer)?;
     let summary = db::summary(ctx.state.db.primary()).await?;
-    ctx.render("admin/index.html", context! { summary => Value::from(minijinja::value::Serde(&summary)) })
+    // This process's cache since it started (each process counts its own; /metrics has
+    // them all by kind).
+    let hit_ratio = crate::cache::stats::overall_hit_ratio().map(|r| format!("{:.1} %", r * 100.0));
+    let redis = ctx.state.cache.redis().map(|r| if r.is_up() { "up" } else { "down" });
+    ctx.render("admin/index.html", context! { summary => Value::from(minijinja::value::Serde(&summary)), cache_hit_ratio => hit_ratio, redis => redis })
 }
 
 #[derive(Debug, Default, Deserialize)]

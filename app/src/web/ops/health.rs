@@ -14,6 +14,17 @@ const QUEUE_AGE_WARN_SECS: f64 = 300.0;
 /// Workers heartbeat every 10 s; silence for this long means none is running.
 const HEARTBEAT_WARN_SECS: f64 = 60.0;
 
+/// Redis as /health shows it (None without `REDIS_URL`): a PING of its own (100 ms at
+/// most), so the answer is now, not the breaker's last verdict.
+async fn redis_check(state: &AppState) -> Option<serde_json::Value> {
+    let redis = state.cache.redis()?;
+    let stats = redis.stats();
+    Some(match redis.ping(Duration::from_millis(100)).await {
+        Ok(()) => json!({ "status": "ok", "target": stats.target, "breaker": if stats.up { "closed" } else { "open" } }),
+        Err(error) => json!({ "status": "down", "target": stats.target, "error": error, "fallback": "in-process cache and rate limits" }),
+    })
+}
+
 #[handler]
 pub async fn health(Data(state): Data<&AppState>) -> Response {
     let pool = state.db.primary();
@@ -36,7 +47,10 @@ pub async fn health(Data(state): Data<&AppState>) -> Response {
             // primary), so it makes the process degraded, never down.
             let replicas = state.db.replica_status();
             let replicas_ok = replicas.iter().all(|r| r.in_rotation);
-            let status = if queue_ok && workers_ok && replicas_ok { "ok" } else { "degraded" };
+            // Redis down costs speed and shared limits, not correctness: degraded.
+            let redis = redis_check(&state).await;
+            let redis_ok = redis.as_ref().is_none_or(|r| r["status"] == "ok");
+            let status = if queue_ok && workers_ok && replicas_ok && redis_ok { "ok" } else { "degraded" };
             let body = json!({
                 "status": status,
                 "checks": {
@@ -44,6 +58,7 @@ pub async fn health(Data(state): Data<&AppState>) -> Response {
                     "replicas": replicas,
                     "queue": { "status": if queue_ok { "ok" } else { "degraded" }, "oldest_pending_secs": oldest.unwrap_or(0.0) },
                     "workers": { "status": if workers_ok { "ok" } else { "degraded" }, "last_heartbeat_secs": heartbeat },
+                    "redis": redis.unwrap_or_else(|| json!({ "status": "not_configured" })),
                 }
             });
             (StatusCode::OK, Json(body)).into_response()

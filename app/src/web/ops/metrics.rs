@@ -48,7 +48,72 @@ pub async fn metrics(Data(state): Data<&AppState>) -> Response {
     let _ = writeln!(out, "quire_stats_views_pending {}", state.views.pending());
     head(&mut out, "quire_stats_views_dropped_total", "counter", "Views or readers not counted because the in-memory batch was full.");
     let _ = writeln!(out, "quire_stats_views_dropped_total {}", state.views.dropped());
+    cache_metrics(&mut out, &state);
     out.with_content_type("text/plain; version=0.0.4; charset=utf-8").into_response()
+}
+
+/// The cache by kind and level, invalidations, Redis calls and the limiter's fallbacks.
+fn cache_metrics(out: &mut String, state: &AppState) {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use crate::cache::stats;
+    head(out, "quire_cache_requests_total", "counter", "Cache lookups by kind and outcome: hit at l1 or l2, coalesced onto another request's load, miss (loaded), bypass (cache off).");
+    for k in stats::ALL {
+        let s = &k.stats;
+        for (outcome, n) in [("l1", &s.l1_hits), ("l2", &s.l2_hits), ("coalesced", &s.coalesced), ("miss", &s.misses), ("bypass", &s.bypass)] {
+            let _ = writeln!(out, "quire_cache_requests_total{{kind=\"{}\",result=\"{outcome}\"}} {}", k.name, n.load(Relaxed));
+        }
+    }
+    head(out, "quire_cache_hit_ratio", "gauge", "Hits (any level) over lookups since start, by kind.");
+    for k in stats::ALL {
+        if let Some(r) = k.stats.hit_ratio() {
+            let _ = writeln!(out, "quire_cache_hit_ratio{{kind=\"{}\"}} {r:.4}", k.name);
+        }
+    }
+    head(out, "quire_cache_stale_total", "counter", "L1 entries found stale (a tag changed) and dropped.");
+    head(out, "quire_cache_load_seconds_total", "counter", "Time spent in loaders (misses), by kind.");
+    head(out, "quire_cache_loads_total", "counter", "Loader runs, by kind.");
+    head(out, "quire_cache_l2_seconds_total", "counter", "Time spent on L2 lookups, by kind.");
+    head(out, "quire_cache_fallbacks_total", "counter", "L2 lookups or stores Redis did not answer (served without it).");
+    for k in stats::ALL {
+        let s = &k.stats;
+        let _ = writeln!(out, "quire_cache_stale_total{{kind=\"{}\"}} {}", k.name, s.stale.load(Relaxed));
+        let _ = writeln!(out, "quire_cache_load_seconds_total{{kind=\"{}\"}} {:.6}", k.name, s.load_time_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "quire_cache_loads_total{{kind=\"{}\"}} {}", k.name, s.loads.load(Relaxed));
+        let _ = writeln!(out, "quire_cache_l2_seconds_total{{kind=\"{}\"}} {:.6}", k.name, s.l2_time_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "quire_cache_fallbacks_total{{kind=\"{}\"}} {}", k.name, s.fallbacks.load(Relaxed));
+    }
+    head(out, "quire_cache_invalidations_total", "counter", "Tags invalidated: sent by this process, received from others, and sends Redis did not take (went through PostgreSQL).");
+    let _ = writeln!(out, "quire_cache_invalidations_total{{direction=\"sent\"}} {}", stats::INVALIDATIONS_SENT.load(Relaxed));
+    let _ = writeln!(out, "quire_cache_invalidations_total{{direction=\"received\"}} {}", stats::INVALIDATIONS_RECEIVED.load(Relaxed));
+    let _ = writeln!(out, "quire_cache_invalidations_total{{direction=\"fallback\"}} {}", stats::INVALIDATION_FALLBACKS.load(Relaxed));
+    head(out, "quire_cache_feed_gaps_total", "counter", "Times L1 was emptied because the invalidation feed from Redis had a gap.");
+    let _ = writeln!(out, "quire_cache_feed_gaps_total {}", stats::FEED_GAPS.load(Relaxed));
+    head(out, "quire_cache_l1_bytes", "gauge", "Bytes held in this process's L1.");
+    let _ = writeln!(out, "quire_cache_l1_bytes {}", state.cache.l1_bytes());
+    head(out, "quire_ratelimit_fallbacks_total", "counter", "Rate-limit hits counted in process because Redis did not answer.");
+    let _ = writeln!(out, "quire_ratelimit_fallbacks_total {}", crate::ratelimit::FALLBACKS.load(Relaxed));
+    if let Some(redis) = state.cache.redis() {
+        let r = redis.stats();
+        head(out, "quire_redis_up", "gauge", "1 while Redis answers (the breaker is closed).");
+        let _ = writeln!(out, "quire_redis_up {}", u8::from(r.up));
+        head(out, "quire_redis_calls_total", "counter", "Redis calls made, and those that failed, timed out or were skipped (breaker open).");
+        let _ = writeln!(out, "quire_redis_calls_total{{result=\"made\"}} {}", r.calls);
+        let _ = writeln!(out, "quire_redis_calls_total{{result=\"error\"}} {}", r.errors);
+        let _ = writeln!(out, "quire_redis_calls_total{{result=\"timeout\"}} {}", r.timeouts);
+        let _ = writeln!(out, "quire_redis_calls_total{{result=\"skipped\"}} {}", r.skipped);
+        head(out, "quire_redis_reconnects_total", "counter", "Times Redis came back after being down.");
+        let _ = writeln!(out, "quire_redis_reconnects_total {}", r.reconnects);
+        head(out, "quire_redis_call_seconds", "histogram", "Redis call latency.");
+        let mut cumulative = 0;
+        for (le_us, n) in &r.latency_buckets {
+            cumulative += n;
+            let _ = writeln!(out, "quire_redis_call_seconds_bucket{{le=\"{}\"}} {cumulative}", *le_us as f64 / 1e6);
+        }
+        let _ = writeln!(out, "quire_redis_call_seconds_bucket{{le=\"+Inf\"}} {}", r.calls);
+        let _ = writeln!(out, "quire_redis_call_seconds_sum {:.6}", r.latency_sum_us as f64 / 1e6);
+        let _ = writeln!(out, "quire_redis_call_seconds_count {}", r.calls);
+    }
 }
 
 fn head(out: &mut String, name: &str, kind: &str, help: &str) {
