@@ -712,3 +712,65 @@ pg_wait_streaming() {
   done
   return 1
 }
+
+# ---------------------------------------------------------------------------
+# Redis: a private redis-server under var/redis/NAME, on a port of its own
+# ---------------------------------------------------------------------------
+# A cache and rate-limit store, never the system of record: no persistence (a
+# restarted Redis is empty, which the cache relies on: see app/src/cache/l2.rs),
+# bounded memory, evicting keys that carry a TTL first.
+
+REDIS_STARTED=()       # pid files of the servers this script started
+REDIS_URL_STARTED=     # URL of the last server ensured
+REDIS_FIRST_PORT=61379
+
+# redis_find: redis-server and redis-cli, installed from Debian's package if missing.
+redis_find() {
+  have redis-server && have redis-cli && return 0
+  if is_debian; then apt_install redis-server; fi
+  have redis-server || die "redis-server is missing; please install it (Debian: redis-server, macOS: brew install redis)"
+  # Debian's package starts a system-wide server on 6379; ours never uses it.
+}
+
+# redis_ensure NAME: start var/redis/NAME unless it already answers; sets
+# REDIS_URL_STARTED. Records the server for redis_stop_started.
+redis_ensure() {
+  local name=$1 dir port_file port pidfile
+  redis_find
+  dir="$VAR_DIR/redis/$name"
+  mkdir -p "$dir"
+  port_file="$dir/port"
+  pidfile="$dir/redis.pid"
+  if [ -f "$port_file" ] && [ -f "$pidfile" ] && pid_alive "$(cat "$pidfile")" \
+     && redis-cli -p "$(cat "$port_file")" ping >/dev/null 2>&1; then
+    REDIS_URL_STARTED="redis://127.0.0.1:$(cat "$port_file")/"
+    return 0
+  fi
+  port=$REDIS_FIRST_PORT
+  while port_in_use "$port"; do port=$((port + 1)); done
+  echo "$port" >"$port_file"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no \
+    --maxmemory 256mb --maxmemory-policy volatile-lru \
+    --daemonize yes --pidfile "$pidfile" --logfile "$dir/redis.log" >/dev/null
+  local i
+  for i in $(seq 1 100); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    sleep 0.05
+  done
+  redis-cli -p "$port" ping >/dev/null 2>&1 || die "redis-server did not start (see $dir/redis.log)"
+  REDIS_STARTED+=("$pidfile")
+  REDIS_URL_STARTED="redis://127.0.0.1:$port/"
+}
+
+# redis_stop_started: stop every server redis_ensure started.
+redis_stop_started() {
+  local f pid
+  for f in ${REDIS_STARTED[@]+"${REDIS_STARTED[@]}"}; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    pid_alive "$pid" && kill "$pid" 2>/dev/null || true
+    # Nothing in it outlives the server (no persistence).
+    [ -z "${REDIS_KEEP_DIR:-}" ] && rm -rf "$(dirname "$f")"
+  done
+  REDIS_STARTED=()
+}

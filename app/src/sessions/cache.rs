@@ -6,9 +6,12 @@ use crate::tokens;
 
 /// Recently looked-up sessions, per process, for `CACHE_TTL`. A logged-in page then
 /// costs one round trip, like an anonymous one (bench/load: the lookup was a quarter of
-/// the logged-in story page). What it costs: a session revoked or deleted through
-/// another web process keeps working here for up to `CACHE_TTL`; through this process,
-/// never (logout, revocation and password changes evict at once). After a write the
+/// the logged-in story page). Revocation is immediate everywhere: every path that ends
+/// a session or changes what it carries (logout, revocation, password change, ban, role
+/// change, deletion) announces it on the live control channel when it commits
+/// (`sessions::announce_changed`), every web process evicts on that, and a process
+/// whose control channel is down does not use this cache at all. The TTL bounds only
+/// what is not announced: the unread count and the name in the navigation. After a write the
 /// visitor carries `web::cookies::WROTE_COOKIE` for longer than the TTL, so no process serves them a
 /// cached (older) view of their own account.
 pub struct SessionCache {

@@ -63,6 +63,9 @@ pub fn csrf_token_for(secret_key: &[u8], seed: &str) -> String {
 pub struct SessionStore {
     db: Db,
     cache: Arc<SessionCache>,
+    /// Whether this process hears `announce_changed` now (its broker listens): the
+    /// cache is used only then, so an eviction can never be missed.
+    hearing: OnceLock<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 /// The control event (`live::publish_control`) that tells every web process to drop a
@@ -78,11 +81,13 @@ pub async fn announce_changed(conn: &mut PgConnection, user_id: i64) -> Result<(
 
 impl SessionStore {
     pub fn new(db: Db) -> SessionStore {
-        SessionStore { db, cache: Arc::new(SessionCache::default()) }
+        SessionStore { db, cache: Arc::new(SessionCache::default()), hearing: OnceLock::new() }
     }
 
     /// Evicts on `announce_changed` from any process, through this process's broker.
     pub fn follow(&self, broker: &crate::live::Broker) {
+        let listening = broker.clone();
+        let _ = self.hearing.set(Arc::new(move || listening.listener_pid().is_some()));
         let cache = self.cache.clone();
         broker.on_control(move |event, data| {
             if event == CHANGED_EVENT
@@ -103,7 +108,8 @@ impl SessionStore {
     /// the last `CACHE_TTL`, unless `fresh` (the visitor wrote lately); else from the
     /// primary (a session created a moment ago on another process must be found).
     pub async fn lookup(&self, token: &str, fresh: bool) -> Result<Option<Found>, sqlx::Error> {
-        if !fresh && let Some(found) = self.cache.get(token) {
+        let hearing = self.hearing.get().is_some_and(|h| h());
+        if !fresh && hearing && let Some(found) = self.cache.get(token) {
             return Ok(Some(found));
         }
         let found = store::lookup(self.db.primary(), token).await?;
@@ -120,9 +126,16 @@ impl SessionStore {
         self.cache.forget(token);
     }
 
-    /// Ends the session of `token` (logout, or the old session at login).
+    /// Ends the session of `token` (logout, or the old session at login), here and, when
+    /// it commits, in every other web process's cache: a stolen cookie stops working
+    /// everywhere on the next request.
     pub async fn end(&self, token: &str) -> Result<(), sqlx::Error> {
-        store::delete(self.db.primary(), token).await?;
+        let mut tx = self.db.primary().begin().await?;
+        if let Some(user_id) = store::delete(&mut *tx, token).await? {
+            announce_changed(&mut tx, user_id).await?;
+        }
+        self.cache.forget(token);
+        tx.commit().await?;
         self.cache.forget(token);
         Ok(())
     }
@@ -130,7 +143,12 @@ impl SessionStore {
     /// Ends one of the user's sessions by its public id; false when no such session
     /// belongs to the user.
     pub async fn revoke(&self, user_id: i64, public_id: i64) -> Result<bool, sqlx::Error> {
-        let ended = store::revoke(self.db.primary(), user_id, public_id).await?;
+        let mut tx = self.db.primary().begin().await?;
+        let ended = store::revoke(&mut *tx, user_id, public_id).await?;
+        if ended {
+            announce_changed(&mut tx, user_id).await?;
+        }
+        tx.commit().await?;
         self.cache.forget_user(user_id);
         Ok(ended)
     }

@@ -97,12 +97,12 @@ pub async fn remember_write_in_session(db: &sqlx::PgPool, token: &str) -> Result
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn delete(db: impl PgExecutor<'_>, token: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+/// Deletes the session of `token`; its user, if there was one.
+pub async fn delete(db: impl PgExecutor<'_>, token: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("DELETE FROM sessions WHERE id_hash = $1 RETURNING user_id")
         .bind(tokens::hash_token(token))
-        .execute(db)
-        .await?;
-    Ok(())
+        .fetch_optional(db)
+        .await
 }
 
 pub async fn delete_all_for_user(conn: &mut PgConnection, user_id: i64) -> Result<u64, sqlx::Error> {

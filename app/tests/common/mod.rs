@@ -13,6 +13,12 @@ use app::{config::Config, db::Db, web::AppState};
 use poem::{Endpoint, EndpointExt, http::StatusCode, test::TestClient};
 use sqlx::{Connection, PgConnection, PgPool, postgres::PgPoolOptions};
 
+/// The real Redis `bin/test` starts (`QUIRE_TEST_REDIS_URL`), or None (tests that need
+/// one say they are skipped).
+pub fn redis_url() -> Option<String> {
+    std::env::var("QUIRE_TEST_REDIS_URL").ok().filter(|u| !u.is_empty())
+}
+
 pub fn admin_url() -> String {
     std::env::var("DATABASE_URL").expect("DATABASE_URL must point at a PostgreSQL server (bin/test sets it up)")
 }
@@ -238,7 +244,13 @@ impl TestApp {
     /// cache and live broker (unlike `new_browser`, which shares this one's). Returns once
     /// its broker listens.
     pub async fn another_process(&self) -> TestApp {
-        let config = Config::for_tests(&self.db.url, self.mail_dir.clone());
+        self.another_process_with(|_| {}).await
+    }
+
+    /// `another_process` with its configuration tweaked (a shared Redis, say).
+    pub async fn another_process_with(&self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = Config::for_tests(&self.db.url, self.mail_dir.clone());
+        tweak(&mut config);
         let state = AppState::new(config, Db::from_pool(self.db.pool.clone())).expect("app state");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while state.live.listener_pid().is_none() && std::time::Instant::now() < deadline {
