@@ -170,7 +170,7 @@ impl RateLimiter {
         let interval = (window_ms / u64::from(limit.max.max(1))).max(1);
         let tolerance = interval * u64::from(limit.max.max(1) - 1);
         let mut inv = script.prepare_invoke();
-        inv.key(format!("q:rl:{key}")).arg(interval).arg(tolerance).arg(if count { "1" } else { "0" });
+        inv.key(format!("{}rl:{key}", redis.namespace())).arg(interval).arg(tolerance).arg(if count { "1" } else { "0" });
         match redis.call(|mut c| async move { inv.invoke_async::<u64>(&mut c).await }).await {
             Ok(0) => Some(Ok(())),
             Ok(wait_ms) => Some(Err(Error::TooManyRequests { retry_after_secs: wait_ms.div_ceil(1000).max(1) })),

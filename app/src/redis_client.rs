@@ -48,15 +48,34 @@ impl std::error::Error for Unavailable {}
 #[derive(Clone)]
 pub struct Redis(Arc<Inner>);
 
-/// The configured Redis (`REDIS_URL`), or None: one node, in process.
+/// The configured Redis (`REDIS_URL`), or None: one node, in process. Its keys live
+/// under a namespace of this deployment's own, derived from the database it serves
+/// (host, port and name; no credentials), so one Redis can serve several deployments
+/// (staging beside production, every test's app) without one reading another's pages.
 pub fn connect(config: &crate::config::Config) -> anyhow::Result<Option<Redis>> {
     match &config.redis_url {
         None => Ok(None),
-        Some(url) => Ok(Some(Redis::open(url, config.redis_timeout).map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?)),
+        Some(url) => {
+            let redis = Redis::open(url, config.redis_timeout).map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+            Ok(Some(redis.with_namespace(&namespace_of(&config.database_url))))
+        }
     }
 }
 
+/// `q:` and eight hex digits of the database's address.
+fn namespace_of(database_url: &str) -> String {
+    use sha2::Digest;
+    let target = match database_url.parse::<sqlx::postgres::PgConnectOptions>() {
+        Ok(o) => format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or("")),
+        Err(_) => database_url.to_string(),
+    };
+    let digest = sha2::Sha256::digest(target.as_bytes());
+    format!("q:{}:", digest.iter().take(4).map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 struct Inner {
+    /// Prefix of every key and channel of this deployment (`connect`).
+    namespace: String,
     client: redis::Client,
     manager: ConnectionManager,
     /// host:port, without credentials, for /health.
@@ -109,6 +128,7 @@ impl Redis {
         let info = client.get_connection_info();
         let target = format!("{}", info.addr());
         let redis = Redis(Arc::new(Inner {
+            namespace: "q:".into(),
             client,
             manager,
             target,
@@ -120,6 +140,24 @@ impl Redis {
             probing: AtomicBool::new(false),
         }));
         Ok(redis)
+    }
+
+    /// The same connection with keys under `namespace` (before any clone is shared).
+    pub fn with_namespace(self, namespace: &str) -> Redis {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.namespace = namespace.to_string();
+                Redis(Arc::new(inner))
+            }
+            Err(shared) => {
+                tracing::warn!("redis namespace set on a shared handle: keeping the default");
+                Redis(shared)
+            }
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.0.namespace
     }
 
     pub fn is_up(&self) -> bool {
@@ -228,5 +266,16 @@ impl Redis {
             latency_sum_us: s.latency_sum_us.load(Relaxed),
             latency_buckets: LATENCY_BUCKETS_US.iter().zip(&s.latency_buckets).map(|(b, c)| (*b, c.load(Relaxed))).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_database_gets_its_own_namespace_and_credentials_do_not_change_it() {
+        let a = super::namespace_of("postgres://u:p@db:5432/quire");
+        assert_eq!(a, super::namespace_of("postgres://other:secret@db:5432/quire"));
+        assert_ne!(a, super::namespace_of("postgres://u:p@db:5432/quire_staging"));
+        assert!(a.starts_with("q:") && a.ends_with(':') && a.len() == 11, "{a}");
     }
 }

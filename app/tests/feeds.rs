@@ -329,6 +329,8 @@ async fn story_and_chapter_pages_have_escaped_sharing_meta_and_a_canonical_url()
     .execute(&app.db.pool)
     .await
     .unwrap();
+    // As the media job does once a cover is ready.
+    app.state.cache.invalidate(&[app::cache::Tag::story(id)]).await;
     for path in [format!("/s/{id}"), format!("/s/{id}/c/1")] {
         let html = app.get(&path).await.body;
         assert_eq!(meta(&html, "name", "twitter:card").as_deref(), Some("summary_large_image"), "{path}");

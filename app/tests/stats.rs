@@ -247,6 +247,8 @@ async fn recompute(app: &TestApp) {
     let mut tx = app.db.pool.begin().await.unwrap();
     app::trending::db::recompute(&mut tx).await.unwrap();
     tx.commit().await.unwrap();
+    // As the worker's job does after it commits.
+    app.state.cache.invalidate(&[app::cache::Tag::trending()]).await;
 }
 
 async fn ranking(app: &TestApp) -> Vec<String> {
@@ -324,6 +326,7 @@ async fn trending_ranks_by_weighted_recent_activity_and_excludes_drafts_and_hidd
 
     // A story hidden after the recompute leaves the home page at once.
     sqlx::query("UPDATE stories SET hidden_at = now() WHERE id = $1").bind(discussed).execute(&app.db.pool).await.unwrap();
+    app.state.cache.invalidate(&[app::cache::Tag::story(discussed), app::cache::Tag::listing()]).await;
     let home = app.new_browser().get("/").await;
     let section = &home.body[home.body.find("trending-heading").unwrap()..home.body.find("Latest stories").unwrap()];
     assert!(!section.contains(">Discussed<"));

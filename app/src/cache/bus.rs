@@ -1,4 +1,4 @@
-//! How invalidations reach every process: Redis pub/sub (`l2::CHANNEL`) when Redis is
+//! How invalidations reach every process: Redis pub/sub (`l2::channel`) when Redis is
 //! configured and up, else PostgreSQL (`Fallback`: the live area's control channel, a
 //! NOTIFY every web process already listens to, replayed from its table after a
 //! reconnect). A message is `origin tag tag …`; a process ignores its own (it applied
@@ -72,17 +72,22 @@ pub(super) fn subscribe(cache: &Cache) {
 async fn listen(cache: &Cache, redis: &Redis) -> redis::RedisResult<()> {
     let connect = async {
         let mut ps = redis.client().get_async_pubsub().await?;
-        ps.subscribe(super::l2::CHANNEL).await?;
+        ps.subscribe(super::l2::channel(redis)).await?;
         Ok::<_, redis::RedisError>(ps)
     };
     let ps = match tokio::time::timeout(Duration::from_secs(1), connect).await {
         Ok(r) => r?,
         Err(_) => return Err(redis::RedisError::from((redis::ErrorKind::Io, "subscribe timed out"))),
     };
-    // Whatever was published while we were not subscribed is lost: start over.
-    cache.0.versions.clear();
-    stats::FEED_GAPS.fetch_add(1, Relaxed);
-    *cache.0.l2_after.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now() + super::L2_QUARANTINE;
+    // Whatever was published while we were not subscribed is lost: start over, and let
+    // the others replay what Redis missed before reading L2 again. (Not at start-up:
+    // this process has nothing cached and missed nothing it holds: what it loaded
+    // before is not in L1, which was not trusted then.)
+    if cache.0.ever_subscribed.swap(true, Relaxed) {
+        cache.0.versions.clear();
+        stats::FEED_GAPS.fetch_add(1, Relaxed);
+        *cache.0.l2_after.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now() + super::L2_QUARANTINE;
+    }
     cache.0.subscribed.store(true, Relaxed);
     tracing::info!("cache invalidation feed from redis up");
     let mut messages = ps.into_on_message();
@@ -107,13 +112,15 @@ async fn listen(cache: &Cache, redis: &Redis) -> redis::RedisResult<()> {
     }
 }
 
-/// Empties L2 (every `q:c:*` key): only after more invalidations were missed than could
+/// Empties L2 (every entry key of the namespace): only after more invalidations were missed than could
 /// be remembered, a rare and bounded scan.
 pub(super) async fn flush_l2(redis: &Redis) -> Result<(), Unavailable> {
     let mut cursor: u64 = 0;
+    let pattern = format!("{}c:*", redis.namespace());
     loop {
+        let pattern = pattern.clone();
         let (next, keys): (u64, Vec<String>) = redis
-            .call(|mut c| async move { redis::cmd("SCAN").arg(cursor).arg("MATCH").arg("q:c:*").arg("COUNT").arg(1000).query_async(&mut c).await })
+            .call(|mut c| async move { redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000).query_async(&mut c).await })
             .await?;
         if !keys.is_empty() {
             redis.call(|mut c| async move { redis::cmd("UNLINK").arg(&keys).query_async::<i64>(&mut c).await }).await?;

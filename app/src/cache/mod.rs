@@ -124,6 +124,8 @@ struct Inner {
     fallback: std::sync::OnceLock<bus::Fallback>,
     /// The Redis subscription is up (its messages reach `versions`).
     subscribed: AtomicBool,
+    /// The subscription was up once: a later one follows a gap.
+    ever_subscribed: AtomicBool,
     l2_after: Mutex<Instant>,
     pending: Mutex<(HashSet<Tag>, bool)>,
     enabled: bool,
@@ -152,6 +154,7 @@ impl Cache {
             flights: Mutex::new(HashMap::new()),
             fallback: std::sync::OnceLock::new(),
             subscribed: AtomicBool::new(false),
+            ever_subscribed: AtomicBool::new(false),
             l2_after: Mutex::new(Instant::now()),
             pending: Mutex::new((HashSet::new(), false)),
             enabled: options.enabled,
@@ -188,16 +191,28 @@ impl Cache {
         if self.0.subscribed.load(Relaxed) {
             return true;
         }
+        // Alone (no Redis, no other feed): nothing to hear, every invalidation is local.
+        if self.0.redis.is_none() && self.0.fallback.get().is_none() {
+            return true;
+        }
         let redis_down = self.0.redis.as_ref().is_none_or(|r| !r.is_up());
         redis_down && self.0.fallback.get().is_some_and(|f| (f.hearing)())
     }
 
+    /// Redis for L2, if it may be read now: up, not just back (`L2_QUARANTINE`), and
+    /// holding every invalidation this process sent (one that failed — perhaps after
+    /// Redis applied it, perhaps not — leaves its entries suspect until it is replayed).
     fn l2(&self) -> Option<&Redis> {
         let redis = self.0.redis.as_ref()?;
-        if !redis.is_up() || Instant::now() < *self.0.l2_after.lock().unwrap_or_else(|e| e.into_inner()) {
+        if !redis.is_up() || Instant::now() < *self.0.l2_after.lock().unwrap_or_else(|e| e.into_inner()) || self.has_pending() {
             return None;
         }
         Some(redis)
+    }
+
+    fn has_pending(&self) -> bool {
+        let p = self.0.pending.lock().unwrap_or_else(|e| e.into_inner());
+        !p.0.is_empty() || p.1
     }
 
     /// The value under `key` of `kind`, built from `tags` (and whatever tags the loader
@@ -220,11 +235,8 @@ impl Cache {
             kind.stats.l1_hits.fetch_add(1, Relaxed);
             return Got::Value(v);
         }
-        if !trusted {
-            // No flights either: with no L1 to fill, every caller loads for itself.
-            return self.load(kind, key, tags, loader).await.map_stored();
-        }
-        // Join the load in flight, or lead one.
+        // Join the load in flight, or lead one (also when L1 is not trusted: what the
+        // leader loads now is as fresh for those who asked meanwhile).
         let (flight, leader) = {
             let mut flights = self.0.flights.lock().unwrap_or_else(|e| e.into_inner());
             match flights.get(&l1_key) {
@@ -254,8 +266,8 @@ impl Cache {
         // The leader clears the flight however the load ends (even if cancelled).
         let _guard = FlightGuard { cache: self, key: &l1_key, flight: &flight };
         match self.load(kind, key, tags, loader).await {
-            Loaded::Stored(entry, v) => {
-                if let Some(l1) = &self.0.l1 {
+            Loaded::Stored(entry, v, keep) => {
+                if let Some(l1) = self.0.l1.as_ref().filter(|_| trusted && keep) {
                     l1.insert(l1_key.clone(), entry.clone());
                 }
                 *flight.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(entry);
@@ -283,7 +295,15 @@ impl Cache {
         F: Future<Output = Fill<V, R>>,
     {
         // Before anything is read: an invalidation from now on makes what we build stale.
+        // Tags found later (by the loader, or recorded in L2) were not in the snapshot
+        // then: if anything was invalidated meanwhile, the value is served but not kept.
+        let changes = self.0.versions.changes();
         let mut snapshot = self.0.versions.snapshot(tags);
+        if let Some(redis) = &self.0.redis
+            && self.has_pending()
+        {
+            self.replay_pending(redis).await;
+        }
         let mut redis_versions: Option<Vec<String>> = None;
         if let Some(redis) = self.l2().filter(|_| kind.l2) {
             let started = Instant::now();
@@ -292,8 +312,10 @@ impl Cache {
                     kind.stats.l2_time_us.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
                     if let Some(v) = found.body.as_deref().and_then(V::decode) {
                         kind.stats.l2_hits.fetch_add(1, Relaxed);
+                        self.0.versions.extend(&mut snapshot, &found.tags);
+                        let keep = self.0.versions.changes() == changes;
                         let v = Arc::new(v);
-                        return Loaded::Stored(self.entry(kind, v.clone(), snapshot), v);
+                        return Loaded::Stored(self.entry(kind, v.clone(), snapshot), v, keep);
                     }
                     redis_versions = Some(found.versions);
                 }
@@ -312,8 +334,9 @@ impl Cache {
             Fill::Pass(r) => return Loaded::Passed(r),
         };
         self.0.versions.extend(&mut snapshot, &found_tags);
+        let keep = self.0.versions.changes() == changes;
         let value = Arc::new(value);
-        if let (Some(redis), Some(known)) = (self.l2(), redis_versions) {
+        if let (Some(redis), Some(known)) = (self.l2().filter(|_| keep), redis_versions) {
             // The tags the loader found: their Redis versions now (a write to one of them
             // between the load's reads and this moment is the one window L2 leaves open;
             // the kind's TTL bounds it).
@@ -326,7 +349,7 @@ impl Cache {
                 }
             }
         }
-        Loaded::Stored(self.entry(kind, value.clone(), snapshot), value)
+        Loaded::Stored(self.entry(kind, value.clone(), snapshot), value, keep)
     }
 
     fn entry<V: Cacheable>(&self, kind: &Kind, value: Arc<V>, snapshot: Snapshot) -> Arc<L1Entry> {
@@ -420,14 +443,15 @@ impl Cache {
 }
 
 enum Loaded<V, R> {
-    Stored(Arc<L1Entry>, Arc<V>),
+    /// The entry, its value, and whether it may be kept (`load`).
+    Stored(Arc<L1Entry>, Arc<V>, bool),
     Passed(R),
 }
 
 impl<V, R> Loaded<V, R> {
     fn map_stored(self) -> Got<V, R> {
         match self {
-            Loaded::Stored(_, v) => Got::Value(v),
+            Loaded::Stored(_, v, _) => Got::Value(v),
             Loaded::Passed(r) => Got::Pass(r),
         }
     }

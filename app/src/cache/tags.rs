@@ -78,6 +78,9 @@ pub struct Versions {
     map: RwLock<HashMap<Tag, u64>>,
     /// Bumped by `clear`: every entry built before is stale.
     epoch: AtomicU64,
+    /// Every bump and clear: a load that saw it change did not see its tags' versions
+    /// before it read (tags it found while loading), so its value is not kept here.
+    changes: AtomicU64,
 }
 
 impl Versions {
@@ -107,8 +110,14 @@ impl Versions {
         snapshot.tags.iter().all(|(t, v)| map.get(t).copied().unwrap_or(0) == *v)
     }
 
+    /// Bumps and clears so far (see `changes`).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Relaxed)
+    }
+
     pub fn bump<'a>(&self, tags: impl IntoIterator<Item = &'a Tag>) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        self.changes.fetch_add(1, Relaxed);
         for t in tags {
             *map.entry(t.clone()).or_insert(0) += 1;
         }
@@ -118,6 +127,7 @@ impl Versions {
     pub fn clear(&self) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         self.epoch.fetch_add(1, Relaxed);
+        self.changes.fetch_add(1, Relaxed);
         map.clear();
     }
 }

@@ -207,6 +207,13 @@ impl TestApp {
     /// replays 2 s behind the primary, on purpose). None when no replica is configured
     /// (`QUIRE_TEST_REPLICA_URL` unset): the caller reports the test as skipped.
     pub async fn with_replica(max_lag: std::time::Duration) -> Option<TestApp> {
+        // These apps test read routing itself: pages rendered, not served from the page
+        // cache (app/tests/cache.rs tests the cache with the replica).
+        Self::with_replica_and(max_lag, |c| c.cache_enabled = false).await
+    }
+
+    /// `with_replica`, with the configuration tweaked.
+    pub async fn with_replica_and(max_lag: std::time::Duration, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
         let replica_admin = replica_admin_url()?;
         app::telemetry::init(app::config::LogFormat::Pretty);
         let db = TestDb::new().await;
@@ -216,7 +223,7 @@ impl TestApp {
         let replica_url = with_db(&replica_admin, &db.name);
         let pool = app::db::routing::replica_pool(&replica_url, 4).expect("replica pool");
         let handle = Db::with_replicas(db.pool.clone(), vec![(replica_url, pool)], max_lag).await;
-        Some(Self::assemble(db, handle, |_| {}))
+        Some(Self::assemble(db, handle, tweak))
     }
 
     fn assemble(db: TestDb, handle: Db, tweak: impl FnOnce(&mut Config)) -> TestApp {
