@@ -257,3 +257,179 @@ async fn without_replicas_nothing_changes() {
     assert_eq!(h["status"].as_str().map(|s| s != "down"), Some(true));
     assert_eq!(h["checks"]["replicas"], serde_json::json!([]));
 }
+
+// ---- circuit breaker -------------------------------------------------------------------
+
+/// What the fault proxy in front of the replica does.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fault {
+    /// Forwards both ways: the replica as it is.
+    None,
+    /// Cuts every connection and stops listening: connects are refused, as with a
+    /// stopped server.
+    Refuse,
+    /// Keeps connections, old and new, open but forwards nothing: a hung server (or a
+    /// network that drops packets).
+    Hang,
+}
+
+/// A TCP proxy in front of the test replica that can stop answering on demand, without
+/// stopping the replica the other tests share.
+struct FaultProxy {
+    port: u16,
+    mode: tokio::sync::watch::Sender<Fault>,
+}
+
+impl FaultProxy {
+    async fn start(upstream: std::net::SocketAddr) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let (mode, rx) = tokio::sync::watch::channel(Fault::None);
+        tokio::spawn(proxy_accept(listener, port, upstream, rx));
+        FaultProxy { port, mode }
+    }
+
+    fn set(&self, fault: Fault) {
+        self.mode.send_replace(fault);
+    }
+}
+
+async fn proxy_accept(listener: tokio::net::TcpListener, port: u16, upstream: std::net::SocketAddr, mut mode: tokio::sync::watch::Receiver<Fault>) {
+    let mut listener = Some(listener);
+    loop {
+        let Some(l) = &listener else {
+            // Nothing listens until the fault is lifted; then the same port again
+            // (tokio sets SO_REUSEADDR, so the old connections do not block it).
+            if mode.wait_for(|m| *m != Fault::Refuse).await.is_err() {
+                return;
+            }
+            match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(l) => listener = Some(l),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+            continue;
+        };
+        let refuse = tokio::select! {
+            r = l.accept() => {
+                if let Ok((sock, _)) = r {
+                    tokio::spawn(proxy_serve(sock, upstream, mode.clone()));
+                }
+                false
+            }
+            r = mode.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                *mode.borrow() == Fault::Refuse
+            }
+        };
+        if refuse {
+            listener = None;
+        }
+    }
+}
+
+async fn proxy_serve(mut client: tokio::net::TcpStream, upstream: std::net::SocketAddr, mut mode: tokio::sync::watch::Receiver<Fault>) {
+    let now = *mode.borrow();
+    let hang = match now {
+        Fault::None => {
+            let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+                r = mode.wait_for(|m| *m != Fault::None) => r.map(|m| *m == Fault::Hang).unwrap_or(false),
+            }
+        }
+        Fault::Hang => true,
+        Fault::Refuse => false,
+    };
+    if hang {
+        let _ = mode.wait_for(|m| *m != Fault::Hang).await;
+    }
+    // Dropping the socket ends the connection for the client.
+}
+
+/// One read through `replica_read!` in its own request scope: which pools answered, and
+/// the result.
+async fn one_read(db: &app::db::Db) -> (String, Result<i32, sqlx::Error>) {
+    let scope = app::db::ReadScope::new(0);
+    let res = scope.run(async { app::replica_read!(*db, pool => sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool)) }).await;
+    (scope.served_by(), res)
+}
+
+async fn until_in_rotation(db: &app::db::Db, within: Duration) {
+    let t0 = Instant::now();
+    while !db.replica_status()[0].in_rotation {
+        assert!(t0.elapsed() < within, "replica not in rotation within {within:?}: {:?}", db.replica_status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_dead_replica_costs_one_short_wait_then_none_and_a_good_probe_brings_it_back() {
+    let _serial = SERIAL.lock().await;
+    let Some(admin) = common::replica_admin_url() else {
+        eprintln!("SKIPPED: QUIRE_TEST_REPLICA_URL is not set (bin/test sets it when it runs its own PostgreSQL)");
+        return;
+    };
+    let db = common::TestDb::new().await;
+    let lsn = app::db::routing::primary_lsn(&db.pool).await.expect("primary lsn");
+    common::wait_replayed(&admin, lsn, Duration::from_secs(60)).await;
+    let replica_url = common::with_db(&admin, &db.name);
+    let opts: sqlx::postgres::PgConnectOptions = replica_url.parse().expect("replica URL");
+    let upstream = format!("{}:{}", opts.get_host(), opts.get_port());
+    let proxy = FaultProxy::start(upstream.parse().expect("replica host:port")).await;
+    let proxied = replica_url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port), 1);
+    assert_ne!(proxied, replica_url);
+    let pool = app::db::routing::replica_pool(&proxied, 4).expect("replica pool");
+    let handle = app::db::Db::with_replicas(db.pool.clone(), vec![(proxied, pool)], Duration::from_secs(10)).await;
+    until_in_rotation(&handle, Duration::from_secs(15)).await;
+
+    for fault in [Fault::Refuse, Fault::Hang] {
+        // Warm the pool, as under load: the replica's connections are open when it dies.
+        for _ in 0..4 {
+            let (served, res) = one_read(&handle).await;
+            assert_eq!((served.as_str(), res.ok()), ("replica-1", Some(1)));
+        }
+        let trips = handle.replica_status()[0].breaker_trips;
+        proxy.set(fault);
+        let mut waits = Vec::new();
+        let mut first_served = String::new();
+        for n in 0..20 {
+            let t = Instant::now();
+            let (served, res) = one_read(&handle).await;
+            waits.push(t.elapsed());
+            assert_eq!(res.ok(), Some(1), "{fault:?}: read {n} failed");
+            assert!(served.contains("primary"), "{fault:?}: read {n} served by {served}");
+            if n == 0 {
+                first_served = served;
+            } else {
+                assert_eq!(served, "primary", "{fault:?}: read {n} still tried the replica");
+            }
+        }
+        eprintln!("{fault:?}: first read {:?} (served by {first_served}), the next 19 at most {:?}", waits[0], waits[1..].iter().max());
+        // The first read pays at most the replica pool's acquire timeout (250 ms), not
+        // the old second; none after it waits for the replica at all.
+        assert!(waits[0] < Duration::from_millis(700), "{fault:?}: first read took {:?}", waits[0]);
+        for (n, w) in waits.iter().enumerate().skip(1) {
+            assert!(*w < Duration::from_millis(100), "{fault:?}: read {n} took {w:?} with the breaker open");
+        }
+        let s = handle.replica_status()[0].clone();
+        assert!(!s.in_rotation && s.status == "down", "{fault:?}: {s:?}");
+        if first_served.contains("replica-1") {
+            // The read found the replica dead (rather than the health probe): it tripped.
+            assert_eq!(s.breaker_trips, trips + 1, "{fault:?}: {s:?}");
+        }
+        // Still out a probe later: nothing but a good probe puts it back.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(!handle.replica_status()[0].in_rotation);
+        assert_eq!(one_read(&handle).await.0, "primary");
+
+        proxy.set(Fault::None);
+        until_in_rotation(&handle, Duration::from_secs(10)).await;
+        let (served, res) = one_read(&handle).await;
+        assert_eq!((served.as_str(), res.ok()), ("replica-1", Some(1)), "{fault:?}: back in rotation");
+    }
+    let stats = handle.stats();
+    assert!(stats.replicas[0].4 >= 1 && stats.retried_on_primary >= 1, "{stats:?}");
+    handle.close().await;
+}

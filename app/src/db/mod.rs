@@ -10,7 +10,11 @@
 
 pub mod routing;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use sqlx::{PgPool, postgres::PgPoolOptions};
 
@@ -72,7 +76,7 @@ impl Db {
 
     /// Chooses the pool for one read (see `replica_read!`, which also retries).
     pub fn pick_read(&self) -> ReadPick {
-        ReadPick { replica: self.router.pick() }
+        ReadPick { replica: self.router.pick().map(|i| (i, Instant::now())) }
     }
 
     pub fn has_replicas(&self) -> bool {
@@ -111,14 +115,28 @@ impl Db {
 /// Where one read goes; made by `Db::pick_read`.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadPick {
-    replica: Option<usize>,
+    /// The replica and when it was picked (a pool timeout on it means "gone" only if it
+    /// answered nothing since).
+    replica: Option<(usize, Instant)>,
 }
 
 impl ReadPick {
     pub fn pool<'a>(&self, db: &'a Db) -> &'a PgPool {
         match self.replica {
-            Some(i) => db.router.pool(i),
+            Some((i, _)) => db.router.pool(i),
             None => &db.primary,
+        }
+    }
+
+    /// Runs the first attempt of a read: on a replica, it gives up (to be retried on the
+    /// primary) as soon as that replica goes down; on the primary, it just runs.
+    pub async fn run<T, F>(&self, db: &Db, read: F) -> Result<T, sqlx::Error>
+    where
+        F: Future<Output = Result<T, sqlx::Error>>,
+    {
+        match self.replica {
+            Some((i, _)) => db.router.guard(i, read).await,
+            None => read.await,
         }
     }
 
@@ -126,9 +144,14 @@ impl ReadPick {
     /// looks gone) when it ran on a replica and is worth running again on the primary.
     pub fn retry_on_primary(&self, db: &Db, err: &sqlx::Error) -> bool {
         match self.replica {
-            Some(i) if routing::worth_retrying(err) => {
-                tracing::warn!(error = %err, "read failed on a replica; retrying on the primary");
-                db.router.failed(i, err);
+            Some((i, picked)) if routing::worth_retrying(err) => {
+                if matches!(err, sqlx::Error::PoolClosed) {
+                    // The replica went down while this read waited (see `Router::guard`).
+                    tracing::debug!("replica went down during a read; retrying on the primary");
+                } else {
+                    tracing::warn!(error = %err, "read failed on a replica; retrying on the primary");
+                }
+                db.router.failed(i, picked, err);
                 true
             }
             _ => false,
@@ -137,9 +160,10 @@ impl ReadPick {
 }
 
 /// `replica_read!(db, pool => expr)`: evaluates the read `expr` with `pool` bound to
-/// a replica when one may serve this read; if it fails there because the replica went away (or is overloaded),
-/// takes that replica out of rotation and evaluates `expr` once more on the primary, so
-/// the visitor sees no error. `expr` yields `Result<_, sqlx::Error>`.
+/// a replica when one may serve this read; if it fails there because the replica went
+/// away (or is overloaded), or the replica goes down while it waits, takes that replica
+/// out of rotation (the circuit breaker) and evaluates `expr` once more on the primary,
+/// so the visitor sees no error. `expr` yields `Result<_, sqlx::Error>`.
 ///
 /// A macro rather than a closure-taking method: the expression borrows locals freely
 /// and the handler's future stays `Send` without higher-ranked closure bounds.
@@ -150,7 +174,7 @@ macro_rules! replica_read {
         let pick = db.pick_read();
         let first = {
             let $pool = pick.pool(db);
-            $read.await
+            pick.run(db, $read).await
         };
         match first {
             Err(e) if pick.retry_on_primary(db, &e) => {

@@ -10,6 +10,11 @@
 //!   loop has seen it replay at least that far — a conservative test, since positions
 //!   only grow — and otherwise the primary does.
 //! - Choice among eligible replicas is round-robin.
+//! - **Circuit breaker**: the first read that fails on a replica because the server is
+//!   gone (connection broken or refused, no connection within the pool's short acquire
+//!   timeout while the replica answered nothing else) takes it out of rotation at once,
+//!   and reads still in flight on it give up and go to the primary, so no later request
+//!   waits for a dead replica. Only the health loop's next good probe puts it back.
 //!
 //! Lag is measured in time, not bytes: we keep the primary's recent positions with the
 //! instant we saw them, and a replica's lag is how long ago the primary first passed the
@@ -133,14 +138,24 @@ fn replica_name(i: usize) -> String {
     format!("replica-{}", i + 1)
 }
 
+/// How long a read waits for a replica connection before it gives up and goes to the
+/// primary. It bounds the one read that discovers a replica is gone: sqlx retries a
+/// refused connect (it takes it for a server starting up) and waits on a hung one until
+/// this deadline, so a stopped and a hung replica both cost that first read this long,
+/// and no read after it anything (the breaker). A healthy replica connects in a few ms
+/// (TCP plus SCRAM) and a saturated pool does not trip the breaker (see
+/// `Router::failed`), so 250 ms leaves a wide margin on a loaded machine while capping
+/// the worst read at a quarter of the old one-second wait.
+pub const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// A lazily connected pool for a replica: the process starts even when a replica is
-/// down. Waiting for a connection is capped at one second, because a read that cannot get
-/// one goes to the primary instead (see `Db::read`).
+/// down. Waiting for a connection is capped at `REPLICA_ACQUIRE_TIMEOUT`, because a read
+/// that cannot get one goes to the primary instead (see `replica_read!`).
 pub fn replica_pool(url: &str, size: u32) -> Result<PgPool, sqlx::Error> {
     Ok(PgPoolOptions::new()
         .max_connections(size)
         .min_connections(0)
-        .acquire_timeout(Duration::from_secs(1))
+        .acquire_timeout(REPLICA_ACQUIRE_TIMEOUT)
         .idle_timeout(Duration::from_secs(300))
         .connect_lazy(url)?)
 }
@@ -164,6 +179,15 @@ pub struct Replica {
     replay_lsn: AtomicU64,
     lag_ms: AtomicU64,
     queries: AtomicU64,
+    /// Times a failed read took this replica out of rotation (the breaker opened).
+    trips: AtomicU64,
+    /// When this replica last answered a read (success or an ordinary SQL error), in µs
+    /// since `born`: tells a saturated pool (others are being answered) from a dead server.
+    answered_us: AtomicU64,
+    born: Instant,
+    /// Wakes the reads in flight on this replica when it goes down, so they retry on the
+    /// primary instead of waiting for a connection, or an answer, that will not come.
+    gone: Notify,
 }
 
 impl Replica {
@@ -177,11 +201,37 @@ impl Replica {
             replay_lsn: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
             queries: AtomicU64::new(0),
+            trips: AtomicU64::new(0),
+            answered_us: AtomicU64::new(0),
+            born: Instant::now(),
+            gone: Notify::new(),
         }
     }
 
-    fn set_state(&self, state: &'static str, error: Option<String>, in_rotation: bool) {
+    fn us_since_born(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.born).as_micros() as u64
+    }
+
+    fn note_answer(&self) {
+        let now = self.us_since_born(Instant::now());
+        // Load first: most reads find the value already recent enough to skip the write.
+        if self.answered_us.load(Relaxed) < now {
+            self.answered_us.fetch_max(now, Relaxed);
+        }
+    }
+
+    /// Whether the replica answered any read after `t`.
+    fn answered_since(&self, t: Instant) -> bool {
+        self.answered_us.load(Relaxed) > self.us_since_born(t)
+    }
+
+    /// Sets the state; returns whether the replica was in rotation before. Going down
+    /// wakes the reads in flight on it (see `Router::guard`).
+    fn set_state(&self, state: &'static str, error: Option<String>, in_rotation: bool) -> bool {
         let was = self.in_rotation.swap(in_rotation, Relaxed);
+        if state == "down" {
+            self.gone.notify_waiters();
+        }
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if was != in_rotation || s.0 != state {
             let lag_s = self.lag_ms.load(Relaxed) as f64 / 1000.0;
@@ -192,6 +242,7 @@ impl Replica {
             }
         }
         *s = (state, error);
+        was
     }
 }
 
@@ -206,6 +257,8 @@ pub struct ReplicaStatus {
     pub lag_seconds: f64,
     pub replay_lsn: Lsn,
     pub queries: u64,
+    /// Times a failed read took it out of rotation at once (the circuit breaker).
+    pub breaker_trips: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -215,8 +268,8 @@ pub struct ReplicaStatus {
 pub struct PoolStats {
     /// Queries handed to the primary: writes, current reads, and reads that fell back.
     pub primary_queries: u64,
-    /// (replica name, queries handed to it, lag in seconds, in rotation)
-    pub replicas: Vec<(String, u64, f64, bool)>,
+    /// (replica name, queries handed to it, lag in seconds, in rotation, breaker trips)
+    pub replicas: Vec<(String, u64, f64, bool, u64)>,
     /// Reads sent to the primary because no replica had replayed the visitor's last write.
     pub fallback_pinned: u64,
     /// Reads sent to the primary because no replica was in rotation.
@@ -298,14 +351,56 @@ impl Router {
         None
     }
 
-    /// A read failed on replica `i`: take it out of rotation if it looks gone (the health
-    /// loop puts it back), and count the retry on the primary.
-    pub fn failed(&self, i: usize, err: &sqlx::Error) {
+    /// Runs `read` on replica `i` (picked at `picked`), giving up with `PoolClosed` —
+    /// which `replica_read!` retries on the primary — as soon as the replica goes down:
+    /// a read waiting for a connection (sqlx keeps retrying a refused connect until the
+    /// acquire deadline) or for an answer from a hung server stops waiting when another
+    /// read trips the breaker or a probe fails.
+    pub async fn guard<T, F>(&self, i: usize, read: F) -> Result<T, sqlx::Error>
+    where
+        F: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let r = &self.replicas[i];
+        // Registered before the check below, so a trip between the two still wakes us.
+        let gone = r.gone.notified();
+        if !r.in_rotation.load(Relaxed) {
+            return Err(sqlx::Error::PoolClosed);
+        }
+        tokio::select! {
+            biased;
+            res = read => {
+                if !matches!(&res, Err(e) if worth_retrying(e)) {
+                    r.note_answer();
+                }
+                res
+            }
+            () = gone => Err(sqlx::Error::PoolClosed),
+        }
+    }
+
+    /// A read picked at `picked` failed on replica `i`: count the retry on the primary
+    /// and, unless the replica is merely busy, open the breaker — out of rotation until
+    /// the health loop's next good probe.
+    ///
+    /// A pool timeout is ambiguous: either every connection was busy (the replica is
+    /// answering other reads: leave it in), or no connection could be opened (refused or
+    /// hung: nothing was answered since this read began). A standby's recovery-conflict
+    /// cancellation (40001) is about that query, not the server.
+    pub fn failed(&self, i: usize, picked: Instant, err: &sqlx::Error) {
         self.retried.fetch_add(1, Relaxed);
         ReadScope::mark(0);
-        let overloaded = matches!(err, sqlx::Error::PoolTimedOut) || sql_state(err).is_some_and(|c| c == "40001");
-        if !overloaded {
-            self.replicas[i].set_state("down", Some(err.to_string()), false);
+        let r = &self.replicas[i];
+        if !r.in_rotation.load(Relaxed) {
+            // Already out (a read in flight that gave up, or a second failure): the first
+            // failure's reason stays on /health.
+            return;
+        }
+        let busy = match err {
+            sqlx::Error::PoolTimedOut => r.answered_since(picked),
+            _ => sql_state(err).is_some_and(|c| c == "40001"),
+        };
+        if !busy && r.set_state("down", Some(err.to_string()), false) {
+            r.trips.fetch_add(1, Relaxed);
         }
     }
 
@@ -326,6 +421,7 @@ impl Router {
                     lag_seconds: r.lag_ms.load(Relaxed) as f64 / 1000.0,
                     replay_lsn: r.replay_lsn.load(Relaxed),
                     queries: r.queries.load(Relaxed),
+                    breaker_trips: r.trips.load(Relaxed),
                     error,
                 }
             })
@@ -338,7 +434,9 @@ impl Router {
             replicas: self
                 .replicas
                 .iter()
-                .map(|r| (r.name.clone(), r.queries.load(Relaxed), r.lag_ms.load(Relaxed) as f64 / 1000.0, r.in_rotation.load(Relaxed)))
+                .map(|r| {
+                    (r.name.clone(), r.queries.load(Relaxed), r.lag_ms.load(Relaxed) as f64 / 1000.0, r.in_rotation.load(Relaxed), r.trips.load(Relaxed))
+                })
                 .collect(),
             fallback_pinned: self.fallback_pinned.load(Relaxed),
             fallback_unavailable: self.fallback_unavailable.load(Relaxed),
@@ -357,13 +455,14 @@ impl Router {
         }
     }
 
-    /// Applies one probe result to replica `i`.
-    fn record(&self, i: usize, result: Result<Probe, String>, history: &VecDeque<(Instant, Lsn)>) {
+    /// Applies one probe result to replica `i`. `trips` is its breaker count and
+    /// `started` the instant when the probe began.
+    fn record(&self, i: usize, result: Result<Probe, ProbeFailure>, history: &VecDeque<(Instant, Lsn)>, trips: u64, started: Instant) {
         let r = &self.replicas[i];
         match result {
             Ok(Probe { in_recovery: false, .. }) => {
                 // A promoted (or mistaken) replica: its positions say nothing about ours.
-                r.set_state("not_standby", Some("server is not in recovery (not a standby)".into()), false)
+                r.set_state("not_standby", Some("server is not in recovery (not a standby)".into()), false);
             }
             Ok(Probe { replay_lsn, .. }) => {
                 // Stored as read, not maximised: replay only moves forward, unless the
@@ -372,13 +471,21 @@ impl Router {
                 r.replay_lsn.store(replay_lsn, Relaxed);
                 let lag = lag_behind(replay_lsn, history, Instant::now());
                 r.lag_ms.store(lag.as_millis() as u64, Relaxed);
-                if lag <= self.max_lag {
-                    r.set_state("ok", None, true)
+                if r.trips.load(Relaxed) != trips {
+                    // A read failed on it while this probe ran: that failure is newer than
+                    // this answer, so the breaker stays open until the next probe.
+                } else if lag <= self.max_lag {
+                    r.set_state("ok", None, true);
                 } else {
-                    r.set_state("lagging", Some(format!("{:.1} s behind (limit {:.0} s)", lag.as_secs_f64(), self.max_lag.as_secs_f64())), false)
+                    r.set_state("lagging", Some(format!("{:.1} s behind (limit {:.0} s)", lag.as_secs_f64(), self.max_lag.as_secs_f64())), false);
                 }
             }
-            Err(error) => r.set_state("down", Some(error), false),
+            // No connection in time while reads were being answered: a busy pool, not a
+            // dead server. Keep the last verdict.
+            Err(ProbeFailure { timed_out: true, .. }) if r.answered_since(started) => {}
+            Err(ProbeFailure { message, .. }) => {
+                r.set_state("down", Some(message), false);
+            }
         }
     }
 }
@@ -408,15 +515,21 @@ struct Probe {
     replay_lsn: Lsn,
 }
 
-async fn probe(pool: &PgPool) -> Result<Probe, String> {
+struct ProbeFailure {
+    message: String,
+    /// No connection or no answer in time (as opposed to an error).
+    timed_out: bool,
+}
+
+async fn probe(pool: &PgPool) -> Result<Probe, ProbeFailure> {
     let q = sqlx::query_as::<_, (bool, Option<i64>)>(
         "SELECT pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint",
     )
     .fetch_one(pool);
     match tokio::time::timeout(PROBE_TIMEOUT, q).await {
         Ok(Ok((in_recovery, lsn))) => Ok(Probe { in_recovery, replay_lsn: lsn.unwrap_or(0).max(0) as Lsn }),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
+        Ok(Err(e)) => Err(ProbeFailure { timed_out: matches!(e, sqlx::Error::PoolTimedOut), message: e.to_string() }),
+        Err(_) => Err(ProbeFailure { message: format!("no answer within {} ms", PROBE_TIMEOUT.as_millis()), timed_out: true }),
     }
 }
 
@@ -428,10 +541,12 @@ async fn round(primary: &PgPool, router: &Router, history: &mut VecDeque<(Instan
             history.pop_front();
         }
     }
+    let trips: Vec<u64> = router.replicas.iter().map(|r| r.trips.load(Relaxed)).collect();
+    let started = Instant::now();
     let probes = router.replicas.iter().map(|r| probe(&r.pool));
     let results = futures::future::join_all(probes).await;
     for (i, result) in results.into_iter().enumerate() {
-        router.record(i, result, history);
+        router.record(i, result, history, trips[i], started);
     }
 }
 

@@ -23,7 +23,7 @@ pub fn admin_url() -> String {
     std::env::var("DATABASE_URL").expect("DATABASE_URL must point at a PostgreSQL server (bin/test sets it up)")
 }
 
-fn with_db(url: &str, db: &str) -> String {
+pub fn with_db(url: &str, db: &str) -> String {
     let base = match url.rfind('/') {
         Some(i) if url[..i].contains("//") && !url[i..].contains('@') => &url[..i],
         _ => url,

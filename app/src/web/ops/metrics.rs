@@ -1,6 +1,6 @@
 //! `/metrics`: Prometheus text format. The live broker's streams and listener, and the database router's counters: queries
 //! handed to each pool, reads that fell back to the primary (and why), reads retried on
-//! the primary, and each replica's lag and rotation state. Counters are per process;
+//! the primary, and each replica's lag, rotation state and circuit-breaker trips. Counters are per process;
 //! Prometheus sums them across processes.
 
 use std::fmt::Write;
@@ -15,7 +15,7 @@ pub async fn metrics(Data(state): Data<&AppState>) -> Response {
     let mut out = String::with_capacity(1024);
     head(&mut out, "quire_db_queries_total", "counter", "Queries handed to each database pool.");
     let _ = writeln!(out, "quire_db_queries_total{{pool=\"primary\"}} {}", stats.primary_queries);
-    for (name, queries, _, _) in &stats.replicas {
+    for (name, queries, ..) in &stats.replicas {
         let _ = writeln!(out, "quire_db_queries_total{{pool=\"{name}\"}} {queries}");
     }
     head(&mut out, "quire_db_read_fallbacks_total", "counter", "Reads that went to the primary although replicas are configured.");
@@ -24,12 +24,16 @@ pub async fn metrics(Data(state): Data<&AppState>) -> Response {
     head(&mut out, "quire_db_read_retries_total", "counter", "Reads that failed on a replica and ran again on the primary.");
     let _ = writeln!(out, "quire_db_read_retries_total {}", stats.retried_on_primary);
     head(&mut out, "quire_db_replica_lag_seconds", "gauge", "Replay lag of each replica, as last measured.");
-    for (name, _, lag, _) in &stats.replicas {
+    for (name, _, lag, ..) in &stats.replicas {
         let _ = writeln!(out, "quire_db_replica_lag_seconds{{replica=\"{name}\"}} {lag}");
     }
     head(&mut out, "quire_db_replica_in_rotation", "gauge", "1 when the replica serves reads.");
-    for (name, _, _, up) in &stats.replicas {
+    for (name, _, _, up, _) in &stats.replicas {
         let _ = writeln!(out, "quire_db_replica_in_rotation{{replica=\"{name}\"}} {}", u8::from(*up));
+    }
+    head(&mut out, "quire_db_replica_breaker_trips_total", "counter", "Times a failed read took the replica out of rotation at once (back only after a good health probe).");
+    for (name, _, _, _, trips) in &stats.replicas {
+        let _ = writeln!(out, "quire_db_replica_breaker_trips_total{{replica=\"{name}\"}} {trips}");
     }
     let live = state.live.stats();
     head(&mut out, "quire_live_streams_open", "gauge", "Server-Sent Events streams open in this process.");
