@@ -440,3 +440,29 @@ async fn the_demo_seed_leaves_one_failed_job_to_retry() {
     ada.get("/admin/jobs").await.assert_status(200).assert_contains(&format!(r#"id="job-{}""#, all[0].id));
     let _ = std::fs::remove_dir_all(media);
 }
+
+/// Workers wake on `apalis::job::insert`; the trigger (migration 20261205000001) sends
+/// one notification per INSERT statement and queue, with one payload per queue, which
+/// PostgreSQL folds to one per transaction: 300 jobs enqueued in one transaction, as
+/// 200 single INSERTs plus one 100-row INSERT, wake a listener once, and the payload
+/// still parses as apalis's `Pubsub` expects.
+#[tokio::test]
+async fn enqueueing_a_batch_sends_one_notification_per_transaction() {
+    use app::jobs::maintenance::Noop;
+    let app = TestApp::new().await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&app.db.pool).await.unwrap();
+    listener.listen("apalis::job::insert").await.unwrap();
+    let mut tx = app.db.pool.begin().await.unwrap();
+    for _ in 0..200 {
+        app::jobs::enqueue(&mut tx, &Noop::default(), None).await.unwrap();
+    }
+    app::jobs::enqueue_many(&mut tx, &vec![Noop::default(); 100], None).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut payloads = Vec::new();
+    while let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_millis(500), listener.recv()).await {
+        payloads.push(n.payload().to_string());
+    }
+    assert_eq!(payloads.len(), 1, "{payloads:?}");
+    let event: apalis_postgres::InsertEvent = serde_json::from_str(&payloads[0]).unwrap();
+    assert_eq!(event.job_type, app::jobs::QUEUE_DEFAULT);
+}

@@ -567,7 +567,9 @@ pub async fn purge(db: &sqlx::PgPool) -> Result<Purged, sqlx::Error> {
             "DELETE FROM apalis.workers WHERE id IN (
                SELECT w.id FROM apalis.workers w
                 WHERE w.last_seen < now() - interval '{} days'
-                  AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id)
+                  -- Not while it holds a job (orphan recovery needs its row); finished
+                  -- jobs may name a purged worker (apalis_jobs_held_idx, migration 20261205).
+                  AND NOT EXISTS (SELECT 1 FROM apalis.jobs j WHERE j.lock_by = w.id AND (j.status = 'Queued' OR j.status = 'Running'))
                 LIMIT $1)",
             WORKER_RETENTION.num_days()
         ),
