@@ -9,9 +9,11 @@
 //! - **Deadline**: each call is given `timeout` (a few milliseconds by default: Redis on
 //!   the same network answers in well under one), so a slow Redis can hold a request no
 //!   longer than that.
-//! - **Breaker**: the first failure marks Redis down; while down, calls return at once
-//!   without touching the network, and a background probe PINGs every
-//!   `PROBE_INTERVAL` until it answers, when calls resume. `/health` reports the state.
+//! - **Breaker**: a refused or broken connection, or `TRIP_AFTER` calls in a row
+//!   without an answer in time (one slow answer on a busy machine is not an outage),
+//!   marks Redis down; while down, calls return at once without touching the network,
+//!   and a background probe PINGs every `PROBE_INTERVAL` until it answers, when calls
+//!   resume. `/health` reports the state.
 //! - **Metrics**: calls, errors, skipped calls (breaker open) and a latency histogram,
 //!   for `/metrics`.
 
@@ -29,6 +31,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 /// The default deadline of one call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5);
+/// Calls in a row past their deadline that open the breaker.
+pub const TRIP_AFTER: u32 = 3;
 
 /// Latency buckets of the histogram, in microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 8] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000];
@@ -86,6 +90,8 @@ struct Inner {
     last_error: Mutex<Option<String>>,
     stats: Stats,
     probing: AtomicBool,
+    /// Calls in a row that timed out.
+    late: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Default)]
@@ -121,7 +127,9 @@ impl Redis {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(250)))
-            .set_response_timeout(Some(timeout.max(Duration::from_millis(1))))
+            // Our deadline (`call`) governs; the connection's own is for a Redis that
+            // stopped answering altogether, so a late answer does not cost the link.
+            .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(250));
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
@@ -138,6 +146,7 @@ impl Redis {
             last_error: Mutex::new(None),
             stats: Stats::default(),
             probing: AtomicBool::new(false),
+            late: std::sync::atomic::AtomicU32::new(0),
         }));
         Ok(redis)
     }
@@ -190,7 +199,17 @@ impl Redis {
         let outcome = tokio::time::timeout(self.0.timeout, f(self.0.manager.clone())).await;
         self.observe(started.elapsed());
         match outcome {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => {
+                self.0.late.store(0, Relaxed);
+                Ok(v)
+            }
+            Ok(Err(e)) if e.is_timeout() => {
+                self.0.stats.timeouts.fetch_add(1, Relaxed);
+                if self.0.late.fetch_add(1, Relaxed) + 1 >= TRIP_AFTER {
+                    self.mark_down(e.to_string());
+                }
+                Err(Unavailable)
+            }
             Ok(Err(e)) => {
                 self.0.stats.errors.fetch_add(1, Relaxed);
                 self.mark_down(e.to_string());
@@ -198,7 +217,9 @@ impl Redis {
             }
             Err(_) => {
                 self.0.stats.timeouts.fetch_add(1, Relaxed);
-                self.mark_down(format!("no answer within {} ms", self.0.timeout.as_millis()));
+                if self.0.late.fetch_add(1, Relaxed) + 1 >= TRIP_AFTER {
+                    self.mark_down(format!("{TRIP_AFTER} calls in a row without an answer within {} ms", self.0.timeout.as_millis()));
+                }
                 Err(Unavailable)
             }
         }
@@ -243,12 +264,15 @@ impl Redis {
                 tokio::time::sleep(PROBE_INTERVAL).await;
                 if this.ping(Duration::from_millis(250)).await.is_ok() {
                     this.0.stats.reconnects.fetch_add(1, Relaxed);
+                    this.0.late.store(0, Relaxed);
+                    // Probing ends before the breaker closes: a failure right after
+                    // starts a new probe instead of finding this one still running.
+                    this.0.probing.store(false, Relaxed);
                     this.0.up.store(true, Relaxed);
                     tracing::info!(target = %this.0.target, "redis back");
-                    break;
+                    return;
                 }
             }
-            this.0.probing.store(false, Relaxed);
         });
     }
 

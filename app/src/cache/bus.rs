@@ -91,25 +91,16 @@ async fn listen(cache: &Cache, redis: &Redis) -> redis::RedisResult<()> {
     cache.0.subscribed.store(true, Relaxed);
     tracing::info!("cache invalidation feed from redis up");
     let mut messages = ps.into_on_message();
-    // A silent Redis (stopped without closing the socket) is noticed by the command
-    // connection's breaker; then this subscription is not trusted either.
-    loop {
-        tokio::select! {
-            m = messages.next() => match m {
-                Some(msg) => {
-                    if let Ok(text) = msg.get_payload::<String>() {
-                        cache.apply_message(&text);
-                    }
-                }
-                None => return Ok(()),
-            },
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                if !redis.is_up() {
-                    return Ok(());
-                }
-            }
+    // Kept for as long as it delivers, whatever the command connection's breaker says
+    // (a slow call under load must not empty every L1). A Redis that dies closes the
+    // socket; one that hangs cannot take the writers' invalidations either, and they go
+    // through PostgreSQL, which web processes always hear (`live::follow_cache`).
+    while let Some(msg) = messages.next().await {
+        if let Ok(text) = msg.get_payload::<String>() {
+            cache.apply_message(&text);
         }
     }
+    Ok(())
 }
 
 /// Empties L2 (every entry key of the namespace): only after more invalidations were missed than could
