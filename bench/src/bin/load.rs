@@ -41,7 +41,9 @@
 //!    of each web process and the worker during that scenario (VmHWM, reset before each
 //!    scenario through /proc/PID/clear_refs); the community pages also as a ratio to
 //!    the bare story page (and the logged-in ones to their anonymous twin);
-//!    Around each anonymous scenario it reads `quire_cache_requests_total` from both
+//!    Before them every story page is fetched once (`--no-warm` skips it; its rate is
+//!    the cache's fill rate), so that the cached story rows measure the cache, not its
+//!    fill. Around each anonymous scenario it reads `quire_cache_requests_total` from both
 //!    cached processes' `/metrics`: the hit ratio of the anonymous mix is hits (l1, l2,
 //!    coalesced) over hits and misses;
 //! 5. measures the references: `GET /ping` of the bare server (no database: the HTTP
@@ -176,11 +178,13 @@ struct Options {
     only: Vec<String>,
     /// `--stale-secs S`: how long the stale-read checker runs (0: not at all).
     stale_secs: u64,
+    /// `--no-warm`: no warm-up of the story pages before the scenarios.
+    warm: bool,
 }
 
 fn options() -> Options {
-    let mut o = Options { duration: 20, connections: vec![64, 256], quick: false, reseed: false, build: true, record: true, only: Vec::new(), stale_secs: STALE_SECS };
-    let usage = "usage: load [--duration S] [--connections 64,256] [--quick] [--reseed] [--no-build] [--no-record] [--scenarios home,search_common,...] [--stale-secs S]";
+    let mut o = Options { duration: 20, connections: vec![64, 256], quick: false, reseed: false, build: true, record: true, only: Vec::new(), stale_secs: STALE_SECS, warm: true };
+    let usage = "usage: load [--duration S] [--connections 64,256] [--quick] [--reseed] [--no-build] [--no-record] [--scenarios home,search_common,...] [--stale-secs S] [--no-warm]";
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -193,6 +197,7 @@ fn options() -> Options {
                     .expect("--connections 64,256")
             }
             "--quick" => o.quick = true,
+            "--no-warm" => o.warm = false,
             "--stale-secs" => o.stale_secs = args.next().and_then(|n| n.parse().ok()).expect("--stale-secs S"),
             "--reseed" => o.reseed = true,
             "--no-build" => o.build = false,
@@ -323,6 +328,19 @@ fn run(o: &Options, stack: &mut Stack) -> R<()> {
         rows.push(Row { name: scenario.label().into(), key: scenario.name(), conns: c, m });
         Ok(())
     };
+    // Warm-up: every story page once (8 clients, both processes), so that the story
+    // scenarios measure the cache rather than its fill (10,000 pages, each compressed
+    // three ways when stored); its rate is the fill rate.
+    let warm = if o.warm && (wanted(&Scenario::StoryAnon) || wanted(&Scenario::StoryIdentity)) {
+        interrupted()?;
+        let before = cache_counts(&[p1, p2])?;
+        let w = warm_stories([p1, p2])?;
+        let d = cache_counts(&[p1, p2])?.since(&before);
+        println!("warm-up: {} story pages in {:.1} s ({:.0} pages/s, {} not 200); cache lookups: {}", w.pages, w.secs, w.pages as f64 / w.secs.max(1e-9), w.errors, d.brief());
+        Some(w)
+    } else {
+        None
+    };
     // The bare story page runs right after the real one (identity, as bare answers), so
     // that both see the same machine (other load comes and goes).
     let mut refs: Vec<Row> = Vec::new();
@@ -398,6 +416,21 @@ fn run(o: &Options, stack: &mut Stack) -> R<()> {
         println!("statements: {what}: {} — {}", list.len(), list.join(" | "));
     }
 
+    // ---- the stale-read checker (it edits stories, put back with SQL afterwards: nothing
+    // after it reads those pages; before the login POST, whose argon2 backlog would slow
+    // its logins) ----
+    let stale = if o.stale_secs > 0 {
+        interrupted()?;
+        let r = stale_check(&pg, [p1, p2], Duration::from_secs(o.stale_secs));
+        match &r {
+            Ok(r) => println!("{}", r.line()),
+            Err(e) => println!("stale-read checker: error: {e}"),
+        }
+        Some(r)
+    } else {
+        None
+    };
+
     // ---- the login POST ----
     let load_before_login = loadavg();
     for &c in o.connections.iter().filter(|_| wanted(&Scenario::Login)) {
@@ -432,22 +465,9 @@ fn run(o: &Options, stack: &mut Stack) -> R<()> {
         extras.diagnostics.push(("login POST, web with `MALLOC_MMAP_THRESHOLD_=131072` (argon2 blocks returned to the OS)".into(), c, m));
     }
 
-    // ---- the stale-read checker (last: it edits stories, restored afterwards) ----
-    let stale = if o.stale_secs > 0 {
-        interrupted()?;
-        let r = stale_check(&pg, [p1, p2], Duration::from_secs(o.stale_secs));
-        match &r {
-            Ok(r) => println!("{}", r.line()),
-            Err(e) => println!("stale-read checker: error: {e}"),
-        }
-        Some(r)
-    } else {
-        None
-    };
-
     // ---- report ----
     let machine_end = Machine::read();
-    let issue13 = Issue13 { redis_port: redis.port, hits: &hits, django: django.as_ref(), stale: stale.as_ref() };
+    let issue13 = Issue13 { redis_port: redis.port, hits: &hits, django: django.as_ref(), stale: stale.as_ref(), warm: warm.as_ref() };
     let report = Report { machine: &machine, load_end: format!("{} before the login POST scenarios (whose argon2 threads raise it), {}", load_before_login, machine_end.load), o, pool_size, rows: &rows, refs: &refs, pgbench: &pgb, extras: &extras, prep: &prep, issue13: &issue13 };
     let text = report.render();
     println!("\n{text}");
@@ -1925,6 +1945,36 @@ struct CacheDelta {
     counts: CacheCounts,
 }
 
+struct Warm {
+    pages: u64,
+    errors: u64,
+    secs: f64,
+}
+
+/// GET every story page once, anonymously, 8 clients, alternating processes.
+fn warm_stories(ports: [u16; 2]) -> R<Warm> {
+    use std::sync::atomic::AtomicU64;
+    const CLIENTS: u32 = 8;
+    let (pages, errors) = (AtomicU64::new(0), AtomicU64::new(0));
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        for c in 0..CLIENTS {
+            let (pages, errors) = (&pages, &errors);
+            scope.spawn(move || {
+                for id in (1 + c..=STORIES).step_by(CLIENTS as usize) {
+                    if INTERRUPTED.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let ok = http(ports[(id % 2) as usize], "GET", &format!("/s/{id}"), &[("Accept-Encoding", "br, gzip")], "").is_ok_and(|r| r.status == 200);
+                    if ok { pages.fetch_add(1, Ordering::Relaxed) } else { errors.fetch_add(1, Ordering::Relaxed) };
+                }
+            });
+        }
+    });
+    interrupted()?;
+    Ok(Warm { pages: pages.into_inner(), errors: errors.into_inner(), secs: t.elapsed().as_secs_f64() })
+}
+
 // ---- the Django anchor ---------------------------------------------------------------------
 
 struct Django {
@@ -1939,9 +1989,15 @@ struct Django {
 /// measured with wrk like the Quire pages: its story page (random story of the 2,000
 /// with likes, as its random_story.lua) and `/ping`, 64 connections.
 fn django_anchor(stack: &mut Stack, pg: &Pg, wrk: &Wrk, logs: &Path) -> R<Django> {
-    let dir = std::env::var_os("DJANGO_ANCHOR_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| bench::root().join("../shared/anchors/django"));
+    // ../shared of the checkout; a git worktree under another directory looks further up.
+    let dir = std::env::var_os("DJANGO_ANCHOR_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let root = bench::root();
+        root.ancestors()
+            .skip(1)
+            .map(|d| d.join("shared/anchors/django"))
+            .find(|d| d.join("manage.py").is_file())
+            .unwrap_or_else(|| root.join("../shared/anchors/django"))
+    });
     if !dir.join("manage.py").is_file() {
         return Err(format!("no Django anchor at {} (set DJANGO_ANCHOR_DIR)", dir.display()));
     }
@@ -2215,9 +2271,21 @@ fn stale_run(ids: &[u32], ports: [u16; 2], secs: Duration) -> R<Stale> {
         jar.take(&login);
         let csrf = csrf_of(&login.body).ok_or("no csrf_token on /login")?;
         let body = format!("csrf_token={csrf}&login=user{id}&password={PASSWORD}");
-        let r = http(port, "POST", "/login", &[("Content-Type", "application/x-www-form-urlencoded"), ("Cookie", &jar.header())], &body)?;
+        // A client address of its own (as behind the proxy): the per-IP login limit.
+        let ip = format!("10.250.0.{}", i + 1);
+        let headers = [("Content-Type", "application/x-www-form-urlencoded"), ("Cookie", &jar.header()), ("X-Forwarded-For", &ip)];
+        // A busy server may shed a login (503, argon2's queue full): try again a little later.
+        let mut tries = 0;
+        let r = loop {
+            let r = http(port, "POST", "/login", &headers, &body)?;
+            tries += 1;
+            if r.status != 503 || tries >= 20 {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
         if r.status != 303 {
-            return Err(format!("login as user{id} answered {}", r.status));
+            return Err(format!("login as user{id} answered {} ({tries} tries)", r.status));
         }
         jar.take(&r);
         let page = http(port, "GET", &format!("/s/{id}"), &[("Cookie", &jar.header())], "")?;
@@ -2415,6 +2483,7 @@ struct Issue13<'a> {
     hits: &'a [CacheDelta],
     django: Option<&'a Django>,
     stale: Option<&'a R<Stale>>,
+    warm: Option<&'a Warm>,
 }
 
 fn pass(ok: bool) -> &'static str {
@@ -2574,6 +2643,16 @@ impl Report<'_> {
              with `CACHE=off` on the same database. Browser `Accept-Encoding` is `br, gzip`.\n",
             x.redis_port
         );
+        if let Some(w) = x.warm {
+            let _ = writeln!(
+                s,
+                "Before the scenarios every story page was fetched once (anonymous, 8 clients over both processes): {} pages in {:.1} s, {:.0} pages/s filled ({} not 200). Chapters, search results and \"Load more\" pages are not warmed.\n",
+                w.pages,
+                w.secs,
+                w.pages as f64 / w.secs.max(1e-9),
+                w.errors
+            );
+        }
         let _ = writeln!(s, "| target | measured | |");
         let _ = writeln!(s, "|---|---|---|");
         let row = |s: &mut String, what: String, measured: String, ok: Option<bool>| {
