@@ -1008,7 +1008,9 @@ fn web_database(env: &Env) -> Res<String> {
             env.fresh_database(WEB_DB)?;
             let dir = env.tmp.join(WEB_DB);
             println!("seeding {WEB_DB} (web seed)");
-            let status = env.app_cmd(&env.web, &dir, &env.url(WEB_DB)).arg("seed").status().map_err(|e| e.to_string())?;
+            // The demo seed refuses production (it is development data): this one command
+            // runs as development, on the drill's own database.
+            let status = env.app_cmd(&env.web, &dir, &env.url(WEB_DB)).env("APP_ENV", "development").arg("seed").status().map_err(|e| e.to_string())?;
             if !status.success() {
                 return Err(format!("web seed failed ({status})"));
             }
