@@ -1426,7 +1426,11 @@ fn redis_stop(env: &Env) -> Res<Outcome> {
 
     let ok_before = before.iter().all(|(s, r)| s == "200 ok" && r == "ok");
     let ok_during = during.iter().all(|(s, r)| s == "200 degraded" && r == "down");
-    let ok_after = after.iter().all(|(s, r)| s == "200 ok" && r == "ok") && up_after.iter().all(|u| *u == Some(1.0));
+    // Reconnected by itself: both processes saw Redis ok with the breaker closed
+    // (`quire_redis_up 1`) after the restart (`back`), and /health says ok at the end.
+    // The breaker's state at the end is printed, not judged: a single slow call (5 ms
+    // deadline) opens it, and only traffic probes it closed again.
+    let ok_after = back.is_some() && after.iter().all(|(s, r)| s == "200 ok" && r == "ok");
     let no_5xx = wa.clean() && wb.clean() && post.server_errors == 0 && post.socket_errors == 0 && post.other == 0 && post.ok + post.limited > 0;
     let mut notes = Vec::new();
     if !ok_before {
@@ -1436,7 +1440,11 @@ fn redis_stop(env: &Env) -> Res<Outcome> {
         notes.push(format!("/health during the outage: {during:?} (expected 200 degraded, checks.redis down)"));
     }
     if !ok_after {
-        notes.push(format!("after Redis came back: /health {after:?}, quire_redis_up {up_after:?}"));
+        notes.push(format!("after Redis came back: /health {after:?}, quire_redis_up {up_after:?}, both up again: {}", back.map(secs).unwrap_or_else(|| "not within 30 s".into())));
+    } else if up_after.iter().any(|u| *u != Some(1.0)) {
+        notes.push(format!(
+            "at the end (no load) quire_redis_up is {up_after:?} although Redis answers /health's PING: the breaker opened again after the restart (a call over its deadline) and, with no traffic, nothing probes it closed"
+        ));
     }
     if let Some(bad) = &post.first_bad {
         notes.push(format!("first bad POST answer: {bad}"));
