@@ -18,7 +18,14 @@
 //!   on `/health` every second, passive checks, retries for 5 s); wrk runs against Caddy
 //!   for 16 s, one web process gets SIGTERM after 5 s and is started again after 9 s. PASS
 //!   when wrk saw no non-2xx/3xx response and no socket error.
-//! - `redis-stop`: skipped until Quire uses Redis.
+//! - `redis-stop`: a private redis-server, two `web serve` and a worker with `REDIS_URL`;
+//!   wrk on each web process (cached anonymous pages) and a client POSTing the
+//!   rate-limited forgot-password form to both, 20 s; redis-server is killed at 5 s and
+//!   started again at 12 s. PASS when nothing answered 5xx (429 is the limit at work) or
+//!   failed, `/health` said `degraded` with `checks.redis` `down` during the outage and
+//!   `ok` after, and both processes report `quire_redis_up 1` again by themselves.
+//!   Prints `/health`'s Redis check and the Redis, fallback and invalidation lines of
+//!   `/metrics` before, during and after.
 //! - `replica-stop`: a streaming replica of the drill cluster; one `web serve` with
 //!   `DATABASE_REPLICA_URLS` pointing at it under wrk read load (home and story pages); the
 //!   replica is stopped (`bin/pgctl NAME stop`) after 5 s and started after 12 s. PASS
@@ -98,7 +105,6 @@ fn options() -> Options {
 enum Verdict {
     Pass,
     Fail,
-    Skip,
 }
 
 impl Verdict {
@@ -106,7 +112,6 @@ impl Verdict {
         match self {
             Verdict::Pass => "PASS",
             Verdict::Fail => "FAIL",
-            Verdict::Skip => "SKIP",
         }
     }
 }
@@ -177,7 +182,7 @@ fn run(options: &Options) -> Res<Vec<Outcome>> {
         let outcome = match name.as_str() {
             "worker-kill" => worker_kill(&env, options.mails),
             "web-sigterm" => web_sigterm(&env),
-            "redis-stop" => Ok(Outcome::new(name, Verdict::Skip, "SKIP (no Redis yet)".into(), vec![])),
+            "redis-stop" => redis_stop(&env),
             "replica-stop" => replica_stop(&env),
             _ => unreachable!(),
         };
@@ -1144,6 +1149,341 @@ http://127.0.0.1:{port_lb} {{
         report.socket_errors()
     );
     Ok(Outcome::new(NAME, if ok { Verdict::Pass } else { Verdict::Fail }, figures, notes))
+}
+
+// ---- drill 3: redis-stop --------------------------------------------------------------
+
+/// A request over HTTP/1.1 with `Connection: close`: status, headers, body.
+fn http_req(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str, timeout: Duration) -> Res<(u16, Vec<(String, String)>, String)> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout)).ok();
+    s.set_write_timeout(Some(timeout)).ok();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept: */*\r\n");
+    for (k, v) in headers {
+        let _ = write!(req, "{k}: {v}\r\n");
+    }
+    if method == "POST" {
+        let _ = write!(req, "Content-Length: {}\r\n", body.len());
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no HTTP status")?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let headers = head.lines().skip(1).filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    Ok((status, headers, body))
+}
+
+fn redis_ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&std::net::SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(500)) else {
+        return false;
+    };
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok();
+    let mut buf = [0u8; 16];
+    s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+}
+
+/// A private redis-server on `port` (no persistence), as the drill's child.
+fn redis_server(env: &Env, port: u16) -> Res<Proc> {
+    let dir = env.tmp.join("redis");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut c = Command::new("redis-server");
+    c.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .stdin(Stdio::null());
+    let mut p = Proc::spawn("redis-server", c, &dir.join("redis.log"))?;
+    let t = Instant::now();
+    while !redis_ping(port) {
+        if !p.alive() || t.elapsed() > Duration::from_secs(10) {
+            return Err(format!("redis-server on :{port} did not answer PING:\n{}", p.log_tail(10)));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(p)
+}
+
+/// `/health`: (overall status, `checks.redis.status`, the redis check in compact JSON).
+fn redis_health(port: u16) -> (String, String, String) {
+    match http_get(port, "/health", Duration::from_secs(5)) {
+        Ok((code, body)) => match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(v) => {
+                let status = v.get("status").and_then(|s| s.as_str()).unwrap_or("?");
+                let redis = v.pointer("/checks/redis").cloned().unwrap_or(serde_json::Value::Null);
+                let rs = redis.get("status").and_then(|s| s.as_str()).unwrap_or("?").to_string();
+                (format!("{code} {status}"), rs, redis.to_string())
+            }
+            Err(_) => (format!("{code} (not JSON)"), "?".into(), body.chars().take(120).collect()),
+        },
+        Err(e) => (format!("error: {e}"), "?".into(), String::new()),
+    }
+}
+
+/// The Redis, cache-fallback and rate-limit-fallback lines of `/metrics`.
+fn redis_metrics(port: u16) -> Res<Vec<String>> {
+    let (code, body) = http_get(port, "/metrics", Duration::from_secs(5))?;
+    if code != 200 {
+        return Err(format!("/metrics answered {code}"));
+    }
+    Ok(body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            (l.starts_with("quire_redis_") && !l.starts_with("quire_redis_call_seconds_bucket"))
+                || (l.starts_with("quire_cache_") && l.contains("fallback"))
+                || l.starts_with("quire_ratelimit_fallbacks_total")
+                || l.starts_with("quire_cache_invalidations_total")
+        })
+        .map(str::to_string)
+        .collect())
+}
+
+/// Counts of the rate-limited POST load, by outcome.
+#[derive(Default, Debug)]
+struct PostCounts {
+    ok: u64,
+    limited: u64,
+    server_errors: u64,
+    other: u64,
+    socket_errors: u64,
+    first_bad: Option<String>,
+}
+
+/// Redis stopped under load: two `web serve` and a worker with `REDIS_URL`, wrk on each
+/// web process (cached anonymous pages: home, a story, its first chapter) and a client
+/// POSTing the rate-limited forgot-password form (an unknown address: no mail) to both,
+/// 20 s; redis-server is killed (SIGKILL) at 5 s and started again on the same port at
+/// 12 s. PASS when no request got a 5xx or a socket error (429 is the limit working),
+/// /health said `degraded` with `checks.redis` `down` during the outage and `ok` after,
+/// and both processes report `quire_redis_up 1` again by themselves.
+fn redis_stop(env: &Env) -> Res<Outcome> {
+    const NAME: &str = "redis-stop";
+    const SECS: u64 = 20;
+    ensure_tool("wrk", "wrk")?;
+    ensure_tool("redis-server", "redis-server")?;
+    let story = web_database(env)?;
+    let rport = free_port();
+    let mut redis = redis_server(env, rport)?;
+    let url = format!("redis://127.0.0.1:{rport}/");
+    let (pa, pb) = (free_port(), free_port());
+    let mut a = web_proc(env, "web-redis-a", pa, &[("REDIS_URL", url.clone())])?;
+    let mut b = web_proc(env, "web-redis-b", pb, &[("REDIS_URL", url.clone())])?;
+    let dir = env.tmp.join(WEB_DB);
+    let mut wc = env.app_cmd(&env.worker, &dir, &env.url(WEB_DB));
+    wc.env("REDIS_URL", &url);
+    let mut worker = Proc::spawn("worker", wc, &dir.join("worker-redis.log"))?;
+    wait_healthy(pa, &mut a, Duration::from_secs(30))?;
+    wait_healthy(pb, &mut b, Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let ports = [pa, pb];
+    let show = |when: &str| -> Vec<(String, String)> {
+        ports
+            .iter()
+            .map(|&p| {
+                let (status, rs, json) = redis_health(p);
+                println!("  /health {when} :{p}: {status}, checks.redis {json}");
+                (status, rs)
+            })
+            .collect()
+    };
+    let show_metrics = |when: &str| -> Vec<Res<Vec<String>>> {
+        ports
+            .iter()
+            .map(|&p| {
+                let m = redis_metrics(p);
+                match &m {
+                    Ok(lines) => println!("  /metrics {when} :{p}:\n    {}", lines.join("\n    ")),
+                    Err(e) => println!("  /metrics {when} :{p}: {e}"),
+                }
+                m
+            })
+            .collect()
+    };
+    let before = show("before");
+    let metrics_before = show_metrics("before");
+
+    // The forgot-password form: an anonymous cookie and its CSRF token from each process.
+    let mut forms = Vec::new();
+    for &p in &ports {
+        let (code, headers, body) = http_req(p, "GET", "/password/forgot", &[], "", Duration::from_secs(5))?;
+        let cookie = headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .filter_map(|(_, v)| v.split(';').next())
+            .find(|c| c.starts_with("quire_anon="))
+            .map(str::to_string);
+        let csrf = body.split("name=\"csrf_token\" value=\"").nth(1).and_then(|r| r.split('"').next()).map(str::to_string);
+        match (code, cookie, csrf) {
+            (200, Some(c), Some(t)) => forms.push((p, c, t)),
+            (code, ..) => return Err(format!("GET /password/forgot on :{p} answered {code} without a quire_anon cookie or a csrf_token")),
+        }
+    }
+
+    let pages = vec!["/".to_string(), story.clone(), format!("{story}/c/1")];
+    println!("web :{pa} and :{pb} with REDIS_URL {url}; wrk {SECS} s on each (/, {story}, {story}/c/1) and POST /password/forgot to both; kill redis-server at 5 s, start it at 12 s");
+    let t0 = Instant::now();
+    let wrk_a = start_wrk(env, pa, &pages, 8, SECS)?;
+    let wrk_b = start_wrk(env, pb, &pages, 8, SECS)?;
+    let posts = Arc::new(Mutex::new(PostCounts::default()));
+    let end = t0 + Duration::from_secs(SECS);
+    let posters: Vec<_> = forms
+        .into_iter()
+        .map(|(p, cookie, csrf)| {
+            let posts = posts.clone();
+            std::thread::spawn(move || {
+                let body = format!("csrf_token={csrf}&email=nobody-redis-drill%40quire.invalid");
+                while Instant::now() < end && !STOPPING.load(Ordering::SeqCst) {
+                    let r = http_req(p, "POST", "/password/forgot", &[("Content-Type", "application/x-www-form-urlencoded"), ("Cookie", &cookie)], &body, Duration::from_secs(10));
+                    let mut c = posts.lock().unwrap_or_else(|e| e.into_inner());
+                    match r {
+                        Ok((s, _, _)) if s < 400 => c.ok += 1,
+                        Ok((429, _, _)) => c.limited += 1,
+                        Ok((s, _, body)) => {
+                            if s >= 500 { c.server_errors += 1 } else { c.other += 1 }
+                            c.first_bad.get_or_insert_with(|| format!(":{p} {s}: {}", body.chars().take(200).collect::<String>()));
+                        }
+                        Err(e) => {
+                            c.socket_errors += 1;
+                            c.first_bad.get_or_insert_with(|| format!(":{p}: {e}"));
+                        }
+                    }
+                    drop(c);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+
+    sleep_until(t0, Duration::from_secs(5));
+    redis.signal(libc::SIGKILL);
+    redis.wait(Duration::from_secs(5));
+    let killed = Instant::now();
+    println!("  redis-server killed (SIGKILL) at {}", secs(t0.elapsed()));
+    // How long until /health says so; what it and /metrics say meanwhile.
+    let mut noticed: Option<Duration> = None;
+    while t0.elapsed() < Duration::from_secs(11) {
+        if ports.iter().all(|&p| redis_health(p).1 == "down") {
+            noticed = Some(killed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let during = show("during");
+    sleep_until(t0, Duration::from_secs(11));
+    let metrics_during = show_metrics("during");
+    sleep_until(t0, Duration::from_secs(12));
+    let mut redis2 = redis_server(env, rport)?;
+    let started = Instant::now();
+    println!("  redis-server started again on :{rport} at {}", secs(t0.elapsed()));
+    // Reconnected by itself: /health ok and quire_redis_up 1 on both, within 30 s.
+    let mut back: Option<Duration> = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        let up = ports.iter().all(|&p| redis_health(p).1 == "ok" && metric(&redis_metrics(p), "quire_redis_up") == Some(1.0));
+        if up {
+            back = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wa = wrk_a.join().map_err(|_| "wrk thread panicked")??;
+    let wb = wrk_b.join().map_err(|_| "wrk thread panicked")??;
+    for p in posters {
+        let _ = p.join();
+    }
+    println!("  wrk :{pa}: {}", wa.summary());
+    println!("  wrk :{pb}: {}", wb.summary());
+    let post = std::mem::take(&mut *posts.lock().unwrap_or_else(|e| e.into_inner()));
+    println!("  POST /password/forgot: {} answered 2xx/3xx, {} 429, {} 5xx, {} other 4xx, {} socket errors", post.ok, post.limited, post.server_errors, post.other, post.socket_errors);
+    let after = show("after");
+    let metrics_after = show_metrics("after");
+    let alive = a.alive() && b.alive();
+    let web_errors: Vec<String> = [&a, &b]
+        .iter()
+        .flat_map(|p| std::fs::read_to_string(&p.log).unwrap_or_default().lines().filter(|l| l.contains("ERROR")).take(2).map(|l| l.chars().take(300).collect::<String>()).collect::<Vec<_>>())
+        .collect();
+    a.stop(Duration::from_secs(30));
+    b.stop(Duration::from_secs(30));
+    worker.stop(Duration::from_secs(35));
+    redis2.stop(Duration::from_secs(5));
+
+    let delta = |name: &str| -> f64 {
+        (0..2).map(|i| metric(&metrics_after[i], name).unwrap_or(0.0) - metric(&metrics_before[i], name).unwrap_or(0.0)).sum()
+    };
+    let fallbacks: f64 = (0..2)
+        .map(|i| {
+            let sum = |m: &Res<Vec<String>>| -> f64 {
+                m.as_ref().map(|l| l.iter().filter(|l| l.starts_with("quire_cache_fallbacks_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()).unwrap_or(0.0)
+            };
+            sum(&metrics_after[i]) - sum(&metrics_before[i])
+        })
+        .sum();
+    let up_during: Vec<Option<f64>> = metrics_during.iter().map(|m| metric(m, "quire_redis_up")).collect();
+    let up_after: Vec<Option<f64>> = metrics_after.iter().map(|m| metric(m, "quire_redis_up")).collect();
+
+    let ok_before = before.iter().all(|(s, r)| s == "200 ok" && r == "ok");
+    let ok_during = during.iter().all(|(s, r)| s == "200 degraded" && r == "down");
+    // Reconnected by itself: both processes saw Redis ok with the breaker closed
+    // (`quire_redis_up 1`) after the restart (`back`), and /health says ok at the end.
+    // The breaker's state at the end is printed, not judged: a single slow call (5 ms
+    // deadline) opens it, and only traffic probes it closed again.
+    let ok_after = back.is_some() && after.iter().all(|(s, r)| s == "200 ok" && r == "ok");
+    let no_5xx = wa.clean() && wb.clean() && post.server_errors == 0 && post.socket_errors == 0 && post.other == 0 && post.ok + post.limited > 0;
+    let mut notes = Vec::new();
+    if !ok_before {
+        notes.push(format!("/health before the stop was not ok with Redis ok: {before:?}"));
+    }
+    if !ok_during {
+        notes.push(format!("/health during the outage: {during:?} (expected 200 degraded, checks.redis down)"));
+    }
+    if !ok_after {
+        notes.push(format!("after Redis came back: /health {after:?}, quire_redis_up {up_after:?}, both up again: {}", back.map(secs).unwrap_or_else(|| "not within 30 s".into())));
+    } else if up_after.iter().any(|u| *u != Some(1.0)) {
+        notes.push(format!(
+            "at the end (no load) quire_redis_up is {up_after:?} although Redis answers /health's PING: the breaker opened again after the restart (a call over its deadline) and, with no traffic, nothing probes it closed"
+        ));
+    }
+    if let Some(bad) = &post.first_bad {
+        notes.push(format!("first bad POST answer: {bad}"));
+    }
+    if !web_errors.is_empty() {
+        notes.push(format!("web logged errors, e.g. {}", web_errors.join(" | ")));
+    }
+    for (p, r) in [(pa, &wa), (pb, &wb)] {
+        if !r.clean() {
+            notes.push(format!("wrk output (:{p}):\n{}", r.raw.trim()));
+        }
+    }
+    let pass = no_5xx && ok_before && ok_during && ok_after && alive;
+    let figures = format!(
+        "GET {:.0} + {:.0} req/s, {} requests, non-2xx/3xx {}, socket errors {}, p99 {} / {}; POST forgot {} ok, {} 429, {} 5xx; /health during [{}] after [{}]; down noticed {}, reconnected {} after the restart (quire_redis_up during {:?}, after {:?}); during the drill: cache fallbacks {fallbacks:.0}, rate-limit fallbacks {:.0}, Redis calls failed {:.0}, timed out {:.0}, skipped (breaker open) {:.0}, reconnects {:.0}",
+        wa.rps,
+        wb.rps,
+        wa.requests + wb.requests,
+        wa.non_2xx_3xx + wb.non_2xx_3xx,
+        wa.socket_errors() + wb.socket_errors(),
+        wa.p99,
+        wb.p99,
+        post.ok,
+        post.limited,
+        post.server_errors,
+        during.iter().map(|(s, r)| format!("{s}, redis {r}")).collect::<Vec<_>>().join("; "),
+        after.iter().map(|(s, r)| format!("{s}, redis {r}")).collect::<Vec<_>>().join("; "),
+        noticed.map(secs).unwrap_or_else(|| "never".into()),
+        back.map(secs).unwrap_or_else(|| "never (30 s)".into()),
+        up_during,
+        up_after,
+        delta("quire_ratelimit_fallbacks_total"),
+        delta("quire_redis_calls_total{result=\"error\"}"),
+        delta("quire_redis_calls_total{result=\"timeout\"}"),
+        delta("quire_redis_calls_total{result=\"skipped\"}"),
+        delta("quire_redis_reconnects_total"),
+    );
+    Ok(Outcome::new(NAME, if pass { Verdict::Pass } else { Verdict::Fail }, figures, notes))
 }
 
 // ---- drill 4: replica-stop ------------------------------------------------------------
