@@ -24,20 +24,32 @@ pub fn channel(redis: &Redis) -> String {
 /// Tag keys outlive every entry (the longest kind's TTL is an hour).
 const TAG_TTL_SECS: u64 = 86_400;
 
-/// Lookup: the current versions of the known tags (created if absent) and the entry's
-/// body if every tag it recorded is still at that version. ARGV[1]: the namespace, then
-/// the known tags. Returns `[found (0|1), body, its tags, version of ARGV[2], …]`.
-const GET: &str = r#"
-local ns = ARGV[1]
-local out = {0, '', ''}
-for i = 2, #ARGV do
-  local k = ns .. 't:' .. ARGV[i]
+/// The Lua function both lookups share: a tag's current version, drawn from the
+/// sequence (and kept a day) when the tag has none yet.
+macro_rules! version_fn {
+    () => {
+        r#"
+local function version(ns, name)
+  local k = ns .. 't:' .. name
   local v = redis.call('GET', k)
   if not v then
     v = tostring(redis.call('INCR', ns .. 't:_seq'))
     redis.call('SET', k, v, 'EX', 86400)
   end
-  out[i + 2] = v
+  return v
+end
+"#
+    };
+}
+
+/// Lookup: the current versions of the known tags (created if absent) and the entry's
+/// body if every tag it recorded is still at that version. ARGV[1]: the namespace, then
+/// the known tags. Returns `[found (0|1), body, its tags, version of ARGV[2], …]`.
+const GET: &str = concat!(version_fn!(), r#"
+local ns = ARGV[1]
+local out = {0, '', ''}
+for i = 2, #ARGV do
+  out[i + 2] = version(ns, ARGV[i])
 end
 local e = redis.call('HMGET', KEYS[1], 'b', 't')
 if e[1] then
@@ -50,23 +62,17 @@ if e[1] then
   if ok then out[1] = 1 out[2] = e[1] out[3] = e[2] or '' end
 end
 return out
-"#;
+"#);
 
 /// The current versions of the tags ARGV[2..] (created if absent); ARGV[1]: the namespace.
-const VERSIONS: &str = r#"
+const VERSIONS: &str = concat!(version_fn!(), r#"
 local ns = ARGV[1]
 local out = {}
 for i = 2, #ARGV do
-  local k = ns .. 't:' .. ARGV[i]
-  local v = redis.call('GET', k)
-  if not v then
-    v = tostring(redis.call('INCR', ns .. 't:_seq'))
-    redis.call('SET', k, v, 'EX', 86400)
-  end
-  out[i - 1] = v
+  out[i - 1] = version(ns, ARGV[i])
 end
 return out
-"#;
+"#);
 
 /// Invalidation: a new version for each tag of ARGV[3..], then the message ARGV[2] on
 /// channel KEYS[1]; ARGV[1]: the namespace.

@@ -1226,21 +1226,21 @@ fn redis_health(port: u16) -> (String, String, String) {
 
 /// The Redis, cache-fallback and rate-limit-fallback lines of `/metrics`.
 fn redis_metrics(port: u16) -> Res<Vec<String>> {
+    metrics_where(port, |l| {
+        (l.starts_with("quire_redis_") && !l.starts_with("quire_redis_call_seconds_bucket"))
+            || (l.starts_with("quire_cache_") && l.contains("fallback"))
+            || l.starts_with("quire_ratelimit_fallbacks_total")
+            || l.starts_with("quire_cache_invalidations_total")
+    })
+}
+
+/// The sample lines of `/metrics` (comments dropped) that `keep` wants.
+fn metrics_where(port: u16, keep: impl Fn(&str) -> bool) -> Res<Vec<String>> {
     let (code, body) = http_get(port, "/metrics", Duration::from_secs(5))?;
     if code != 200 {
         return Err(format!("/metrics answered {code}"));
     }
-    Ok(body
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            (l.starts_with("quire_redis_") && !l.starts_with("quire_redis_call_seconds_bucket"))
-                || (l.starts_with("quire_cache_") && l.contains("fallback"))
-                || l.starts_with("quire_ratelimit_fallbacks_total")
-                || l.starts_with("quire_cache_invalidations_total")
-        })
-        .map(str::to_string)
-        .collect())
+    Ok(body.lines().filter(|l| !l.starts_with('#')).filter(|l| keep(l)).map(str::to_string).collect())
 }
 
 /// Counts of the rate-limited POST load, by outcome.
@@ -1567,19 +1567,10 @@ fn replicas_ok(port: u16) -> Option<bool> {
 
 /// The lines of `/metrics` about pools, replicas or queries (comments dropped).
 fn metrics_lines(port: u16) -> Res<Vec<String>> {
-    let (code, body) = http_get(port, "/metrics", Duration::from_secs(5))?;
-    if code != 200 {
-        return Err(format!("/metrics answered {code}"));
-    }
-    Ok(body
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            let l = l.to_ascii_lowercase();
-            l.contains("replica") || l.contains("pool") || l.contains("db_") || l.contains("quer")
-        })
-        .map(str::to_string)
-        .collect())
+    metrics_where(port, |l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("replica") || l.contains("pool") || l.contains("db_") || l.contains("quer")
+    })
 }
 
 fn replica_stop(env: &Env) -> Res<Outcome> {
