@@ -189,6 +189,16 @@ impl Redis {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        self.call_within(self.0.timeout, f).await
+    }
+
+    /// `call` with a deadline of its own: for work no request waits on (storing a
+    /// filled page in the background), which may take longer than a lookup.
+    pub async fn call_within<T, F, Fut>(&self, deadline: Duration, f: F) -> Result<T, Unavailable>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         if !self.is_up() {
             self.0.stats.skipped.fetch_add(1, Relaxed);
             self.probe_in_background();
@@ -196,7 +206,7 @@ impl Redis {
         }
         self.0.stats.calls.fetch_add(1, Relaxed);
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.0.timeout, f(self.0.manager.clone())).await;
+        let outcome = tokio::time::timeout(deadline, f(self.0.manager.clone())).await;
         self.observe(started.elapsed());
         match outcome {
             Ok(Ok(v)) => {
@@ -218,7 +228,7 @@ impl Redis {
             Err(_) => {
                 self.0.stats.timeouts.fetch_add(1, Relaxed);
                 if self.0.late.fetch_add(1, Relaxed) + 1 >= TRIP_AFTER {
-                    self.mark_down(format!("{TRIP_AFTER} calls in a row without an answer within {} ms", self.0.timeout.as_millis()));
+                    self.mark_down(format!("{TRIP_AFTER} calls in a row without an answer within {} ms", deadline.as_millis()));
                 }
                 Err(Unavailable)
             }

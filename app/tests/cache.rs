@@ -252,6 +252,8 @@ async fn l2_is_shared_and_validated_by_tag_versions() {
         Got::Pass(()) => -1,
     };
     assert_eq!(got(one.get_or_load(kind, &key, &[tag.clone()], load(1, vec![Tag::user(5)])).await), 1);
+    // Stores run in the background.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let l2_hits = kind.stats.l2_hits.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(got(two.get_or_load(kind, &key, &[tag.clone()], load(2, vec![])).await), 1, "found in L2");
     assert!(kind.stats.l2_hits.load(std::sync::atomic::Ordering::Relaxed) > l2_hits);

@@ -21,6 +21,9 @@ use crate::redis_client::{Redis, Unavailable};
 pub fn channel(redis: &Redis) -> String {
     format!("{}cache", redis.namespace())
 }
+/// Stores run in the background (no request waits on them) and carry whole pages: a
+/// longer deadline than lookups, so a busy moment does not leave L2 empty.
+const PUT_DEADLINE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Tag keys outlive every entry (the longest kind's TTL is an hour).
 const TAG_TTL_SECS: u64 = 86_400;
 
@@ -157,7 +160,7 @@ impl Scripts {
         let key = entry_key(redis, kind, key);
         let mut pipe = redis::pipe();
         pipe.atomic().hset_multiple(&key, &[("b", body), ("t", t.into_bytes())]).ignore().expire(&key, ttl_secs.max(1) as i64).ignore();
-        redis.call(|mut c| async move { pipe.query_async::<()>(&mut c).await }).await
+        redis.call_within(PUT_DEADLINE, |mut c| async move { pipe.query_async::<()>(&mut c).await }).await
     }
 
     /// New versions for `tags` and `message` published to every process.

@@ -344,9 +344,15 @@ impl Cache {
             if let Ok(more) = self.0.scripts.versions(redis, &extra).await {
                 let pairs: Vec<(Tag, String)> = tags.iter().cloned().zip(known).chain(extra.into_iter().zip(more)).collect();
                 let bytes = value.encode();
-                if self.0.scripts.put(redis, kind.name, key, &pairs, bytes, kind.ttl.as_secs()).await.is_err() {
-                    kind.stats.fallbacks.fetch_add(1, Relaxed);
-                }
+                // In the background: the versions are fixed now, so storing later is as
+                // correct, and the request does not wait on a whole page's upload.
+                let (cache, key) = (self.clone(), key.to_string());
+                tokio::spawn(async move {
+                    let Some(redis) = cache.0.redis.as_ref() else { return };
+                    if cache.0.scripts.put(redis, kind.name, &key, &pairs, bytes, kind.ttl.as_secs()).await.is_err() {
+                        kind.stats.fallbacks.fetch_add(1, Relaxed);
+                    }
+                });
             }
         }
         Loaded::Stored(self.entry(kind, value.clone(), snapshot), value, keep)

@@ -1965,8 +1965,12 @@ fn warm_stories(ports: [u16; 2]) -> R<Warm> {
                     if INTERRUPTED.load(Ordering::SeqCst) {
                         return;
                     }
-                    let ok = http(ports[(id % 2) as usize], "GET", &format!("/s/{id}"), &[("Accept-Encoding", "br, gzip")], "").is_ok_and(|r| r.status == 200);
-                    if ok { pages.fetch_add(1, Ordering::Relaxed) } else { errors.fetch_add(1, Ordering::Relaxed) };
+                    // Through both processes, as a balancer spreads readers: the first fills
+                    // L1 and L2, the second fills its L1 from L2 (each process's L1 is its own).
+                    for port in [ports[(id % 2) as usize], ports[((id + 1) % 2) as usize]] {
+                        let ok = http(port, "GET", &format!("/s/{id}"), &[("Accept-Encoding", "br, gzip")], "").is_ok_and(|r| r.status == 200);
+                        if ok { pages.fetch_add(1, Ordering::Relaxed) } else { errors.fetch_add(1, Ordering::Relaxed) };
+                    }
                 }
             });
         }
