@@ -1,5 +1,6 @@
 //! What the benchmark programs share.
 
+pub mod http;
 pub mod seed;
 
 use std::{

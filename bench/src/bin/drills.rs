@@ -513,30 +513,7 @@ fn free_port() -> u16 {
 
 /// GET over HTTP/1.1 with `Connection: close`: status and body.
 fn http_get(port: u16, path: &str, timeout: Duration) -> Res<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().unwrap(), timeout).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(timeout)).ok();
-    s.set_write_timeout(Some(timeout)).ok();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept: */*\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no HTTP status")?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
-    Ok((status, body))
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
+    bench::http::request(port, "GET", path, &[("Accept", "*/*")], "", timeout).map(|r| (r.status, r.text()))
 }
 
 fn wait_healthy(port: u16, proc: &mut Proc, within: Duration) -> Res<Duration> {
@@ -1155,28 +1132,12 @@ http://127.0.0.1:{port_lb} {{
 
 /// A request over HTTP/1.1 with `Connection: close`: status, headers, body.
 fn http_req(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str, timeout: Duration) -> Res<(u16, Vec<(String, String)>, String)> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(timeout)).ok();
-    s.set_write_timeout(Some(timeout)).ok();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAccept: */*\r\n");
-    for (k, v) in headers {
-        let _ = write!(req, "{k}: {v}\r\n");
-    }
-    if method == "POST" {
-        let _ = write!(req, "Content-Length: {}\r\n", body.len());
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("no HTTP status")?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let headers = head.lines().skip(1).filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
-    Ok((status, headers, body))
+    let mut all = vec![("Accept", "*/*")];
+    all.extend_from_slice(headers);
+    bench::http::request(port, method, path, &all, body, timeout).map(|r| {
+        let text = r.text();
+        (r.status, r.headers, text)
+    })
 }
 
 fn redis_ping(port: u16) -> bool {

@@ -893,44 +893,10 @@ impl HttpResponse {
 }
 
 fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> R<HttpResponse> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!(":{port}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nUser-Agent: bench-load\r\n");
-    for (k, v) in headers {
-        let _ = write!(req, "{k}: {v}\r\n");
-    }
-    if !body.is_empty() || method == "POST" {
-        let _ = write!(req, "Content-Length: {}\r\n", body.len());
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no header end")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
-    let headers: Vec<(String, String)> =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
-        body = dechunk(&body);
-    }
-    Ok(HttpResponse { status, headers, len: body.len(), body: String::from_utf8_lossy(&body).into_owned() })
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..end]).split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
-        if size == 0 || end + 2 + size > data.len() {
-            break;
-        }
-        out.extend_from_slice(&data[end + 2..end + 2 + size]);
-        data = &data[(end + 4 + size).min(data.len())..];
-    }
-    out
+    let mut all = vec![("User-Agent", "bench-load")];
+    all.extend_from_slice(headers);
+    let r = bench::http::request(port, method, path, &all, body, Duration::from_secs(10))?;
+    Ok(HttpResponse { status: r.status, len: r.body.len(), body: String::from_utf8_lossy(&r.body).into_owned(), headers: r.headers })
 }
 
 fn attr_after<'a>(html: &'a str, marker: &str) -> Option<&'a str> {
