@@ -178,10 +178,6 @@ impl Redis {
         &self.0.client
     }
 
-    pub fn timeout(&self) -> Duration {
-        self.0.timeout
-    }
-
     /// Runs one command (or pipeline, or script) on the shared connection within the
     /// deadline. Down: `Err(Unavailable)` at once.
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, Unavailable>

@@ -24,8 +24,6 @@ pub fn channel(redis: &Redis) -> String {
 /// Stores run in the background (no request waits on them) and carry whole pages: a
 /// longer deadline than lookups, so a busy moment does not leave L2 empty.
 const PUT_DEADLINE: std::time::Duration = std::time::Duration::from_millis(100);
-/// Tag keys outlive every entry (the longest kind's TTL is an hour).
-const TAG_TTL_SECS: u64 = 86_400;
 
 /// The Lua function both lookups share: a tag's current version, drawn from the
 /// sequence (and kept a day) when the tag has none yet.
@@ -172,9 +170,4 @@ impl Scripts {
         }
         redis.call(|mut c| async move { inv.invoke_async::<i64>(&mut c).await }).await.map(drop)
     }
-}
-
-/// Tag keys' TTL, for the docs and tests.
-pub const fn tag_ttl_secs() -> u64 {
-    TAG_TTL_SECS
 }

@@ -431,14 +431,6 @@ impl Cache {
         }
     }
 
-    /// Entries in L1 (tests, /admin).
-    pub fn l1_len(&self) -> u64 {
-        self.0.l1.as_ref().map(|c| {
-            c.run_pending_tasks();
-            c.entry_count()
-        }).unwrap_or(0)
-    }
-
     pub fn l1_bytes(&self) -> u64 {
         self.0.l1.as_ref().map(|c| c.weighted_size()).unwrap_or(0)
     }

@@ -61,8 +61,6 @@ pub async fn publish(conn: &mut PgConnection, channel: Channel, event: &str, dat
     insert_and_notify(conn, &channel.key(), event, data).await
 }
 
-/// Raises a process-wide signal as part of `conn`'s transaction: every web process's
-/// broker runs its `on_control` hooks with (`event`, `data`) once it commits.
 /// Cache invalidations through the control channel: applied here from every process,
 /// and the way this process sends its own when Redis cannot take them (`cache::bus`).
 /// The control channel is replayed from its table after a reconnect, so it has no gaps.
@@ -97,6 +95,8 @@ pub fn cache_fallback(pool: sqlx::PgPool, hearing: std::sync::Arc<dyn Fn() -> bo
     }
 }
 
+/// Raises a process-wide signal as part of `conn`'s transaction: every web process's
+/// broker runs its `on_control` hooks with (`event`, `data`) once it commits.
 pub async fn publish_control(conn: &mut PgConnection, event: &str, data: &str) -> Result<i64, sqlx::Error> {
     insert_and_notify(conn, CONTROL_CHANNEL, event, data).await
 }
