@@ -150,3 +150,17 @@ fn smtp_url_errors_never_repeat_the_password() {
         assert!(!e.to_string().contains("hunter2-secret"), "{e}");
     }
 }
+
+#[test]
+fn redis_timeout_and_cache_switch_are_checked_and_default_sensibly() {
+    let c = read(&production(&[])).unwrap();
+    assert_eq!(c.redis_timeout, app::redis_client::DEFAULT_TIMEOUT);
+    assert!(c.cache_enabled && c.redis_url.is_none());
+    let c = read(&production(&[("REDIS_URL", "redis://127.0.0.1:6379/"), ("REDIS_TIMEOUT_MS", "20"), ("CACHE", "off")])).unwrap();
+    assert_eq!(c.redis_timeout, std::time::Duration::from_millis(20));
+    assert!(!c.cache_enabled);
+    for (var, bad) in [("REDIS_TIMEOUT_MS", "0"), ("REDIS_TIMEOUT_MS", "5ms"), ("REDIS_TIMEOUT_MS", "20000"), ("CACHE", "maybe"), ("REDIS_URL", "http://x")] {
+        let e = error(&production(&[(var, bad)]));
+        assert_eq!(e.var, var, "{var}={bad}: {e}");
+    }
+}
