@@ -34,6 +34,7 @@ pub mod shutdown;
 pub mod social;
 pub mod stats;
 pub mod storage;
+pub mod stitch;
 pub mod stories;
 pub mod telemetry;
 pub mod templates;

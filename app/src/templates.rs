@@ -99,6 +99,12 @@ fn base_env(static_url: UrlFn) -> Environment<'static> {
             minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("no static file {path}"))
         })
     });
+    // Regions of a page that differ between logged-in readers: marked only when the page
+    // is rendered to be stored (`web::stitched`), nothing otherwise.
+    env.add_function("hole", |state: &minijinja::State, name: &str| -> Value {
+        let stitching = state.lookup("stitching").is_some_and(|v| v.is_true());
+        Value::from_safe_string(if stitching { crate::stitch::marker(name) } else { String::new() })
+    });
     env.add_filter("timeago", timeago);
     env.add_filter("truncate", truncate);
     env

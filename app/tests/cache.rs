@@ -209,7 +209,7 @@ async fn a_hundred_concurrent_misses_run_the_loader_once() {
             let (cache, loads, key) = (cache.clone(), loads.clone(), key.clone());
             tasks.push(tokio::spawn(async move {
                 let got = cache
-                    .get_or_load(&app::cache::stats::STORY_DATA, &key, &[Tag::story(1)], async {
+                    .get_or_load(&app::cache::stats::VIEWER, &key, &[Tag::story(1)], async {
                         loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         Fill::<Json<i64>, ()>::Store { value: Json(42), tags: vec![] }
@@ -227,7 +227,7 @@ async fn a_hundred_concurrent_misses_run_the_loader_once() {
         assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1, "one load for a hundred concurrent misses");
         // And a bump of its tag makes the next lookup load again.
         cache.invalidate(&[Tag::story(1)]).await;
-        let got = cache.get_or_load(&app::cache::stats::STORY_DATA, &key, &[Tag::story(1)], async { Fill::<Json<i64>, ()>::Store { value: Json(7), tags: vec![] } }).await;
+        let got = cache.get_or_load(&app::cache::stats::VIEWER, &key, &[Tag::story(1)], async { Fill::<Json<i64>, ()>::Store { value: Json(7), tags: vec![] } }).await;
         assert!(matches!(got, Got::Value(v) if v.0 == 7));
     }
 }
@@ -246,7 +246,7 @@ async fn l2_is_shared_and_validated_by_tag_versions() {
     let key = format!("l2-{}", uuid::Uuid::new_v4().simple());
     let tag = Tag::story(900_000 + (rand::random::<u32>() % 100_000) as i64);
     let load = |v: i64, found: Vec<Tag>| async move { Fill::<Json<i64>, ()>::Store { value: Json(v), tags: found } };
-    let kind = &app::cache::stats::STORY_DATA;
+    let kind = &app::cache::stats::VIEWER;
     let got = |g: Got<Json<i64>, ()>| match g {
         Got::Value(v) => v.0,
         Got::Pass(()) => -1,

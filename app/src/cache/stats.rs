@@ -84,10 +84,13 @@ pub static CHAPTER: Kind = Kind::new("chapter", 3600, true);
 pub static PROFILE: Kind = Kind::new("profile", 300, true);
 pub static TAG: Kind = Kind::new("tag", 120, true);
 pub static SEARCH: Kind = Kind::new("search", 60, true);
-/// The story page's data for logged-in readers (story row and chapter list).
-pub static STORY_DATA: Kind = Kind::new("story_data", 600, true);
+/// The story page as plain logged-in readers share it, cut where they differ
+/// (`web::stitched`).
+pub static MEMBER_STORY: Kind = Kind::new("member_story", 600, true);
+/// One reader's state on one story: liked, saved, following, progress.
+pub static VIEWER: Kind = Kind::new("viewer", 600, true);
 
-pub static ALL: [&Kind; 7] = [&HOME, &STORY, &CHAPTER, &PROFILE, &TAG, &SEARCH, &STORY_DATA];
+pub static ALL: [&Kind; 8] = [&HOME, &STORY, &CHAPTER, &PROFILE, &TAG, &SEARCH, &MEMBER_STORY, &VIEWER];
 
 pub static INVALIDATIONS_SENT: AtomicU64 = AtomicU64::new(0);
 pub static INVALIDATIONS_RECEIVED: AtomicU64 = AtomicU64::new(0);

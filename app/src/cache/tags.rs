@@ -29,6 +29,12 @@ impl Tag {
         Tag(format!("u{id}"))
     }
 
+    /// What one reader's own pages show of them: their likes, saves, follows and where
+    /// they stopped reading (`social::db::ViewerState`).
+    pub fn viewer(id: i64) -> Tag {
+        Tag(format!("v{id}"))
+    }
+
     /// Which stories are listed at all (home, tags, profiles, search): a story published,
     /// returned to draft, hidden, shown, deleted or edited.
     pub fn listing() -> Tag {

@@ -239,8 +239,9 @@ pub async fn reading_list(db: impl PgExecutor<'_>, user_id: i64, cursor: Option<
 
 /// Remembers that the reader opened chapter `number`. One statement; an unchanged
 /// chapter is rewritten at most every ten minutes (so rereading a page does not write).
-pub async fn record_progress(db: impl PgExecutor<'_>, user_id: i64, story_id: i64, number: i32) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// True when it wrote (a new chapter, or the ten minutes passed).
+pub async fn record_progress(db: impl PgExecutor<'_>, user_id: i64, story_id: i64, number: i32) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
         "INSERT INTO reading_progress (user_id, story_id, chapter_number) VALUES ($1, $2, $3)
          ON CONFLICT (user_id, story_id) DO UPDATE SET chapter_number = excluded.chapter_number, updated_at = now()
          WHERE reading_progress.chapter_number <> excluded.chapter_number
@@ -251,7 +252,7 @@ pub async fn record_progress(db: impl PgExecutor<'_>, user_id: i64, story_id: i6
     .bind(number)
     .execute(db)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -301,13 +302,16 @@ pub async fn followed_updates(db: impl PgExecutor<'_>, user_id: i64) -> Result<V
 
 // ---- the viewer's state on a story page ---------------------------------------------
 
-#[derive(Debug, Clone, Default, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ViewerState {
     pub liked: bool,
     pub saved: bool,
     pub following: bool,
     /// The chapter the viewer last opened, if any.
     pub progress: Option<i32>,
+    /// The viewer has a comment on this story that moderators hid: only they (and staff)
+    /// see it, so their page is not the one other readers get.
+    pub own_hidden: bool,
 }
 
 /// Everything about one viewer the story page shows, in one statement.
@@ -316,7 +320,9 @@ pub async fn viewer_state(db: impl PgExecutor<'_>, user_id: i64, story_id: i64, 
         "SELECT EXISTS (SELECT 1 FROM likes WHERE story_id = $2 AND user_id = $1) AS liked,
                 EXISTS (SELECT 1 FROM saves WHERE user_id = $1 AND story_id = $2) AS saved,
                 EXISTS (SELECT 1 FROM follows WHERE follower_id = $1 AND followee_id = $3) AS following,
-                (SELECT chapter_number FROM reading_progress WHERE user_id = $1 AND story_id = $2) AS progress",
+                (SELECT chapter_number FROM reading_progress WHERE user_id = $1 AND story_id = $2) AS progress,
+                EXISTS (SELECT 1 FROM comments WHERE story_id = $2 AND author_id = $1 AND hidden_at IS NOT NULL
+                                                 AND deleted_at IS NULL) AS own_hidden",
     )
     .bind(user_id)
     .bind(story_id)

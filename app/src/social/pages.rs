@@ -102,8 +102,8 @@ async fn set_follow(ctx: &Ctx, username: &str, next: &str, on: bool) -> Result<R
     }
     tx.commit().await?;
     if changed {
-        // Their follower count, on their profile.
-        ctx.invalidate(&[Tag::user(target.id)]).await;
+        // Their follower count, on their profile; the follower's "Following" buttons.
+        ctx.invalidate(&[Tag::user(target.id), Tag::viewer(user.id)]).await;
     }
     if !ctx.htmx {
         return Ok(ctx.redirect(&back));
@@ -242,6 +242,7 @@ async fn set_saved(ctx: &Ctx, id: i64, on: bool) -> Result<Response> {
     } else {
         db::unsave(&mut *pool.acquire().await?, user.id, id).await?;
     }
+    ctx.invalidate(&[Tag::viewer(user.id)]).await;
     if !ctx.htmx {
         return Ok(ctx.redirect(&back));
     }

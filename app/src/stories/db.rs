@@ -127,29 +127,47 @@ pub enum Listing<'a> {
 /// One page of published stories, newest first, after `cursor`. Fetches one extra row to
 /// know whether there is a next page.
 pub async fn published(db: impl PgExecutor<'_>, listing: Listing<'_>, cursor: Option<Cursor>) -> Result<(Vec<StoryRow>, Option<Cursor>), sqlx::Error> {
-    let (author, tag) = match listing {
-        Listing::All => (None, None),
-        Listing::Author(id) => (Some(id), None),
-        Listing::Tag(tag) => (None, Some(tag)),
+    // One statement per shape rather than one with `($n IS NULL OR …)` switches: sqlx
+    // prepares statements, and after five runs PostgreSQL may keep a generic plan, which
+    // for the switched form estimated 9 rows and joined users by a materialised
+    // sequential scan — 12 ms a home page instead of 0.1 ms. $1 is the limit; $2 the
+    // author or tag; the cursor, when there is one, comes last.
+    macro_rules! listing {
+        ($filter:literal, $after:literal) => {
+            concat!(
+                story_select!(),
+                "WHERE ",
+                crate::public_story!("s"),
+                $filter,
+                $after,
+                " ORDER BY s.published_at DESC, s.id DESC LIMIT $1"
+            )
+        };
+    }
+    let sql = match (listing, cursor.is_some()) {
+        (Listing::All, false) => listing!("", ""),
+        (Listing::All, true) => listing!("", " AND (s.published_at, s.id) < ($2, $3)"),
+        (Listing::Author(_), false) => listing!(" AND s.author_id = $2", ""),
+        (Listing::Author(_), true) => listing!(" AND s.author_id = $2", " AND (s.published_at, s.id) < ($3, $4)"),
+        (Listing::Tag(_), false) => listing!(
+            " AND EXISTS (SELECT 1 FROM story_tags st JOIN tags t ON t.id = st.tag_id WHERE st.story_id = s.id AND t.name = $2)",
+            ""
+        ),
+        (Listing::Tag(_), true) => listing!(
+            " AND EXISTS (SELECT 1 FROM story_tags st JOIN tags t ON t.id = st.tag_id WHERE st.story_id = s.id AND t.name = $2)",
+            " AND (s.published_at, s.id) < ($3, $4)"
+        ),
     };
-    let mut rows: Vec<StoryRow> = sqlx::query_as(concat!(
-        story_select!(),
-        "WHERE ",
-        crate::public_story!("s"),
-        "
-           AND ($1::timestamptz IS NULL OR (s.published_at, s.id) < ($1, $2))
-           AND ($4::bigint IS NULL OR s.author_id = $4)
-           AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM story_tags st JOIN tags t ON t.id = st.tag_id
-                                            WHERE st.story_id = s.id AND t.name = $5))
-         ORDER BY s.published_at DESC, s.id DESC LIMIT $3"
-    ))
-    .bind(cursor.map(|c| c.published_at))
-    .bind(cursor.map(|c| c.id).unwrap_or(0))
-    .bind(PAGE_SIZE + 1)
-    .bind(author)
-    .bind(tag)
-    .fetch_all(db)
-    .await?;
+    let mut query = sqlx::query_as(sql).bind(PAGE_SIZE + 1);
+    query = match listing {
+        Listing::All => query,
+        Listing::Author(id) => query.bind(id),
+        Listing::Tag(tag) => query.bind(tag),
+    };
+    if let Some(c) = cursor {
+        query = query.bind(c.published_at).bind(c.id);
+    }
+    let mut rows: Vec<StoryRow> = query.fetch_all(db).await?;
     let next = if rows.len() as i64 > PAGE_SIZE {
         rows.truncate(PAGE_SIZE as usize);
         rows.last().and_then(Cursor::of)

@@ -188,6 +188,52 @@ impl Ctx {
         redirect(self.htmx, to)
     }
 
+    /// A flash message waits to be shown on this visitor's next page.
+    pub fn has_flash(&self) -> bool {
+        !self.flash.is_empty()
+    }
+
+    /// The visitor wrote a moment ago (read-your-writes pins their reads): pages shared
+    /// between readers are not for them until every process has heard of the write.
+    pub fn wrote_lately(&self) -> bool {
+        self.jar.get(cookies::WROTE_COOKIE).is_some() || self.jar.get(cookies::LSN_COOKIE).is_some()
+    }
+
+    /// `template` as any plain logged-in reader sees it, for `web::stitched`: a reader
+    /// with no name, no role beyond reading and a confirmed address, the CSRF token and
+    /// the template's `hole(…)` regions marked, no flash message.
+    pub fn render_stitching(&self, template: &str, extra: Value) -> Result<String> {
+        let neutral = RequestSession {
+            user: Some(crate::sessions::CurrentUser {
+                id: 0,
+                username: String::new(),
+                display_name: String::new(),
+                email: String::new(),
+                role: crate::policy::Role::Reader,
+                email_verified: true,
+                unread: 0,
+            }),
+            session_id: None,
+            token: None,
+            csrf_token: String::new(),
+        };
+        let path = self.path.split(['?', '#']).next().unwrap_or("/");
+        let extra = context! {
+            ..extra,
+            ..context! {
+                canonical_path => url_value(path),
+                stitching => true,
+                csrf_token => Value::from_safe_string(crate::stitch::csrf_marker()),
+            }
+        };
+        Ok(self.state.templates.render(template, page_globals(&self.state, Some(&neutral), &[], "", extra))?)
+    }
+
+    /// A partial for this visitor, with the page globals (for a region of a stitched page).
+    pub fn render_partial(&self, template: &str, extra: Value) -> Result<String> {
+        Ok(self.state.templates.render(template, self.globals(extra))?)
+    }
+
     fn globals(&self, extra: Value) -> Value {
         // The page's own URL for `<link rel="canonical">` (base.html): the path without
         // its query, so `?after=` pagination and tracking parameters never make a

@@ -15,6 +15,7 @@ pub mod request_id;
 pub mod server;
 pub mod session_layer;
 pub mod static_files;
+pub mod stitched;
 pub mod timeouts;
 pub mod uploads;
 

@@ -323,6 +323,17 @@ impl TestApp {
         self.finish(req.send().await).await
     }
 
+    /// A GET whose body is kept as bytes (a compressed one, say).
+    pub async fn get_bytes(&self, path: &str, headers: &[(&str, &str)]) -> (StatusCode, poem::http::HeaderMap, Vec<u8>) {
+        let mut req = self.client.get(path).header("cookie", self.cookie_header());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.0;
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        (status, headers, resp.into_body().into_vec().await.unwrap_or_default())
+    }
+
     /// POSTs raw bytes with the given content type (no token added).
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Resp {
         let mut req = self.client.post(path).header("cookie", self.cookie_header()).content_type(content_type.to_string());
@@ -452,7 +463,7 @@ pub fn route_table() -> Vec<(String, bool, bool)> {
         include_str!("../../src/accounts/pages.rs"),
         include_str!("../../src/web/mod.rs"),
         include_str!("../../src/web/ops/dev_mail.rs"),
-        include_str!("../../src/stories/pages.rs"),
+        include_str!("../../src/stories/pages/mod.rs"),
         include_str!("../../src/media/pages.rs"),
         include_str!("../../src/feeds/pages.rs"),
         include_str!("../../src/social/pages.rs"),

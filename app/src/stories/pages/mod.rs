@@ -1,6 +1,8 @@
 //! Story pages: writing (create, edit, add chapters, publish) and reading (home, story,
 //! chapter, profile and tag pages).
 
+mod member;
+
 use minijinja::{Value, context};
 use poem::{Body, Request, Response, Route, get, handler, http::StatusCode, post, web::{Path, Query}};
 use serde::Deserialize;
@@ -185,9 +187,15 @@ struct ShowQuery {
 
 /// The story page. Statements: the page itself (`PAGE_SQL`) and one page of comments
 /// with their replies; a logged-in viewer adds one (liked, saved, following, progress).
-/// With htmx and `?comments=` only the next comments (one more statement).
+/// With htmx and `?comments=` only the next comments (one more statement). Plain
+/// logged-in readers get it from one stored rendering (`member`).
 #[handler]
-async fn show(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<ShowQuery>) -> Result<Response> {
+async fn show(ctx: Ctx, req: &Request, Path(id): Path<i64>, Query(q): Query<ShowQuery>) -> Result<Response> {
+    if q.comments.is_empty()
+        && let Some(page) = member::story(&ctx, req, id).await?
+    {
+        return Ok(page);
+    }
     let (story, chapters) = crate::replica_read!(ctx.state.db, db => db::page(db, id))?.ok_or(Error::NotFound)?;
     let story = may_see(&ctx, Some(story))?;
     let published = story.status == StoryStatus::Published;
@@ -199,42 +207,71 @@ async fn show(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<ShowQuery>) -> Resu
     } else {
         (Vec::new(), None)
     };
-    let comments_v = Value::from(minijinja::value::Serde(&comments));
-    let comments_next = comments_next.map(|c| c.encode());
     if ctx.htmx && cursor.is_some() {
         return ctx.render_form(
             StatusCode::OK,
             "stories/show.html",
             "comment_items",
-            context! { story => story_value(&story), comments => comments_v, comments_next => comments_next },
+            context! {
+                story => story_value(&story),
+                comments => Value::from(minijinja::value::Serde(&comments)),
+                comments_next => comments_next.map(|c| c.encode()),
+            },
         );
     }
     let viewer = match ctx.user() {
         Some(u) if published => crate::replica_read!(ctx.state.db, db => social::db::viewer_state(db, u.id, id, story.author_id))?,
         _ => social::db::ViewerState::default(),
     };
-    // The story, its author and everyone whose comment shows (their names change).
-    let mut tags = vec![Tag::story(id), Tag::user(story.author_id)];
+    let tags = show_tags(&story, &comments);
+    let vars = ShowVars {
+        story: &story,
+        chapters: &chapters,
+        comments: &comments,
+        comments_next,
+        viewer: &viewer,
+        is_author: is_author(ctx.user(), &story),
+        can_publish: ctx.user().is_some_and(may_publish),
+    };
+    let page = ctx.render("stories/show.html", vars.value())?;
+    Ok(with_cache_tags(page, tags))
+}
+
+/// What the story page shows: the story, its author and everyone whose comment shows
+/// (their names change).
+fn show_tags(story: &StoryRow, comments: &[social::db::Comment]) -> Vec<Tag> {
+    let mut tags = vec![Tag::story(story.id), Tag::user(story.author_id)];
     for c in comments.iter().chain(comments.iter().flat_map(|c| c.replies.iter())) {
         tags.push(Tag::user(c.author_id));
     }
-    let story_v = story_value(&story);
-    let author = is_author(ctx.user(), &story);
-    let page = ctx.render(
-        "stories/show.html",
+    tags
+}
+
+/// The story page's variables, for every reader and for the stored rendering alike.
+struct ShowVars<'a> {
+    pub story: &'a StoryRow,
+    pub chapters: &'a [db::ChapterSummary],
+    pub comments: &'a [social::db::Comment],
+    pub comments_next: Option<Cursor>,
+    pub viewer: &'a social::db::ViewerState,
+    pub is_author: bool,
+    pub can_publish: bool,
+}
+
+impl ShowVars<'_> {
+    pub fn value(&self) -> Value {
         context! {
-            story => story_v,
-            chapters => Value::from(minijinja::value::Serde(&chapters)),
-            is_author => author,
-            can_publish => ctx.user().is_some_and(may_publish),
+            story => story_value(self.story),
+            chapters => Value::from(minijinja::value::Serde(self.chapters)),
+            is_author => self.is_author,
+            can_publish => self.can_publish,
             values => context!{},
             errors => context!{},
-            viewer => Value::from(minijinja::value::Serde(&viewer)),
-            comments => comments_v,
-            comments_next => comments_next,
-        },
-    )?;
-    Ok(with_cache_tags(page, tags))
+            viewer => Value::from(minijinja::value::Serde(self.viewer)),
+            comments => Value::from(minijinja::value::Serde(self.comments)),
+            comments_next => self.comments_next.map(|c| c.encode()),
+        }
+    }
 }
 
 #[handler]
@@ -407,8 +444,10 @@ async fn read_chapter(ctx: Ctx, req: &Request, Path((id, n)): Path<(i64, i32)>) 
     if let Some(user) = ctx.user().filter(|_| story.status == StoryStatus::Published) {
         // Remembered for "Continue reading". Reading must not fail because this write
         // did (a primary in trouble while replicas serve): logged, and the page shown.
-        if let Err(e) = social::db::record_progress(ctx.state.db.primary(), user.id, id, n).await {
-            tracing::warn!(error = %e, "could not record reading progress");
+        match social::db::record_progress(ctx.state.db.primary(), user.id, id, n).await {
+            Ok(true) => ctx.invalidate(&[Tag::viewer(user.id)]).await,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not record reading progress"),
         }
     }
     let page = ctx.render(

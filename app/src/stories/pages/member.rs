@@ -1,0 +1,185 @@
+//! Handler side of the story page for plain logged-in readers: one stored rendering
+//! shared by all of them (`web::stitched`), with each reader's own parts put in.
+//!
+//! Who gets it: a logged-in reader who is not staff, not the story's author, has no
+//! comment on the first page of comments (theirs carry a delete button) and none hidden
+//! by the moderators there, no flash message waiting and no write a moment ago
+//! (read-your-writes) — everyone else, and drafts, hidden stories and errors, get the
+//! page rendered for them by `pages::show`.
+//!
+//! What differs between readers is in the template's `hole(…)` regions: the navigation
+//! (name, unread count), the email banner, the like, save and follow buttons, where they
+//! stopped reading; and the CSRF token. Their state on the story (`ViewerState`) is
+//! cached per reader and story, tagged with the story and the reader, so a like, save,
+//! follow or chapter read shows on their next page on every process.
+
+use minijinja::context;
+use poem::{Request, Response, http::HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use super::{ShowVars, show_tags};
+use crate::{
+    stories::db::{self, StoryStatus},
+    cache::{Fill, Got, Json, Tag, stats},
+    error::{Error, Result},
+    social::db::{self as social_db, ViewerState},
+    web::{
+        compression::AcceptEncoding,
+        ctx::Ctx,
+        page_cache::CACHE_HEADER,
+        stitched::StitchedPage,
+    },
+};
+
+/// What the regions need, stored with the page.
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    story_id: i64,
+    author_id: i64,
+    author_username: String,
+    author_display_name: String,
+    like_count: i32,
+    /// Everyone with a comment or reply on the stored first page of comments.
+    commenters: Vec<i64>,
+}
+
+/// The story page for this reader from the stored rendering, or None when it is not
+/// theirs to share (see the module's doc): the caller renders it then.
+pub async fn story(ctx: &Ctx, req: &Request, id: i64) -> Result<Option<Response>> {
+    let Some(user) = ctx.user() else { return Ok(None) };
+    if !ctx.state.cache.enabled() || ctx.htmx || ctx.has_flash() || ctx.wrote_lately() || user.role.is_staff() {
+        return Ok(None);
+    }
+    let rendered_here = std::sync::atomic::AtomicBool::new(false);
+    let loader = async {
+        rendered_here.store(true, std::sync::atomic::Ordering::Relaxed);
+        match render_shared(ctx, id).await {
+            Ok(Some((page, tags))) => Fill::Store { value: page, tags },
+            Ok(None) => Fill::Pass(Ok(())),
+            Err(e) => Fill::Pass(Err(e)),
+        }
+    };
+    let page = match ctx.state.cache.get_or_load(&stats::MEMBER_STORY, &id.to_string(), &[Tag::story(id)], loader).await {
+        Got::Value(page) => page,
+        Got::Pass(r) => return r.map(|()| None),
+    };
+    let Ok(meta) = serde_json::from_slice::<Meta>(&page.meta) else { return Ok(None) };
+    if meta.author_id == user.id || meta.commenters.contains(&user.id) {
+        return Ok(None);
+    }
+    let viewer = viewer_state(ctx, user.id, id, meta.author_id).await?;
+    if viewer.own_hidden {
+        return Ok(None);
+    }
+    let encoding = AcceptEncoding::from_headers(req.headers()).choose(true, true);
+    let mut failed = None;
+    let mut resp = page.respond(encoding, &ctx.session.csrf_token, |name| match region(ctx, name, &meta, &viewer) {
+        Ok(html) => html,
+        Err(e) => {
+            failed = Some(e);
+            None
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let fresh = rendered_here.load(std::sync::atomic::Ordering::Relaxed);
+    resp.headers_mut().insert(CACHE_HEADER, HeaderValue::from_static(if fresh { "miss" } else { "hit" }));
+    Ok(Some(resp))
+}
+
+/// This reader's content for region `name`: None keeps the stored (neutral) content —
+/// not liked, not saved, not following, no progress, address confirmed.
+fn region(ctx: &Ctx, name: &str, meta: &Meta, viewer: &ViewerState) -> Result<Option<String>> {
+    let user = ctx.user().ok_or(Error::Internal(anyhow::anyhow!("a member page without a member")))?;
+    let html = match name {
+        "nav" => ctx.render_partial("partials/_nav_user.html", context! {})?,
+        "verify" if !user.email_verified => ctx.render_partial("partials/_verify_banner.html", context! {})?,
+        "like" if viewer.liked => ctx.render_partial(
+            "social/_like_button.html",
+            context! { story_id => meta.story_id, liked => true, like_count => meta.like_count, oob => false },
+        )?,
+        "save" if viewer.saved => ctx.render_partial("social/_save_button.html", context! { story_id => meta.story_id, saved => true })?,
+        "follow" if viewer.following => ctx.render_partial(
+            "social/_follow_button.html",
+            context! {
+                who => context! { username => &meta.author_username, display_name => &meta.author_display_name },
+                following => true,
+                next => format!("/s/{}", meta.story_id),
+                oob => false,
+            },
+        )?,
+        "continue" => match viewer.progress {
+            Some(n) => ctx.render_partial("stories/_continue.html", context! { story_id => meta.story_id, progress => n })?,
+            None => return Ok(None),
+        },
+        "start" if viewer.progress.is_some() => String::new(),
+        _ => return Ok(None),
+    };
+    Ok(Some(html))
+}
+
+/// The page as any plain reader sees it, from the primary (what is stored must not be
+/// older than the write that invalidated the last copy); None for a story that only its
+/// author or staff may see, or that does not exist.
+async fn render_shared(ctx: &Ctx, id: i64) -> Result<Option<(StitchedPage, Vec<Tag>)>> {
+    let db = ctx.state.db.primary();
+    let Some((story, chapters)) = db::page(db, id).await? else { return Ok(None) };
+    if story.status != StoryStatus::Published || story.hidden_at.is_some() {
+        return Ok(None);
+    }
+    let (comments, comments_next) = social_db::comments(db, id, None, social_db::Reader::default()).await?;
+    let tags = show_tags(&story, &comments);
+    let mut commenters: Vec<i64> = comments.iter().chain(comments.iter().flat_map(|c| c.replies.iter())).map(|c| c.author_id).collect();
+    commenters.sort_unstable();
+    commenters.dedup();
+    let vars = ShowVars {
+        story: &story,
+        chapters: &chapters,
+        comments: &comments,
+        comments_next,
+        viewer: &ViewerState::default(),
+        is_author: false,
+        can_publish: false,
+    };
+    let html = ctx.render_stitching("stories/show.html", vars.value())?;
+    let meta = Meta {
+        story_id: id,
+        author_id: story.author_id,
+        author_username: story.author_username.clone(),
+        author_display_name: story.author_display_name.clone(),
+        like_count: story.like_count,
+        commenters,
+    };
+    let meta = serde_json::to_vec(&meta).map_err(|e| Error::Internal(e.into()))?;
+    // Compressing the runs is CPU work: off the async threads.
+    let parsed = tokio::task::spawn_blocking(move || StitchedPage::parse(&html, meta))
+        .await
+        .map_err(|e| Error::Internal(e.into()))?
+        .map_err(|e| Error::Internal(e.into()))?;
+    match parsed {
+        Some(page) => Ok(Some((page, tags))),
+        None => {
+            tracing::error!(story_id = id, "the story page's hole() regions do not pair up; rendering per reader");
+            Ok(None)
+        }
+    }
+}
+
+/// This reader's state on the story, cached per reader and story (read from the primary
+/// on a miss, like every cache fill).
+async fn viewer_state(ctx: &Ctx, user_id: i64, story_id: i64, author_id: i64) -> Result<ViewerState> {
+    let key = format!("{user_id}:{story_id}");
+    let tags = [Tag::story(story_id), Tag::viewer(user_id)];
+    let loader = async {
+        match social_db::viewer_state(ctx.state.db.primary(), user_id, story_id, author_id).await {
+            Ok(v) => Fill::Store { value: Json(v), tags: Vec::new() },
+            Err(e) => Fill::Pass(e),
+        }
+    };
+    match ctx.state.cache.get_or_load(&stats::VIEWER, &key, &tags, loader).await {
+        Got::Value(v) => Ok(v.0.clone()),
+        Got::Pass(e) => Err(e.into()),
+    }
+}
+

@@ -1,0 +1,251 @@
+//! Logged-in pages from one stored rendering: the page as any plain reader sees it, cut
+//! where readers differ, the runs between compressed once (`stitch`).
+//!
+//! The page is rendered with `stitching` set: the CSRF token is a marker, and the
+//! template's `hole("name")` … `hole("/name")` pairs mark regions whose content depends
+//! on the reader (their name in the navigation, "Liked", "Following", where they stopped
+//! reading). Each request then walks the stored parts: runs are copied as stored, the
+//! token is the reader's own, and a region is either kept (the reader is in the neutral
+//! state it was rendered in) or replaced by the handler's rendering for this reader.
+//!
+//! Markers carry a random per-process nonce and a `<`, which autoescaping turns into
+//! `&lt;` in anything a user wrote: no text of theirs can open a hole.
+
+use poem::{
+    Body, Response,
+    http::{StatusCode, header},
+};
+
+use crate::{
+    cache::Cacheable,
+    stitch::{Assembly, Coding, Piece, marker_prefix},
+    web::compression::Encoding,
+};
+
+#[derive(Debug, Clone)]
+enum Part {
+    Run(Piece),
+    Csrf,
+    /// A region: its name and how many parts after it are its neutral content.
+    Region(String, usize),
+}
+
+/// A stored page: its parts and what the handler needs to fill its regions (`meta`,
+/// the handler's own encoding).
+#[derive(Debug, Clone)]
+pub struct StitchedPage {
+    pub meta: Vec<u8>,
+    parts: Vec<Part>,
+    size: usize,
+}
+
+impl StitchedPage {
+    /// Cuts a stitching render at its markers and compresses the runs. None if the
+    /// regions do not pair up (a template bug: the page is then rendered per reader).
+    pub fn parse(html: &str, meta: Vec<u8>) -> std::io::Result<Option<StitchedPage>> {
+        let prefix = marker_prefix();
+        let mut parts = Vec::new();
+        let mut open: Vec<(String, usize)> = Vec::new();
+        let mut rest = html;
+        loop {
+            let (run, after) = match rest.find(&prefix) {
+                Some(i) => (&rest[..i], Some(&rest[i + prefix.len()..])),
+                None => (rest, None),
+            };
+            if !run.is_empty() {
+                parts.push(Part::Run(Piece::new(run.as_bytes())?));
+            }
+            let Some(after) = after else { break };
+            let Some(end) = after.find('>') else { return Ok(None) };
+            let name = &after[..end];
+            rest = &after[end + 1..];
+            if name == "csrf" {
+                parts.push(Part::Csrf);
+            } else if let Some(closing) = name.strip_prefix('/') {
+                match open.pop() {
+                    Some((n, at)) if n == closing => {
+                        let len = parts.len() - at - 1;
+                        parts[at] = Part::Region(n, len);
+                    }
+                    _ => return Ok(None),
+                }
+            } else {
+                open.push((name.to_string(), parts.len()));
+                parts.push(Part::Region(name.to_string(), 0));
+            }
+        }
+        if !open.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(StitchedPage { meta, parts, size: html.len() }))
+    }
+
+    /// The body for one reader: `region(name)` is None to keep the neutral content, or
+    /// the reader's own HTML.
+    pub fn assemble(&self, coding: Coding, csrf: &str, mut region: impl FnMut(&str) -> Option<String>) -> Vec<u8> {
+        let hint = match coding {
+            Coding::Identity => self.size,
+            _ => self.size / 4,
+        };
+        let mut asm = Assembly::new(coding, hint);
+        let mut i = 0;
+        while i < self.parts.len() {
+            match &self.parts[i] {
+                Part::Run(p) => asm.piece(p),
+                Part::Csrf => asm.text(csrf.as_bytes()),
+                Part::Region(name, len) => {
+                    if let Some(html) = region(name) {
+                        asm.text(html.as_bytes());
+                        i += len;
+                    }
+                }
+            }
+            i += 1;
+        }
+        asm.finish()
+    }
+
+    pub fn respond(&self, encoding: Encoding, csrf: &str, region: impl FnMut(&str) -> Option<String>) -> Response {
+        let (coding, name) = match encoding {
+            Encoding::Brotli => (Coding::Brotli, Some("br")),
+            Encoding::Gzip => (Coding::Gzip, Some("gzip")),
+            Encoding::Identity => (Coding::Identity, None),
+        };
+        let body = self.assemble(coding, csrf, region);
+        let mut b = Response::builder()
+            .status(StatusCode::OK)
+            .content_type("text/html; charset=utf-8")
+            .header(header::CACHE_CONTROL, "no-store")
+            .header(header::VARY, "accept-encoding");
+        if let Some(n) = name {
+            b = b.header(header::CONTENT_ENCODING, n);
+        }
+        b.body(Body::from_vec(body))
+    }
+}
+
+impl Cacheable for StitchedPage {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.weight() + 64);
+        out.extend_from_slice(&(self.size as u32).to_le_bytes());
+        out.extend_from_slice(&(self.meta.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.meta);
+        out.extend_from_slice(&(self.parts.len() as u32).to_le_bytes());
+        for part in &self.parts {
+            match part {
+                Part::Run(p) => {
+                    out.push(0);
+                    p.encode_into(&mut out);
+                }
+                Part::Csrf => out.push(1),
+                Part::Region(name, len) => {
+                    out.push(2);
+                    out.push(name.len().min(255) as u8);
+                    out.extend_from_slice(&name.as_bytes()[..name.len().min(255)]);
+                    out.extend_from_slice(&(*len as u32).to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let mut rest = bytes;
+        let u32_ = |rest: &mut &[u8]| -> Option<usize> {
+            let v = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+            *rest = &rest[4..];
+            Some(v)
+        };
+        let size = u32_(&mut rest)?;
+        let meta_len = u32_(&mut rest)?;
+        let meta = rest.get(..meta_len)?.to_vec();
+        rest = &rest[meta_len..];
+        let n = u32_(&mut rest)?;
+        let mut parts = Vec::with_capacity(n.min(4096));
+        for _ in 0..n {
+            let (&tag, tail) = rest.split_first()?;
+            rest = tail;
+            parts.push(match tag {
+                0 => Part::Run(Piece::decode_from(&mut rest)?),
+                1 => Part::Csrf,
+                2 => {
+                    let (&len, tail) = rest.split_first()?;
+                    let name = std::str::from_utf8(tail.get(..len as usize)?).ok()?.to_string();
+                    rest = &tail[len as usize..];
+                    Part::Region(name, u32_(&mut rest)?)
+                }
+                _ => return None,
+            });
+        }
+        // Every region must end inside the page.
+        let ok = parts.iter().enumerate().all(|(i, p)| !matches!(p, Part::Region(_, len) if i + len >= parts.len()));
+        (ok && rest.is_empty()).then_some(StitchedPage { meta, parts, size })
+    }
+
+    fn weight(&self) -> usize {
+        self.meta.len()
+            + self
+                .parts
+                .iter()
+                .map(|p| match p {
+                    Part::Run(p) => p.weight(),
+                    _ => 16,
+                })
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stitch::{csrf_marker, marker};
+
+    fn page() -> String {
+        format!(
+            "<body x='{c}'>{n}NAV{ne}<main>{l}<form>like{c}</form>{le}<p>text</p>{e}{ee}</main>",
+            c = csrf_marker(),
+            n = marker("nav"),
+            ne = marker("/nav"),
+            l = marker("like"),
+            le = marker("/like"),
+            e = marker("empty"),
+            ee = marker("/empty"),
+        )
+    }
+
+    #[test]
+    fn regions_are_kept_or_replaced_and_the_token_is_the_readers() {
+        let p = StitchedPage::parse(&page(), b"meta".to_vec()).unwrap().unwrap();
+        let body = p.assemble(Coding::Identity, "TOKEN", |name| match name {
+            "nav" => Some("<nav>alice</nav>".into()),
+            "empty" => Some("<p>filled</p>".into()),
+            _ => None,
+        });
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            "<body x='TOKEN'><nav>alice</nav><main><form>likeTOKEN</form><p>text</p><p>filled</p></main>"
+        );
+        let kept = p.assemble(Coding::Identity, "T", |_| None);
+        assert_eq!(String::from_utf8(kept).unwrap(), "<body x='T'>NAV<main><form>likeT</form><p>text</p></main>");
+    }
+
+    #[test]
+    fn unpaired_regions_and_foreign_markers_are_refused_or_ignored() {
+        assert!(StitchedPage::parse(&format!("a{}b", marker("nav")), vec![]).unwrap().is_none());
+        assert!(StitchedPage::parse(&format!("a{}b", marker("/nav")), vec![]).unwrap().is_none());
+        // A marker with another nonce (someone's text) is just text.
+        let other = "<q-hole-0000:csrf>";
+        let p = StitchedPage::parse(other, vec![]).unwrap().unwrap();
+        assert_eq!(p.assemble(Coding::Identity, "T", |_| None), other.as_bytes());
+    }
+
+    #[test]
+    fn a_stored_page_decodes_to_itself() {
+        let p = StitchedPage::parse(&page(), b"meta".to_vec()).unwrap().unwrap();
+        let back = StitchedPage::decode(&p.encode()).unwrap();
+        assert_eq!(back.meta, b"meta");
+        let f = |name: &str| (name == "like").then(|| "L".to_string());
+        assert_eq!(back.assemble(Coding::Identity, "T", f), p.assemble(Coding::Identity, "T", f));
+        assert!(StitchedPage::decode(&p.encode()[..20]).is_none());
+    }
+}
