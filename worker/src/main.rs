@@ -1,11 +1,18 @@
-//! The `worker` binary: `worker [--queues mail,default] [--concurrency N] [--batch-size N]`.
+//! The `worker` binary: `worker [--queues mail,default] [--concurrency N] [--batch-size N]
+//! [--no-scheduler | --scheduler-only]`. Every worker also stands by for the scheduler role
+//! (see `worker::scheduler`: one of them at a time runs the periodic jobs);
+//! `--no-scheduler` opts out, `--scheduler-only` runs the schedule and no queue (a beat).
 
 use std::{process::ExitCode, sync::Arc};
 
 use app::{config::Config, db::Db, templates::Templates};
-use worker::{jobs::JobContext, mailer::Mailer, runtime::Options};
+use worker::{
+    jobs::JobContext,
+    mailer::Mailer,
+    runtime::{Options, Role},
+};
 
-const USAGE: &str = "usage: worker [--queues mail,default] [--concurrency N] [--batch-size N]";
+const USAGE: &str = "usage: worker [--queues mail,default] [--concurrency N] [--batch-size N] [--no-scheduler | --scheduler-only]";
 
 fn parse_args() -> Result<Options, String> {
     let mut options = Options::default();
@@ -33,6 +40,8 @@ fn parse_args() -> Result<Options, String> {
             "--batch-size" => {
                 options.batch_size = value()?.parse().ok().filter(|n| *n > 0).ok_or("--batch-size must be a positive number")?;
             }
+            "--no-scheduler" => options.scheduler = Role::Off,
+            "--scheduler-only" => options.scheduler = Role::Only,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -82,14 +91,22 @@ async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     let storage = app::storage::Storage::local(&config.media_root)?;
     let ctx = Arc::new(JobContext { db: db.clone(), storage, config: Arc::new(config), templates, mailer });
     tracing::info!(queues = ?options.queues, concurrency = options.concurrency, batch_size = options.batch_size, "worker starting");
-    let scheduler = tokio::spawn(worker::scheduler::run(db.clone()));
-    let result = worker::runtime::monitor(ctx, &options)
-        .run_with_signal(async {
-            app::shutdown::signal().await;
-            Ok(())
-        })
-        .await;
-    scheduler.abort();
+    // Aborting the scheduler closes its lock connection: another worker takes over.
+    let scheduler = (options.scheduler != Role::Off).then(|| tokio::spawn(worker::scheduler::run(db.clone())));
+    let result = if options.scheduler == Role::Only {
+        app::shutdown::signal().await;
+        Ok(())
+    } else {
+        worker::runtime::monitor(ctx, &options)
+            .run_with_signal(async {
+                app::shutdown::signal().await;
+                Ok(())
+            })
+            .await
+    };
+    if let Some(scheduler) = scheduler {
+        scheduler.abort();
+    }
     db.close().await;
     tracing::info!("worker stopped");
     result.map_err(Into::into)

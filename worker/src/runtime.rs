@@ -44,6 +44,21 @@ pub struct Options {
     pub retry_min_delay: Duration,
     /// The jobs this worker can run, with their policies (tests add test-only jobs).
     pub registry: Arc<Registry>,
+    /// Whether this process takes part in the scheduler role (`crate::scheduler`); read
+    /// by the binary, which starts the scheduler, not by `monitor`.
+    pub scheduler: Role,
+}
+
+/// A worker process's part in running the periodic jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Runs its queues and stands by for the schedule (leads when it gets the lock).
+    #[default]
+    Both,
+    /// Runs its queues only (`--no-scheduler`).
+    Off,
+    /// Runs the schedule only, no queue (`--scheduler-only`): a Celery-beat-like process.
+    Only,
 }
 
 impl Default for Options {
@@ -54,6 +69,7 @@ impl Default for Options {
             batch_size: 500,
             retry_min_delay: Duration::MAX,
             registry: crate::jobs::registry(),
+            scheduler: Role::Both,
         }
     }
 }
