@@ -9,6 +9,12 @@
 //! on a machine that does not look deployed; production needs every variable a real
 //! deployment has to choose (`DATABASE_URL`, `SECRET_KEY`, `BASE_URL`, `SMTP_URL`,
 //! `MAIL_FROM`); and mail never goes unencrypted to another host unless the URL says so.
+//!
+//! Heroku's conventions are read where they mean something (see `Config::read_env`):
+//! follower databases (`HEROKU_POSTGRESQL_<COLOR>_URL`) become the read replicas when
+//! `DATABASE_REPLICA_URLS` is unset, `WEB_CONCURRENCY` is the cores a process plans for,
+//! `DYNO` names the process, and on a dyno the request deadlines stay below the router's
+//! 30 s.
 
 use std::{env, ffi::OsString, fmt, path::{Path, PathBuf}};
 
@@ -64,6 +70,13 @@ pub struct Config {
     /// `STATS_FLUSH_SECS` (5): how often each web process writes the chapter views it
     /// counted in memory (`stats::counter`); a crash loses at most this much of them.
     pub stats_flush: std::time::Duration,
+    /// `WEB_CONCURRENCY`, else the cores the OS reports: the CPUs this process plans for
+    /// (the default pool size; the web binary's runtime threads, see `web_concurrency`).
+    pub cores: usize,
+    /// `DYNO` (Heroku: `web.1`, `worker.2`): this process's name where one is shown, e.g.
+    /// PostgreSQL's `application_name`, so `pg_stat_activity` says which dyno holds a
+    /// connection. None off Heroku.
+    pub instance: Option<String>,
 }
 
 impl fmt::Debug for Config {
@@ -119,13 +132,30 @@ impl Config {
     /// the configuration.
     pub fn from_env() -> Result<Config, ConfigError> {
         let _ = dotenvy::dotenv();
-        Self::read(|name| env::var_os(name))
+        Self::read_env(env::vars_os())
     }
 
-    /// The configuration from `get` (a variable's value, or None when unset): the process
-    /// environment for `from_env`, a map in tests. Development's defaults still read and
-    /// write `var/` (the private cluster's port, the generated key).
+    /// The configuration from a whole environment (name, value pairs): what `read` does,
+    /// plus what needs to see every name — Heroku's follower databases, attached as
+    /// `HEROKU_POSTGRESQL_<COLOR>_URL`, used as replicas when `DATABASE_REPLICA_URLS`
+    /// is unset (see `heroku_followers`).
+    pub fn read_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Config, ConfigError> {
+        let vars: std::collections::HashMap<String, OsString> =
+            vars.into_iter().filter_map(|(k, v)| Some((k.into_string().ok()?, v))).collect();
+        let followers: Vec<(String, OsString)> =
+            vars.iter().filter(|(k, _)| is_heroku_database_var(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        Self::read_with(|name| vars.get(name).cloned(), followers)
+    }
+
+    /// The configuration from `get` (a variable's value, or None when unset): a map in
+    /// tests. It sees only the variables it asks for by name, so no Heroku followers
+    /// (`read_env` finds those). Development's defaults still read and write `var/` (the
+    /// private cluster's port, the generated key).
     pub fn read(get: impl Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
+        Self::read_with(get, Vec::new())
+    }
+
+    fn read_with(get: impl Fn(&str) -> Option<OsString>, followers: Vec<(String, OsString)>) -> Result<Config, ConfigError> {
         let var = |name: &'static str| var_from(&get, name);
         let app_env = app_env(&get)?;
         if app_env == AppEnv::Production {
@@ -164,8 +194,11 @@ impl Config {
                     .map(|s| check_pg_url("DATABASE_REPLICA_URLS", s.to_string()))
                     .collect::<Result<Vec<_>, _>>()
             })
-            .transpose()?
-            .unwrap_or_default();
+            .transpose()?;
+        let replica_urls = match replica_urls {
+            Some(urls) => urls,
+            None => heroku_followers(&database_url, followers)?,
+        };
         let replica_max_lag = match var("DATABASE_REPLICA_MAX_LAG")? {
             None => std::time::Duration::from_secs(10),
             Some(v) => match v.trim().trim_end_matches('s').parse::<f64>() {
@@ -175,16 +208,28 @@ impl Config {
         };
         // Per process, for the primary and each replica. PostgreSQL does best with few busy
         // connections in all: with several processes on a small server, fewer each.
+        let cores = match var("WEB_CONCURRENCY")? {
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            Some(v) => parse_concurrency(&v)
+                .ok_or_else(|| bad("WEB_CONCURRENCY", format!("must be a number of cores from 1 to {MAX_CONCURRENCY}, not `{v}`")))?,
+        };
         let db_pool_size = match var("DATABASE_POOL_SIZE")? {
-            None => default_pool_size(),
+            None => default_pool_size(cores),
             Some(v) => match v.trim().parse::<u32>() {
                 Ok(n) if (1..=200).contains(&n) => n,
                 _ => return Err(bad("DATABASE_POOL_SIZE", format!("must be a number of connections from 1 to 200, not `{v}`"))),
             },
         };
-        let redis_url = var("REDIS_URL")?
-            .map(|u| check_scheme("REDIS_URL", u, &["redis://", "rediss://"], "must start with redis:// or rediss://"))
-            .transpose()?;
+        let redis_tls_insecure = match var("REDIS_TLS_INSECURE")?.as_deref() {
+            None | Some("0" | "false") => false,
+            Some("1" | "true") => true,
+            Some(other) => return Err(bad("REDIS_TLS_INSECURE", format!("must be `1` or `0`, not `{other}`"))),
+        };
+        let redis_url = match var("REDIS_URL")? {
+            Some(u) => Some(redis_url(u, redis_tls_insecure)?),
+            None if redis_tls_insecure => return Err(bad("REDIS_TLS_INSECURE", "is set but REDIS_URL is not")),
+            None => None,
+        };
         let redis_timeout = match var("REDIS_TIMEOUT_MS")? {
             None => crate::redis_client::DEFAULT_TIMEOUT,
             Some(v) => match v.trim().parse::<u64>() {
@@ -222,6 +267,7 @@ impl Config {
         };
         let http = HttpLimits::read(&var)?;
         let live = LiveLimits::read(&var, &http)?;
+        let instance = var("DYNO")?;
         let stats_flush = stats_flush(var("STATS_FLUSH_SECS")?)?;
         let trusted_proxies = TrustedProxies::parse(var("TRUSTED_PROXIES")?.as_deref()).map_err(|m| bad("TRUSTED_PROXIES", m))?;
         Ok(Config {
@@ -245,6 +291,8 @@ impl Config {
             trusted_proxies,
             live,
             stats_flush,
+            cores,
+            instance,
         })
     }
 
@@ -283,6 +331,8 @@ impl Config {
             trusted_proxies: TrustedProxies::None,
             live: LiveLimits::default(),
             stats_flush: std::time::Duration::from_secs(5),
+            cores: 2,
+            instance: None,
         }
     }
 
@@ -327,7 +377,14 @@ impl Default for HttpLimits {
 
 impl HttpLimits {
     fn read(var: &dyn Fn(&'static str) -> Result<Option<String>, ConfigError>) -> Result<HttpLimits, ConfigError> {
-        let d = HttpLimits::default();
+        let mut d = HttpLimits::default();
+        // On a Heroku dyno the router answers 503 (H12) to a request with no response
+        // after 30 s, whatever we do: our deadline must come first so the visitor gets our
+        // page (and the handler stops working for nobody). Uploads get 25 s instead of 60.
+        let on_heroku = var("DYNO")?.is_some();
+        if on_heroku {
+            d.upload_timeout = HEROKU_DEADLINE;
+        }
         let secs = |name: &'static str, default: std::time::Duration| -> Result<std::time::Duration, ConfigError> {
             match var(name)? {
                 None => Ok(default),
@@ -351,6 +408,13 @@ impl HttpLimits {
             upload_timeout: secs("UPLOAD_TIMEOUT_SECS", d.upload_timeout)?,
             max_connections,
         };
+        if on_heroku {
+            for (name, t) in [("REQUEST_TIMEOUT_SECS", limits.request_timeout), ("UPLOAD_TIMEOUT_SECS", limits.upload_timeout)] {
+                if t >= HEROKU_ROUTER_TIMEOUT {
+                    return Err(bad(name, "must be below 30 on Heroku (DYNO is set): its router gives up on a request after 30 s"));
+                }
+            }
+        }
         // A quiet handler still within its deadline must not lose its connection.
         if limits.idle_timeout <= limits.request_timeout.max(limits.upload_timeout) {
             return Err(bad("IDLE_TIMEOUT_SECS", "must be longer than REQUEST_TIMEOUT_SECS and UPLOAD_TIMEOUT_SECS"));
@@ -437,9 +501,86 @@ fn stats_flush(v: Option<String>) -> Result<std::time::Duration, ConfigError> {
 
 /// On this kind of machine (2 cores) a handful of connections beats dozens: PostgreSQL's
 /// throughput peaks near 2× cores busy backends. Each process gets its own pool.
-fn default_pool_size() -> u32 {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) as u32;
-    (cores * 2).clamp(4, 16)
+fn default_pool_size(cores: usize) -> u32 {
+    (cores.min(64) as u32 * 2).clamp(4, 16)
+}
+
+/// Heroku's router closes a request that has no response after this long (H12).
+pub const HEROKU_ROUTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Our deadline for uploads on a dyno: below the router's, with room for the 503 page.
+const HEROKU_DEADLINE: std::time::Duration = std::time::Duration::from_secs(25);
+
+const MAX_CONCURRENCY: usize = 256;
+
+fn parse_concurrency(v: &str) -> Option<usize> {
+    v.trim().parse::<usize>().ok().filter(|n| (1..=MAX_CONCURRENCY).contains(n))
+}
+
+/// `WEB_CONCURRENCY` from the process environment, for the web binary's runtime, which is
+/// built before the configuration is read: None when unset or invalid (then
+/// `Config::from_env` stops the process naming the variable).
+///
+/// Why it is cores and not processes: Heroku sets `WEB_CONCURRENCY` (or you do) to the
+/// number of processes a forking server should run per dyno. One Quire process already
+/// uses every core it is given, and a dyno reports the host's CPUs rather than its share
+/// of them, so the value is what it sizes itself by instead: threads, and pools.
+pub fn web_concurrency() -> Option<usize> {
+    env::var("WEB_CONCURRENCY").ok().as_deref().and_then(parse_concurrency)
+}
+
+/// `HEROKU_POSTGRESQL_<COLOR>_URL`: how Heroku attaches each database of the app.
+fn is_heroku_database_var(name: &str) -> bool {
+    name.strip_prefix("HEROKU_POSTGRESQL_")
+        .and_then(|rest| rest.strip_suffix("_URL"))
+        .is_some_and(|color| !color.is_empty() && color.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'))
+}
+
+/// Replicas when `DATABASE_REPLICA_URLS` is unset: every attached Heroku database whose URL
+/// is not the primary's. Heroku attaches the primary twice (`DATABASE_URL` and its
+/// colour), and each follower (`heroku addons:create heroku-postgresql:… --follow
+/// DATABASE_URL`) once, by colour. An attached database that is not a follower (a fork, a
+/// database being upgraded) is harmless: the replica health loop sees it is not a standby
+/// and never routes a read to it. Ordered by name, so `replica-1` is the same one in every
+/// process.
+fn heroku_followers(database_url: &str, followers: Vec<(String, OsString)>) -> Result<Vec<String>, ConfigError> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for (name, value) in followers {
+        let Ok(url) = value.into_string() else {
+            return Err(bad("DATABASE_REPLICA_URLS", format!("is unset, and {name} (a Heroku database, used as a replica) is not valid UTF-8")));
+        };
+        let url = url.trim().to_string();
+        if url.is_empty() || url == database_url || found.iter().any(|(_, u)| *u == url) {
+            continue;
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(bad("DATABASE_REPLICA_URLS", format!("is unset, and {name} (a Heroku database, used as a replica) is not a postgres:// URL")));
+        }
+        found.push((name, url));
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, url)| url).collect())
+}
+
+/// `REDIS_URL`, checked with the client that will use it (a `rediss://` needs its TLS
+/// support). With `REDIS_TLS_INSECURE=1` a `rediss://` URL gets the redis crate's
+/// `#insecure` fragment: TLS without verifying the server's certificate, which is what
+/// Heroku Redis needs (its certificate is self-signed, and Heroku's documentation says to
+/// turn verification off). The link is still encrypted against eavesdropping, but not
+/// authenticated, so it is a choice the operator makes by name, never a default.
+fn redis_url(url: String, insecure: bool) -> Result<String, ConfigError> {
+    let mut url = check_scheme("REDIS_URL", url, &["redis://", "rediss://"], "must start with redis:// or rediss://")?;
+    if insecure {
+        if !url.starts_with("rediss://") {
+            return Err(bad("REDIS_TLS_INSECURE", "applies only to a rediss:// REDIS_URL (TLS)"));
+        }
+        if !url.ends_with("#insecure") {
+            url.push_str("#insecure");
+        }
+    }
+    // The redis crate's URL errors are fixed sentences: they never repeat the URL (which
+    // holds the password).
+    redis::Client::open(url.as_str()).map_err(|e| bad("REDIS_URL", format!("is not a usable Redis URL: {e}")))?;
+    Ok(url)
 }
 
 fn check_scheme(var: &'static str, url: String, schemes: &[&str], message: &str) -> Result<String, ConfigError> {

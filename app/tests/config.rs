@@ -164,3 +164,163 @@ fn redis_timeout_and_cache_switch_are_checked_and_default_sensibly() {
         assert_eq!(e.var, var, "{var}={bad}: {e}");
     }
 }
+
+// ---- Heroku: follower databases, TLS to PostgreSQL and Redis, dynos -------------------
+
+fn read_env(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::read_env(vars.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect::<Vec<_>>())
+}
+
+const ONYX: &str = "postgres://u:p@ec2-1.compute.amazonaws.com:5432/d1";
+const AMBER: &str = "postgres://u:p@ec2-2.compute.amazonaws.com:5432/d1";
+const COBALT: &str = "postgres://u:p@ec2-3.compute.amazonaws.com:5432/d1";
+
+#[test]
+fn heroku_followers_are_the_replicas_when_database_replica_urls_is_unset() {
+    // Heroku attaches the primary twice (DATABASE_URL and its colour) and each follower by
+    // its colour; unrelated HEROKU_ variables and a colourless name are not databases.
+    let heroku = production(&[
+        ("DATABASE_URL", ONYX),
+        ("HEROKU_POSTGRESQL_ONYX_URL", ONYX),
+        ("HEROKU_POSTGRESQL_COBALT_URL", COBALT),
+        ("HEROKU_POSTGRESQL_AMBER_URL", AMBER),
+        ("HEROKU_POSTGRESQL_URL", "postgres://not-a-colour/x"),
+        ("HEROKU_APP_NAME", "postgres://not-a-database/x"),
+    ]);
+    let c = read_env(&heroku).unwrap();
+    assert_eq!(c.database_url, ONYX);
+    assert_eq!(c.replica_urls, [AMBER, COBALT], "followers only, ordered by name");
+
+    // The same follower attached under two names is one replica.
+    let c = read_env(&production(&[("DATABASE_URL", ONYX), ("HEROKU_POSTGRESQL_AMBER_URL", AMBER), ("HEROKU_POSTGRESQL_RED_URL", AMBER)])).unwrap();
+    assert_eq!(c.replica_urls, [AMBER]);
+
+    // An explicit list wins, followers or not.
+    let mut explicit = heroku.clone();
+    explicit.push(("DATABASE_REPLICA_URLS", COBALT));
+    assert_eq!(read_env(&explicit).unwrap().replica_urls, [COBALT]);
+
+    // Only the primary attached: no replicas.
+    let c = read_env(&production(&[("DATABASE_URL", ONYX), ("HEROKU_POSTGRESQL_ONYX_URL", ONYX)])).unwrap();
+    assert!(c.replica_urls.is_empty());
+
+    // `read` asks for variables by name and so sees no followers.
+    let map: HashMap<String, OsString> = heroku.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+    assert!(Config::read(|name| map.get(name).cloned()).unwrap().replica_urls.is_empty());
+
+    // A follower that is not a PostgreSQL URL stops start-up, naming it and never its value.
+    let e = read_env(&production(&[("HEROKU_POSTGRESQL_AMBER_URL", "mysql://u:hunter2@x/y")])).unwrap_err();
+    assert_eq!(e.var, "DATABASE_REPLICA_URLS");
+    assert!(e.message.contains("HEROKU_POSTGRESQL_AMBER_URL") && !e.message.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn database_url_with_sslmode_require_is_accepted() {
+    let url = "postgres://u:p@ec2-1.compute.amazonaws.com:5432/d1?sslmode=require";
+    let c = read_env(&production(&[("DATABASE_URL", url), ("HEROKU_POSTGRESQL_ONYX_URL", url)])).unwrap();
+    assert_eq!(c.database_url, url);
+    assert!(c.replica_urls.is_empty());
+}
+
+/// Accepts one connection on a local port and returns the first byte the client sends
+/// after the server agreed to TLS (`agree`: the reply to PostgreSQL's SSLRequest; None for
+/// a protocol that starts with TLS, like rediss://). 0x16 is a TLS handshake record.
+async fn first_byte_after_tls_offer(agree: Option<&'static [u8]>) -> (u16, tokio::task::JoinHandle<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        if let Some(reply) = agree {
+            let mut request = [0u8; 8];
+            socket.read_exact(&mut request).await.unwrap();
+            // Length 8, then the SSLRequest code 80877103.
+            assert_eq!(request, [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f], "an SSLRequest first");
+            socket.write_all(reply).await.unwrap();
+        }
+        let mut first = [0u8; 1];
+        socket.read_exact(&mut first).await.unwrap();
+        first[0]
+    });
+    (port, server)
+}
+
+#[tokio::test]
+async fn sslmode_require_really_speaks_tls_to_postgresql() {
+    // Heroku Postgres refuses plaintext: the driver must be built with TLS and use it.
+    let (port, server) = first_byte_after_tls_offer(Some(b"S")).await;
+    let url = format!("postgres://u:p@127.0.0.1:{port}/d?sslmode=require");
+    let client = tokio::spawn(async move {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&url).await.map(|_| ())
+    });
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), server).await.expect("in time").unwrap();
+    assert_eq!(first, 0x16, "a TLS ClientHello after the server said S");
+    client.abort();
+}
+
+#[tokio::test]
+async fn rediss_speaks_tls_and_redis_tls_insecure_is_explicit() {
+    let c = read(&production(&[("REDIS_URL", "rediss://:pw@ec2-9.compute.amazonaws.com:12345")])).unwrap();
+    assert_eq!(c.redis_url.as_deref(), Some("rediss://:pw@ec2-9.compute.amazonaws.com:12345"), "verified by default");
+    for on in ["1", "true"] {
+        let c = read(&production(&[("REDIS_URL", "rediss://:pw@ec2-9.compute.amazonaws.com:12345"), ("REDIS_TLS_INSECURE", on)])).unwrap();
+        assert_eq!(c.redis_url.as_deref(), Some("rediss://:pw@ec2-9.compute.amazonaws.com:12345#insecure"));
+    }
+    let c = read(&production(&[("REDIS_URL", "rediss://:pw@host:1/#insecure"), ("REDIS_TLS_INSECURE", "1")])).unwrap();
+    assert_eq!(c.redis_url.as_deref(), Some("rediss://:pw@host:1/#insecure"), "not twice");
+    let c = read(&production(&[("REDIS_URL", "rediss://:pw@host:1/#insecure")])).unwrap();
+    assert!(c.redis_url.unwrap().ends_with("#insecure"), "the redis crate's own fragment is honoured as written");
+    for (vars, var) in [
+        (&[("REDIS_URL", "redis://host:1"), ("REDIS_TLS_INSECURE", "1")][..], "REDIS_TLS_INSECURE"),
+        (&[("REDIS_TLS_INSECURE", "1")][..], "REDIS_TLS_INSECURE"),
+        (&[("REDIS_URL", "rediss://host:1"), ("REDIS_TLS_INSECURE", "yes")][..], "REDIS_TLS_INSECURE"),
+        (&[("REDIS_URL", "rediss://:hunter2@host:1/#verify-later")][..], "REDIS_URL"),
+    ] {
+        let e = error(&production(vars));
+        assert_eq!(e.var, var, "{vars:?}: {e}");
+        assert!(!e.message.contains("hunter2"), "{e}");
+    }
+
+    // And the client really opens TLS (the redis crate's TLS feature is built in).
+    let (port, server) = first_byte_after_tls_offer(None).await;
+    let url = format!("rediss://127.0.0.1:{port}");
+    let vars: Vec<(&str, &str)> = production(&[("REDIS_TLS_INSECURE", "1")]).into_iter().chain([("REDIS_URL", url.as_str())]).collect();
+    let c = read(&vars).unwrap();
+    let redis = app::redis_client::Redis::open(c.redis_url.as_deref().unwrap(), std::time::Duration::from_secs(1)).unwrap();
+    let client = redis.client().clone();
+    let connecting = tokio::spawn(async move { client.get_multiplexed_async_connection().await.map(|_| ()) });
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), server).await.expect("in time").unwrap();
+    assert_eq!(first, 0x16, "a TLS ClientHello");
+    connecting.abort();
+}
+
+#[test]
+fn web_concurrency_sizes_the_pools_and_dyno_names_the_process() {
+    let c = read(&production(&[("WEB_CONCURRENCY", "3")])).unwrap();
+    assert_eq!((c.cores, c.db_pool_size), (3, 6));
+    assert_eq!(read(&production(&[("WEB_CONCURRENCY", "1")])).unwrap().db_pool_size, 4, "never below 4");
+    assert_eq!(read(&production(&[("WEB_CONCURRENCY", "64")])).unwrap().db_pool_size, 16, "never above 16");
+    assert_eq!(read(&production(&[("WEB_CONCURRENCY", "3"), ("DATABASE_POOL_SIZE", "9")])).unwrap().db_pool_size, 9);
+    for bad in ["0", "many", "-2", "1000"] {
+        assert_eq!(error(&production(&[("WEB_CONCURRENCY", bad)])).var, "WEB_CONCURRENCY", "{bad}");
+    }
+    assert_eq!(read(&production(&[])).unwrap().instance, None);
+    assert_eq!(read(&production(&[("DYNO", "web.2")])).unwrap().instance.as_deref(), Some("web.2"));
+}
+
+#[test]
+fn on_a_dyno_every_request_deadline_is_below_the_routers_30_seconds() {
+    let off = read(&production(&[])).unwrap().http;
+    assert_eq!(off.upload_timeout, std::time::Duration::from_secs(60));
+    let dyno = read(&production(&[("DYNO", "web.1")])).unwrap().http;
+    assert!(dyno.request_timeout < app::config::HEROKU_ROUTER_TIMEOUT, "{dyno:?}");
+    assert!(dyno.upload_timeout < app::config::HEROKU_ROUTER_TIMEOUT, "{dyno:?}");
+    assert_eq!(read(&production(&[("DYNO", "web.1"), ("UPLOAD_TIMEOUT_SECS", "20")])).unwrap().http.upload_timeout.as_secs(), 20);
+    for var in ["REQUEST_TIMEOUT_SECS", "UPLOAD_TIMEOUT_SECS"] {
+        let e = error(&production(&[("DYNO", "web.1"), (var, "30")]));
+        assert_eq!(e.var, var, "{e}");
+        assert!(e.message.contains("Heroku"), "{e}");
+        read(&production(&[(var, "30")])).expect("30 s is fine off Heroku");
+    }
+}

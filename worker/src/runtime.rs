@@ -28,7 +28,10 @@ use crate::{
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 pub const MISSED_HEARTBEATS: usize = 3;
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Below the 30 s after which Heroku follows SIGTERM with SIGKILL (docker-compose.yml gives
+/// the same 30 s with `stop_grace_period`), leaving time to hand unstarted jobs back and
+/// close the pools before the kill.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -77,7 +80,9 @@ impl Default for Options {
 /// A unique name per process and queue: a restarted worker must not inherit the
 /// registration (and so the held jobs) of the one that died.
 fn worker_name(queue: &str) -> String {
-    let host = std::env::var("HOSTNAME").or_else(|_| std::env::var("DYNO")).unwrap_or_else(|_| "local".into());
+    // DYNO first: on Heroku it says which process this is (`worker.2`); HOSTNAME there
+    // is a random id.
+    let host = std::env::var("DYNO").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "local".into());
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     format!("{queue}@{host}:{}:{}", std::process::id(), &nonce[..8])
 }

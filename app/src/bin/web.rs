@@ -22,7 +22,12 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // One thread per core the dyno (or container) is given, not per core the host has.
+    if let Some(cores) = app::config::web_concurrency() {
+        runtime.worker_threads(cores);
+    }
+    match runtime.enable_all().build() {
         Ok(rt) => rt.block_on(async_main()),
         Err(e) => {
             eprintln!("web: cannot start the async runtime: {e}");

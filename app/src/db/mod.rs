@@ -16,7 +16,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 
 use crate::config::Config;
 pub use routing::{Lsn, PoolStats, ReadScope, ReplicaStatus};
@@ -40,11 +43,12 @@ impl Db {
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(5))
             .idle_timeout(Duration::from_secs(300))
-            .connect(&config.database_url)
+            .connect_with(connect_options(&config.database_url, config)?)
             .await?;
         let mut replicas = Vec::new();
         for (i, url) in config.replica_urls.iter().enumerate() {
-            replicas.push(Replica::new(i, url, routing::replica_pool(url, config.db_pool_size)?));
+            let pool = routing::replica_pool_with(connect_options(url, config)?, config.db_pool_size);
+            replicas.push(Replica::new(i, url, pool));
         }
         Ok(Db::assemble(primary, replicas, config.replica_max_lag).await)
     }
@@ -110,6 +114,17 @@ impl Db {
         self.primary.close().await;
         self.router.close().await;
     }
+}
+
+/// A URL's options (`sslmode=require` and the rest are read from it), named after the
+/// process when it has a name (`DYNO` on Heroku: `web.1`), so `pg_stat_activity` and the
+/// server's logs say which process holds a connection.
+fn connect_options(url: &str, config: &Config) -> Result<PgConnectOptions, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    Ok(match &config.instance {
+        Some(name) => options.application_name(&format!("quire {name}")),
+        None => options,
+    })
 }
 
 /// Where one read goes; made by `Db::pick_read`.

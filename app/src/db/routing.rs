@@ -152,12 +152,17 @@ pub const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(250);
 /// down. Waiting for a connection is capped at `REPLICA_ACQUIRE_TIMEOUT`, because a read
 /// that cannot get one goes to the primary instead (see `replica_read!`).
 pub fn replica_pool(url: &str, size: u32) -> Result<PgPool, sqlx::Error> {
-    Ok(PgPoolOptions::new()
+    Ok(replica_pool_with(url.parse()?, size))
+}
+
+/// `replica_pool` from parsed options (`Db::connect` names its connections).
+pub fn replica_pool_with(options: PgConnectOptions, size: u32) -> PgPool {
+    PgPoolOptions::new()
         .max_connections(size)
         .min_connections(0)
         .acquire_timeout(REPLICA_ACQUIRE_TIMEOUT)
         .idle_timeout(Duration::from_secs(300))
-        .connect_lazy(url)?)
+        .connect_lazy_with(options)
 }
 
 /// host:port/database of a URL, without credentials, for /health and logs.
