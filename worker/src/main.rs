@@ -1,4 +1,5 @@
 //! The `worker` binary: `worker [--queues mail,default] [--concurrency N] [--batch-size N]`.
+//! SIGTERM/SIGINT stop it; SIGHUP restarts it in place (`app::shutdown`).
 
 use std::{process::ExitCode, sync::Arc};
 
@@ -67,7 +68,13 @@ async fn main() -> ExitCode {
         config.db_pool_size = config.db_pool_size.max(pool_size_for(&options));
     }
     match run(config, options).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(app::shutdown::Stop::Exit) => ExitCode::SUCCESS,
+        Ok(app::shutdown::Stop::Restart) => {
+            // Only returns when exec failed: exit, so the Procfile runner notices.
+            let e = app::shutdown::reexec();
+            eprintln!("worker: cannot restart: {e}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("worker: {e:#}");
             ExitCode::FAILURE
@@ -75,7 +82,13 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config, options: Options) -> anyhow::Result<()> {
+/// Runs until SIGTERM/SIGINT (exit) or SIGHUP (restart: the caller re-executes the
+/// binary). Either way fetching stops, running jobs finish, fetched-but-unstarted jobs go
+/// back to the queue, and the pool closes first: the new image picks up where this one
+/// left off, with nothing lost and nothing run twice.
+async fn run(config: Config, options: Options) -> anyhow::Result<app::shutdown::Stop> {
+    // Before the worker registers: `bin/stack restart` sends SIGHUP once it sees it.
+    app::shutdown::listen();
     let db = Db::connect(&config).await?;
     let templates = Templates::new(|_| None)?;
     let mailer = Mailer::from_config(&config)?;
@@ -85,12 +98,15 @@ async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     let scheduler = tokio::spawn(worker::scheduler::run(db.clone()));
     let result = worker::runtime::monitor(ctx, &options)
         .run_with_signal(async {
-            app::shutdown::signal().await;
+            let stop = app::shutdown::requested().await;
+            tracing::info!(?stop, "stopping: no more fetches, waiting for running jobs");
             Ok(())
         })
         .await;
     scheduler.abort();
     db.close().await;
-    tracing::info!("worker stopped");
-    result.map_err(Into::into)
+    let stop = app::shutdown::outcome();
+    tracing::info!(?stop, "worker stopped");
+    result?;
+    Ok(stop)
 }
