@@ -309,3 +309,84 @@ async fn the_generated_development_key_is_private_to_its_owner() {
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Status line and body of GET `path`, or None when nothing answers (between images).
+fn try_get(port: u16, path: &str) -> Option<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+fn boot_of(body: &str) -> String {
+    // The body may be chunked: the JSON object is on one line between the chunk sizes.
+    let json = body.lines().find(|l| l.starts_with('{')).unwrap_or(body);
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["boot"].as_str().unwrap_or_else(|| panic!("no boot id: {v}")).to_string()
+}
+
+#[tokio::test]
+async fn sighup_drains_then_re_executes_in_place_under_the_same_pid() {
+    let db = common::TestDb::new().await;
+    let port = free_port();
+    let media = temp_dir("sighup");
+    let mut child = web()
+        .arg("serve")
+        .env("APP_ENV", "development")
+        .env("DATABASE_URL", &db.url)
+        .env("PORT", port.to_string())
+        .env("SECRET_KEY", "0123456789abcdef0123456789abcdef-test")
+        .env("MEDIA_ROOT", &media)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&mut child, port).await;
+    let (status, body) = try_get(port, "/health").expect("health answers");
+    assert!(status.contains(" 200"), "{status} {body}");
+    let first = boot_of(&body);
+
+    Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    // Draining: /health says so at once, while pages are still served.
+    let hup = Instant::now();
+    let (status, body) = loop {
+        let got = try_get(port, "/health").expect("still serving while draining");
+        if got.0.contains(" 503") || hup.elapsed() > Duration::from_secs(1) {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.contains(" 503") && body.contains("\"draining\""), "{status} {body}");
+    let (status, _) = try_get(port, "/login").expect("pages still served while draining");
+    assert!(status.contains(" 200"), "{status}");
+
+    // The new image: same process (never exited), a new boot id, healthy.
+    let second = loop {
+        assert!(child.try_wait().unwrap().is_none(), "the process exited instead of re-executing");
+        if let Some((status, body)) = try_get(port, "/health")
+            && status.contains(" 200")
+        {
+            break boot_of(&body);
+        }
+        assert!(hup.elapsed() < Duration::from_secs(30), "no healthy new image within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_ne!(first, second, "a new boot id after the restart");
+    assert!(hup.elapsed() >= Duration::from_secs(2), "it drained for 2 s first");
+
+    // The new image still stops on SIGTERM.
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(30), "did not stop after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(media);
+}

@@ -2,6 +2,7 @@
 //! [--no-scheduler | --scheduler-only]`. Every worker also stands by for the scheduler role
 //! (see `worker::scheduler`: one of them at a time runs the periodic jobs);
 //! `--no-scheduler` opts out, `--scheduler-only` runs the schedule and no queue (a beat).
+//! SIGTERM/SIGINT stop it; SIGHUP restarts it in place (`app::shutdown`).
 
 use std::{process::ExitCode, sync::Arc};
 
@@ -76,7 +77,13 @@ async fn main() -> ExitCode {
         config.db_pool_size = config.db_pool_size.max(pool_size_for(&options));
     }
     match run(config, options).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(app::shutdown::Stop::Exit) => ExitCode::SUCCESS,
+        Ok(app::shutdown::Stop::Restart) => {
+            // Only returns when exec failed: exit, so the Procfile runner notices.
+            let e = app::shutdown::reexec();
+            eprintln!("worker: cannot restart: {e}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("worker: {e:#}");
             ExitCode::FAILURE
@@ -84,7 +91,13 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config, options: Options) -> anyhow::Result<()> {
+/// Runs until SIGTERM/SIGINT (exit) or SIGHUP (restart: the caller re-executes the
+/// binary). Either way fetching stops, running jobs finish, fetched-but-unstarted jobs go
+/// back to the queue, and the pool closes first: the new image picks up where this one
+/// left off, with nothing lost and nothing run twice.
+async fn run(config: Config, options: Options) -> anyhow::Result<app::shutdown::Stop> {
+    // Before the worker registers: `bin/stack restart` sends SIGHUP once it sees it.
+    app::shutdown::listen();
     let db = Db::connect(&config).await?;
     let templates = Templates::new(|_| None)?;
     let mailer = Mailer::from_config(&config)?;
@@ -94,12 +107,14 @@ async fn run(config: Config, options: Options) -> anyhow::Result<()> {
     // Aborting the scheduler closes its lock connection: another worker takes over.
     let scheduler = (options.scheduler != Role::Off).then(|| tokio::spawn(worker::scheduler::run(db.clone())));
     let result = if options.scheduler == Role::Only {
-        app::shutdown::signal().await;
+        let stop = app::shutdown::requested().await;
+        tracing::info!(?stop, "stopping the scheduler");
         Ok(())
     } else {
         worker::runtime::monitor(ctx, &options)
             .run_with_signal(async {
-                app::shutdown::signal().await;
+                let stop = app::shutdown::requested().await;
+                tracing::info!(?stop, "stopping: no more fetches, waiting for running jobs");
                 Ok(())
             })
             .await
@@ -108,6 +123,8 @@ async fn run(config: Config, options: Options) -> anyhow::Result<()> {
         scheduler.abort();
     }
     db.close().await;
-    tracing::info!("worker stopped");
-    result.map_err(Into::into)
+    let stop = app::shutdown::outcome();
+    tracing::info!(?stop, "worker stopped");
+    result?;
+    Ok(stop)
 }

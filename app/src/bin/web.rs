@@ -71,7 +71,13 @@ async fn async_main() -> ExitCode {
         return set_role(config, &username, role).await;
     }
     match run(&command, config).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(app::shutdown::Stop::Exit) => ExitCode::SUCCESS,
+        Ok(app::shutdown::Stop::Restart) => {
+            // Only returns when exec failed: exit, so the Procfile runner notices.
+            let e = app::shutdown::reexec();
+            eprintln!("web {command}: cannot restart: {e}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "web {command} failed");
             eprintln!("web {command}: {e:#}");
@@ -106,7 +112,7 @@ async fn set_role(config: Config, username: &str, role: app::policy::Role) -> Ex
     }
 }
 
-async fn run(command: &str, config: Config) -> anyhow::Result<()> {
+async fn run(command: &str, config: Config) -> anyhow::Result<app::shutdown::Stop> {
     let db = Db::connect(&config).await?;
     match command {
         "migrate" => {
@@ -119,8 +125,8 @@ async fn run(command: &str, config: Config) -> anyhow::Result<()> {
         }
         _ => {
             let state = AppState::new(config, db)?;
-            app::web::serve(state).await?;
+            return app::web::serve(state).await;
         }
     }
-    Ok(())
+    Ok(app::shutdown::Stop::Exit)
 }

@@ -147,17 +147,35 @@ pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
         .data(state)
 }
 
-/// Serves until SIGTERM/SIGINT, then stops accepting, lets in-flight requests finish (up
-/// to 25 s), flushes the view counts and closes the pools.
-pub async fn serve(state: AppState) -> anyhow::Result<()> {
+/// How long a process asked to restart (SIGHUP) keeps serving after `/health` turned 503,
+/// so the load balancer's active check (every 500 ms in ops/stack/Caddyfile.in) takes it
+/// out of rotation before it stops accepting: four intervals.
+pub const RESTART_DRAIN: Duration = Duration::from_secs(2);
+
+/// Serves until SIGTERM/SIGINT or SIGHUP, then stops accepting, lets in-flight requests
+/// finish (up to 25 s), flushes the view counts and closes the pools. On SIGHUP it first
+/// drains for `RESTART_DRAIN`; the caller then re-executes the binary (`shutdown::reexec`).
+pub async fn serve(state: AppState) -> anyhow::Result<crate::shutdown::Stop> {
+    use crate::shutdown::{self, Stop};
+    // Before the port answers: `bin/stack restart` may send SIGHUP as soon as it does.
+    shutdown::listen();
     let addr = format!("0.0.0.0:{}", state.config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, boot = shutdown::boot_id(), "listening");
     let db = state.db.clone();
-    let result = serve_on(listener, state, crate::shutdown::signal()).await;
+    let signal = async {
+        if shutdown::requested().await == Stop::Restart {
+            tracing::info!(drain_ms = RESTART_DRAIN.as_millis() as u64, "draining: /health answers 503 while requests still come in");
+            tokio::select! {
+                _ = tokio::time::sleep(RESTART_DRAIN) => {}
+                _ = shutdown::exit_requested() => {}
+            }
+        }
+    };
+    let result = serve_on(listener, state, signal).await;
     tracing::info!("stopped accepting; closing database pools");
     db.close().await;
-    result
+    result.map(|()| shutdown::outcome())
 }
 
 /// Serves the app on `listener` with the configured timeouts and connection cap

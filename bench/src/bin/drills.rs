@@ -31,6 +31,14 @@
 //!   replica is stopped (`bin/pgctl NAME stop`) after 5 s and started after 12 s. PASS
 //!   when no request failed; prints what `/health` says about the replicas before, during
 //!   and after, and the replica-related lines of `/metrics`.
+//! - `rolling-restart`: the whole topology of `bin/stack --web 2 --workers 2 --seed`
+//!   (Caddy, two web, two workers split by queue, primary + replica, Redis, the SMTP
+//!   sink, under honcho); wrk drives the home, story and chapter pages through Caddy
+//!   while `bin/stack restart web` and then `bin/stack restart worker` run, and
+//!   verification mails are enqueued (as signup does) all through the worker restart.
+//!   PASS when wrk saw no non-2xx/3xx response and no socket error, both restarts
+//!   succeeded, and every mail reached the sink exactly once (one message per recipient,
+//!   one `sent_emails` row each). Prints the time each restart took.
 //!
 //! Everything runs on this machine: a private PostgreSQL cluster `drills` (and its replica
 //! `drills-replica`) under var/pg via bin/lib.sh, fresh databases `drills_mail` and
@@ -66,7 +74,7 @@ const REPLICA: &str = "drills-replica";
 const MAIL_DB: &str = "drills_mail";
 const WEB_DB: &str = "drills_web";
 const SECRET_KEY: &str = "bench-drills-secret-key-not-for-production-0123456789";
-const ALL_DRILLS: &[&str] = &["worker-kill", "web-sigterm", "redis-stop", "replica-stop"];
+const ALL_DRILLS: &[&str] = &["worker-kill", "web-sigterm", "redis-stop", "replica-stop", "rolling-restart"];
 
 // ---- what to run ----------------------------------------------------------------------
 
@@ -184,6 +192,7 @@ fn run(options: &Options) -> Res<Vec<Outcome>> {
             "web-sigterm" => web_sigterm(&env),
             "redis-stop" => redis_stop(&env),
             "replica-stop" => replica_stop(&env),
+            "rolling-restart" => rolling_restart(&env),
             _ => unreachable!(),
         };
         let outcome = outcome.unwrap_or_else(|e| Outcome::new(name, Verdict::Fail, format!("error: {e}"), vec![]));
@@ -1124,6 +1133,225 @@ http://127.0.0.1:{port_lb} {{
         report.requests,
         report.non_2xx_3xx,
         report.socket_errors()
+    );
+    Ok(Outcome::new(NAME, if ok { Verdict::Pass } else { Verdict::Fail }, figures, notes))
+}
+
+// ---- drill 5: rolling-restart ---------------------------------------------------------
+
+/// `bin/stack` as a child; stopped with SIGTERM and time to stop its PostgreSQL (the
+/// general cleanup would SIGKILL it after 5 s and leave the clusters running).
+struct Stack(Proc);
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.0.stop(Duration::from_secs(90));
+    }
+}
+
+/// Runs `bin/stack restart KIND`: how long it took, and its output.
+fn stack_restart(env: &Env, kind: &str) -> (Duration, Res<String>) {
+    let t = Instant::now();
+    let out = Command::new(env.root.join("bin/stack"))
+        .args(["restart", kind])
+        .current_dir(&env.root)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .output();
+    let took = t.elapsed();
+    let result = match out {
+        Ok(o) => {
+            let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            if o.status.success() { Ok(text) } else { Err(format!("bin/stack restart {kind} failed ({}): {}", o.status, text.trim())) }
+        }
+        Err(e) => Err(format!("running bin/stack restart {kind}: {e}")),
+    };
+    (took, result)
+}
+
+/// One `KEY='value'` of var/stack/env (bin/stack writes every value single-quoted).
+fn stack_env(root: &Path, key: &str) -> Res<String> {
+    let text = std::fs::read_to_string(root.join("var/stack/env")).map_err(|e| format!("var/stack/env: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(|v| v.trim_matches('\'').to_string())
+        .ok_or_else(|| format!("{key} is not in var/stack/env"))
+}
+
+/// Messages in the sink's Maildir (var/stack/mail) addressed to `To: PREFIX…`: count per
+/// recipient.
+fn maildir_recipients(root: &Path, prefix: &str) -> HashMap<String, u32> {
+    let mut seen = HashMap::new();
+    for sub in ["new", "cur"] {
+        let Ok(entries) = std::fs::read_dir(root.join("var/stack/mail").join(sub)) else { continue };
+        for entry in entries.flatten() {
+            let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+            let head = text.split("\n\n").next().unwrap_or("");
+            if let Some(to) = head.lines().find_map(|l| l.strip_prefix("To: ")) {
+                // `addr`, `<addr>` or `Name <addr>`.
+                let to = match (to.find('<'), to.rfind('>')) {
+                    (Some(a), Some(b)) if a < b => to[a + 1..b].to_string(),
+                    _ => to.trim().to_string(),
+                };
+                if to.starts_with(prefix) {
+                    *seen.entry(to).or_default() += 1;
+                }
+            }
+        }
+    }
+    seen
+}
+
+fn rolling_restart(env: &Env) -> Res<Outcome> {
+    const NAME: &str = "rolling-restart";
+    const LOAD_SECS: u64 = 45;
+    ensure_tool("wrk", "wrk")?;
+    let port = free_port();
+    let dir = env.tmp.join(NAME);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let log = dir.join("stack.log");
+    let mut c = Command::new(env.root.join("bin/stack"));
+    // The release binaries were just built (Env::prepare); bin/stack builds them otherwise.
+    c.args(["--web", "2", "--workers", "2", "--seed", "--no-build"])
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .current_dir(&env.root)
+        .stdin(Stdio::null());
+    println!("starting bin/stack --web 2 --workers 2 --seed on :{port} (log {})", log.display());
+    let mut stack = Stack(Proc::spawn("bin/stack", c, &log)?);
+    // First run: installs Caddy, honcho and aiosmtpd, makes both clusters.
+    let up = wait_healthy(port, &mut stack.0, Duration::from_secs(300))?;
+    println!("  /health through Caddy after {}", secs(up));
+
+    let db_url = stack_env(&env.root, "DATABASE_URL")?;
+    let pool = env.rt.block_on(PgPoolOptions::new().max_connections(2).connect(&db_url)).map_err(|e| format!("stack database: {e}"))?;
+    let story: i64 = env
+        .rt
+        .block_on(sqlx::query_scalar("SELECT id FROM stories WHERE status = 'published' ORDER BY id LIMIT 1").fetch_optional(&pool))
+        .map_err(|e| e.to_string())?
+        .ok_or("the seed made no published story")?;
+    let paths = vec!["/".to_string(), format!("/s/{story}"), format!("/s/{story}/c/1")];
+    // Let Caddy's first active checks see every web process healthy.
+    std::thread::sleep(Duration::from_secs(2));
+    println!("wrk {LOAD_SECS} s, 8 connections on {paths:?} through Caddy; restart web at 3 s, then worker (mails enqueued meanwhile)");
+
+    let t0 = Instant::now();
+    let wrk = start_wrk(env, port, &paths, 8, LOAD_SECS)?;
+    sleep_until(t0, Duration::from_secs(3));
+    let (web_took, web_out) = stack_restart(env, "web");
+    match &web_out {
+        Ok(out) => print!("{}", out.lines().map(|l| format!("  {l}\n")).collect::<String>()),
+        Err(e) => println!("  {e}"),
+    }
+
+    // Verification mails enqueued as signup does, all through the worker restart: each
+    // must reach the sink exactly once.
+    let tag = format!("rr{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() % 1_000_000).unwrap_or(0));
+    let enqueueing = Arc::new(AtomicBool::new(true));
+    let enqueued = Arc::new(AtomicUsize::new(0));
+    let producer = {
+        let (pool, tag, on, count) = (pool.clone(), tag.clone(), enqueueing.clone(), enqueued.clone());
+        let handle = env.rt.handle().clone();
+        std::thread::spawn(move || {
+            handle.block_on(async move {
+                let mut i = 0usize;
+                // Until told to stop, and at least a few batches.
+                while on.load(Ordering::SeqCst) || i < 100 {
+                    let mut tx = pool.begin().await?;
+                    for _ in 0..10 {
+                        let user = app::accounts::users::insert(
+                            &mut tx,
+                            &app::accounts::users::NewUser {
+                                username: &format!("{tag}u{i}"),
+                                email: &format!("{tag}u{i}@example.com"),
+                                password_hash: "x",
+                            },
+                        )
+                        .await?;
+                        app::jobs::enqueue(&mut tx, &app::jobs::mail::SendVerificationEmail::new(user.id), None)
+                            .await
+                            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                        i += 1;
+                    }
+                    tx.commit().await?;
+                    count.store(i, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let (worker_took, worker_out) = stack_restart(env, "worker");
+    match &worker_out {
+        Ok(out) => print!("{}", out.lines().map(|l| format!("  {l}\n")).collect::<String>()),
+        Err(e) => println!("  {e}"),
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    enqueueing.store(false, Ordering::SeqCst);
+    let produced = producer.join().map_err(|_| "enqueue thread panicked")?.map_err(|e| format!("enqueueing: {e}"));
+    let n = enqueued.load(Ordering::SeqCst);
+    let restarts_done = t0.elapsed();
+    println!("  restarts done at {} into the load; {n} mails enqueued during the worker restart", secs(restarts_done));
+    let report = wrk.join().map_err(|_| "wrk thread panicked")??;
+    println!("  wrk: {}", report.summary());
+
+    // Every mail delivered, once: wait for the queue to drain, then count.
+    let prefix = format!("{tag}u");
+    let drain = Instant::now();
+    let mut got = maildir_recipients(&env.root, &prefix);
+    while got.len() < n && drain.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+        got = maildir_recipients(&env.root, &prefix);
+    }
+    // A duplicate would land after the first copy: give one more moment.
+    std::thread::sleep(Duration::from_secs(1));
+    got = maildir_recipients(&env.root, &prefix);
+    let delivered: u32 = got.values().sum();
+    let twice = got.values().filter(|&&c| c > 1).count();
+    let sent_rows: i64 = env
+        .rt
+        .block_on(
+            sqlx::query_scalar("SELECT count(*) FROM sent_emails WHERE recipient LIKE $1")
+                .bind(format!("%{prefix}%"))
+                .fetch_one(&pool),
+        )
+        .unwrap_or(-1);
+    env.rt.block_on(pool.close());
+    println!("  mail: {n} enqueued, {} recipients reached, {delivered} messages, {twice} twice, sent_emails {sent_rows}", got.len());
+
+    let mut notes = Vec::new();
+    for r in [&web_out, &worker_out] {
+        if let Err(e) = r {
+            notes.push(e.clone());
+        }
+    }
+    if let Err(e) = &produced {
+        notes.push(e.clone());
+    }
+    if restarts_done > Duration::from_secs(LOAD_SECS) {
+        notes.push(format!("the restarts took longer than the {LOAD_SECS} s of load"));
+    }
+    if !report.clean() {
+        notes.push(format!("wrk output:\n{}", report.raw.trim()));
+    }
+    let mail_ok = n > 0 && got.len() == n && twice == 0 && sent_rows == n as i64;
+    if !mail_ok {
+        notes.push(format!("mail: {n} enqueued, {} reached, {twice} twice, sent_emails {sent_rows}", got.len()));
+    }
+    drop(stack);
+    let ok = report.clean() && web_out.is_ok() && worker_out.is_ok() && produced.is_ok() && mail_ok;
+    let figures = format!(
+        "{} requests ({:.0} req/s), non-2xx/3xx {}, socket errors {}, latency p50 {} p99 {} max {}; restart web (2 processes) {}, restart worker (2) {}; {n} mails during the worker restart: {delivered} delivered, {twice} twice",
+        report.requests,
+        report.rps,
+        report.non_2xx_3xx,
+        report.socket_errors(),
+        report.p50,
+        report.p99,
+        report.max,
+        secs(web_took),
+        secs(worker_took)
     );
     Ok(Outcome::new(NAME, if ok { Verdict::Pass } else { Verdict::Fail }, figures, notes))
 }

@@ -1,6 +1,7 @@
 //! `/health`: `{"status": "ok" | "degraded" | "down", "checks": {...}}`. 200 unless the
 //! primary database is unreachable (503), so a load balancer only drops a process that
-//! cannot serve at all.
+//! cannot serve at all, or 503 `"draining"` while the process stops or restarts. `boot`
+//! names this process image (`shutdown::boot_id`): it changes when a restart completes.
 
 use std::time::Duration;
 
@@ -27,6 +28,12 @@ async fn redis_check(state: &AppState) -> Option<serde_json::Value> {
 
 #[handler]
 pub async fn health(Data(state): Data<&AppState>) -> Response {
+    let boot = crate::shutdown::boot_id();
+    // Stopping or restarting (SIGHUP): still serving, but the load balancer should send
+    // new requests elsewhere before this process stops accepting.
+    if crate::shutdown::draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "draining", "boot": boot, "checks": {} }))).into_response();
+    }
     let pool = state.db.primary();
     let check = async {
         let (oldest, heartbeat): (Option<f64>, Option<f64>) = sqlx::query_as(
@@ -53,6 +60,7 @@ pub async fn health(Data(state): Data<&AppState>) -> Response {
             let status = if queue_ok && workers_ok && replicas_ok && redis_ok { "ok" } else { "degraded" };
             let body = json!({
                 "status": status,
+                "boot": boot,
                 "checks": {
                     "primary": { "status": "ok" },
                     "replicas": replicas,
@@ -69,7 +77,7 @@ pub async fn health(Data(state): Data<&AppState>) -> Response {
                 _ => "timed out".to_string(),
             };
             tracing::error!(%error, "health: primary unreachable");
-            let body = json!({ "status": "down", "checks": { "primary": { "status": "down" }, "replicas": state.db.replica_status() } });
+            let body = json!({ "status": "down", "boot": boot, "checks": { "primary": { "status": "down" }, "replicas": state.db.replica_status() } });
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
