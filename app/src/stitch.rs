@@ -98,6 +98,155 @@ impl Piece {
     }
 }
 
+/// Length of the CSRF tokens a `Run` carries (`sessions::csrf_token_for`: an HMAC-SHA256
+/// in unpadded base64url).
+pub const TOKEN_LEN: usize = 43;
+
+/// What stands for the token while a run is compressed: bytes that never occur in UTF-8
+/// (0xC0, 0xC1, 0xF5–0xFF), in an order with no repeats, so nothing else in the page can
+/// refer to them and each later token can only be a copy of the first.
+const PLACEHOLDER: [u8; TOKEN_LEN] = {
+    let alphabet = [0xC0u8, 0xC1, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9, 0xFA, 0xFB, 0xFC, 0xFD, 0xFE, 0xFF];
+    let mut out = [0u8; TOKEN_LEN];
+    let mut i = 0;
+    while i < TOKEN_LEN {
+        // Pairs (a, b) with b - a stepping through 1..=12: no pair of bytes repeats.
+        out[i] = alphabet[(i + (i / 13) * (i % 13 + 1)) % 13];
+        i += 1;
+    }
+    out
+};
+
+/// A run of a page between two regions, with the reader's CSRF token at `parts.len() - 1`
+/// places (between its parts).
+///
+/// For brotli the run is one stream, compressed once with the placeholder in the token's
+/// places: the first as an uncompressed meta-block (written by us: the encoder had only
+/// literals for it, so nothing in its state differs), the later ones as the copies of it
+/// the encoder chose. A request writes its token over the uncompressed bytes (`patch`) and
+/// every copy repeats it. Quality 4 has no literal context modeling, so no later symbol
+/// depends on the bytes patched; the stream is decoded once with another token when it
+/// is made, and used only if that gives the run back exactly — otherwise (`patch` None)
+/// each part is a stream of its own, as in `Piece`.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub parts: Vec<Piece>,
+    /// One catable brotli stream for the whole run, and where the token goes in it.
+    pub patched: Option<(Vec<u8>, usize)>,
+}
+
+impl Run {
+    pub fn new(parts: &[&[u8]]) -> std::io::Result<Run> {
+        let pieces = parts.iter().map(|p| Piece::new(p)).collect::<std::io::Result<Vec<_>>>()?;
+        let patched = if parts.len() > 1 { brotli_patched(parts)? } else { None };
+        Ok(Run { parts: pieces, patched })
+    }
+
+    pub fn weight(&self) -> usize {
+        self.parts.iter().map(Piece::weight).sum::<usize>() + self.patched.as_ref().map_or(0, |(b, _)| b.len())
+    }
+
+    pub fn raw_len(&self) -> usize {
+        self.parts.iter().map(|p| p.raw.len()).sum::<usize>() + (self.parts.len() - 1) * TOKEN_LEN
+    }
+
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.parts.len() as u32).to_le_bytes());
+        for p in &self.parts {
+            p.encode_into(out);
+        }
+        match &self.patched {
+            Some((b, at)) => {
+                out.extend_from_slice(&(*at as u32).to_le_bytes());
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+            None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+        }
+    }
+
+    pub fn decode_from(bytes: &mut &[u8]) -> Option<Run> {
+        let n = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        *bytes = &bytes[4..];
+        if n == 0 || n > 100_000 {
+            return None;
+        }
+        let mut parts = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            parts.push(Piece::decode_from(bytes)?);
+        }
+        let at = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
+        *bytes = &bytes[4..];
+        let patched = if at == u32::MAX {
+            None
+        } else {
+            let b = take_prefixed(bytes)?;
+            if at as usize + TOKEN_LEN > b.len() {
+                return None;
+            }
+            Some((b, at as usize))
+        };
+        Some(Run { parts, patched })
+    }
+}
+
+/// The run as one catable brotli stream with the placeholder for each token (see `Run`),
+/// and the offset of the first token's bytes; None if the encoder did not make every
+/// later token a copy of the first.
+fn brotli_patched(parts: &[&[u8]]) -> std::io::Result<Option<(Vec<u8>, usize)>> {
+    use std::io::Write;
+    let total: usize = parts.iter().map(|p| p.len()).sum::<usize>() + (parts.len() - 1) * TOKEN_LEN;
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 4,
+        lgwin: LGWIN as i32,
+        size_hint: total,
+        catable: true,
+        appendable: true,
+        byte_align: true,
+        use_dictionary: false,
+        ..Default::default()
+    };
+    let mut w = brotli::CompressorWriter::with_params(Vec::with_capacity(total / 3 + 64), 4096, &params);
+    let mut at = None;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 1 {
+            // The first token: flush, let the encoder see the placeholder (its window and
+            // positions must include it), then put our own uncompressed meta-block in
+            // place of what it wrote for it.
+            w.flush()?;
+            let before = w.get_ref().len();
+            w.write_all(&PLACEHOLDER)?;
+            w.flush()?;
+            let out = w.get_mut();
+            out.truncate(before);
+            let mlen1 = (TOKEN_LEN - 1) as u32;
+            // ISLAST=0, MNIBBLES=4 (00), MLEN-1 (16 bits), ISUNCOMPRESSED=1: 20 bits.
+            let header = (mlen1 << 3) | (1 << 19);
+            out.extend_from_slice(&[header as u8, (header >> 8) as u8, (header >> 16) as u8]);
+            at = Some(out.len());
+            out.extend_from_slice(&PLACEHOLDER);
+        } else if i > 1 {
+            w.write_all(&PLACEHOLDER)?;
+        }
+        w.write_all(part)?;
+    }
+    let mut stream = w.into_inner();
+    let Some(at) = at else { return Ok(None) };
+    // Proof, once: with another token in its place, the stream is the run.
+    let probe = [b'Z'; TOKEN_LEN];
+    stream[at..at + TOKEN_LEN].copy_from_slice(&probe);
+    let mut expected = Vec::with_capacity(total);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            expected.extend_from_slice(&probe);
+        }
+        expected.extend_from_slice(part);
+    }
+    let mut got = Vec::with_capacity(total);
+    let ok = std::io::Read::read_to_end(&mut brotli::Decompressor::new(&stream[..], 4096), &mut got).is_ok() && got == expected;
+    Ok(ok.then_some((stream, at)))
+}
+
 fn take_prefixed(bytes: &mut &[u8]) -> Option<Vec<u8>> {
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
     let v = bytes.get(4..4 + len)?.to_vec();
@@ -171,12 +320,35 @@ impl Assembly {
                 self.crc.combine(&crc32fast::Hasher::new_with_initial_len(p.crc, p.raw.len() as u64));
                 self.len += p.raw.len() as u64;
             }
-            Coding::Brotli => {
-                let stream = std::mem::take(&mut self.scratch);
-                self.cat_stream(&p.brotli);
-                self.scratch = stream;
+            Coding::Brotli => self.cat_stream(&p.brotli),
+        }
+    }
+
+    /// A run with `token` in its token places. False if the token is not `TOKEN_LEN`
+    /// long (nothing written then).
+    pub fn run(&mut self, r: &Run, token: &str) -> bool {
+        if r.parts.len() > 1 && token.len() != TOKEN_LEN {
+            return false;
+        }
+        match (&r.patched, self.coding) {
+            (Some((stream, at)), Coding::Brotli) => {
+                let mut s = std::mem::take(&mut self.scratch);
+                s.clear();
+                s.extend_from_slice(stream);
+                s[*at..*at + TOKEN_LEN].copy_from_slice(token.as_bytes());
+                self.cat_stream(&s);
+                self.scratch = s;
+            }
+            _ => {
+                for (i, p) in r.parts.iter().enumerate() {
+                    if i > 0 {
+                        self.text(token.as_bytes());
+                    }
+                    self.piece(p);
+                }
             }
         }
+        true
     }
 
     /// Per-request text, sent as is inside the encoding's framing.
@@ -331,6 +503,44 @@ mod tests {
                 assert!(body.len() < expected.len() / 2, "{coding:?}: {} of {}", body.len(), expected.len());
             }
         }
+    }
+
+    #[test]
+    fn a_run_is_patched_in_place_with_any_token_in_every_coding() {
+        let head = b"<!doctype html><body hx-headers='{\"X-CSRF-Token\": \"".to_vec();
+        let form = b"\"}'><form method=post><input type=hidden name=csrf_token value=\"".to_vec();
+        let tail = page(40);
+        let parts: Vec<&[u8]> = vec![&head, &form, &form, b"\"></form>", &tail];
+        let run = Run::new(&parts).unwrap();
+        let (stream, _) = run.patched.as_ref().expect("every later token a copy of the first");
+        let whole = brotli_catable(&parts.concat()).unwrap();
+        assert!(stream.len() < whole.len() + whole.len() / 4, "patched {} vs whole {}", stream.len(), whole.len());
+        for token in ["a".repeat(TOKEN_LEN), crate::sessions::csrf_token_for(b"k", "seed"), "-_".repeat(22)[..TOKEN_LEN].to_string()] {
+            let mut expected = Vec::new();
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    expected.extend_from_slice(token.as_bytes());
+                }
+                expected.extend_from_slice(p);
+            }
+            for coding in [Coding::Identity, Coding::Gzip, Coding::Brotli] {
+                let mut asm = Assembly::new(coding, 0);
+                asm.text(b"<!-- before -->");
+                assert!(asm.run(&run, &token));
+                let body = asm.finish();
+                let got = match coding {
+                    Coding::Identity => body,
+                    Coding::Gzip => ungzip(&body),
+                    Coding::Brotli => unbrotli(&body),
+                };
+                assert_eq!(&got[15..], &expected[..], "{coding:?}");
+            }
+        }
+        assert!(!Assembly::new(Coding::Brotli, 0).run(&run, "short"), "a token of another length is refused");
+        let mut buf = Vec::new();
+        run.encode_into(&mut buf);
+        let back = Run::decode_from(&mut &buf[..]).unwrap();
+        assert_eq!(back.patched, run.patched);
     }
 
     #[test]

@@ -18,14 +18,14 @@ use poem::{
 
 use crate::{
     cache::Cacheable,
-    stitch::{Assembly, Coding, Piece, marker_prefix},
+    stitch::{Assembly, Coding, Run, marker_prefix},
     web::compression::Encoding,
 };
 
 #[derive(Debug, Clone)]
 enum Part {
-    Run(Piece),
-    Csrf,
+    /// Text between regions, with the CSRF token in its token places.
+    Run(Run),
     /// A region: its name and how many parts after it are its neutral content.
     Region(String, usize),
 }
@@ -46,22 +46,35 @@ impl StitchedPage {
         let prefix = marker_prefix();
         let mut parts = Vec::new();
         let mut open: Vec<(String, usize)> = Vec::new();
+        // The current run: its text between tokens.
+        let mut run: Vec<&str> = vec![""];
+        let flush = |run: &mut Vec<&str>, parts: &mut Vec<Part>| -> std::io::Result<()> {
+            if run.len() > 1 || run.iter().any(|t| !t.is_empty()) {
+                let texts: Vec<&[u8]> = run.iter().map(|t| t.as_bytes()).collect();
+                parts.push(Part::Run(Run::new(&texts)?));
+            }
+            *run = vec![""];
+            Ok(())
+        };
         let mut rest = html;
         loop {
-            let (run, after) = match rest.find(&prefix) {
+            let (text, after) = match rest.find(&prefix) {
                 Some(i) => (&rest[..i], Some(&rest[i + prefix.len()..])),
                 None => (rest, None),
             };
-            if !run.is_empty() {
-                parts.push(Part::Run(Piece::new(run.as_bytes())?));
+            // Adjacent texts of one run are one slice of `html` only when nothing was cut
+            // between them, which is the case here: the run's last text grows.
+            if let Some(last) = run.last_mut() {
+                *last = if last.is_empty() { text } else { &html[offset(html, last)..offset(html, text) + text.len()] };
             }
             let Some(after) = after else { break };
             let Some(end) = after.find('>') else { return Ok(None) };
             let name = &after[..end];
             rest = &after[end + 1..];
             if name == "csrf" {
-                parts.push(Part::Csrf);
+                run.push("");
             } else if let Some(closing) = name.strip_prefix('/') {
+                flush(&mut run, &mut parts)?;
                 match open.pop() {
                     Some((n, at)) if n == closing => {
                         let len = parts.len() - at - 1;
@@ -70,10 +83,12 @@ impl StitchedPage {
                     _ => return Ok(None),
                 }
             } else {
+                flush(&mut run, &mut parts)?;
                 open.push((name.to_string(), parts.len()));
                 parts.push(Part::Region(name.to_string(), 0));
             }
         }
+        flush(&mut run, &mut parts)?;
         if !open.is_empty() {
             return Ok(None);
         }
@@ -81,8 +96,8 @@ impl StitchedPage {
     }
 
     /// The body for one reader: `region(name)` is None to keep the neutral content, or
-    /// the reader's own HTML.
-    pub fn assemble(&self, coding: Coding, csrf: &str, mut region: impl FnMut(&str) -> Option<String>) -> Vec<u8> {
+    /// the reader's own HTML. None if `csrf` is not a token's length.
+    pub fn assemble(&self, coding: Coding, csrf: &str, mut region: impl FnMut(&str) -> Option<String>) -> Option<Vec<u8>> {
         let hint = match coding {
             Coding::Identity => self.size,
             _ => self.size / 4,
@@ -91,8 +106,11 @@ impl StitchedPage {
         let mut i = 0;
         while i < self.parts.len() {
             match &self.parts[i] {
-                Part::Run(p) => asm.piece(p),
-                Part::Csrf => asm.text(csrf.as_bytes()),
+                Part::Run(r) => {
+                    if !asm.run(r, csrf) {
+                        return None;
+                    }
+                }
                 Part::Region(name, len) => {
                     if let Some(html) = region(name) {
                         asm.text(html.as_bytes());
@@ -102,16 +120,18 @@ impl StitchedPage {
             }
             i += 1;
         }
-        asm.finish()
+        Some(asm.finish())
     }
 
-    pub fn respond(&self, encoding: Encoding, csrf: &str, region: impl FnMut(&str) -> Option<String>) -> Response {
+    /// The response for one reader; None if `csrf` is not a token's length (the caller
+    /// renders the page then).
+    pub fn respond(&self, encoding: Encoding, csrf: &str, region: impl FnMut(&str) -> Option<String>) -> Option<Response> {
         let (coding, name) = match encoding {
             Encoding::Brotli => (Coding::Brotli, Some("br")),
             Encoding::Gzip => (Coding::Gzip, Some("gzip")),
             Encoding::Identity => (Coding::Identity, None),
         };
-        let body = self.assemble(coding, csrf, region);
+        let body = self.assemble(coding, csrf, region)?;
         let mut b = Response::builder()
             .status(StatusCode::OK)
             .content_type("text/html; charset=utf-8")
@@ -120,8 +140,13 @@ impl StitchedPage {
         if let Some(n) = name {
             b = b.header(header::CONTENT_ENCODING, n);
         }
-        b.body(Body::from_vec(body))
+        Some(b.body(Body::from_vec(body)))
     }
+}
+
+/// Where `part` (a slice of `whole`) starts in it.
+fn offset(whole: &str, part: &str) -> usize {
+    part.as_ptr() as usize - whole.as_ptr() as usize
 }
 
 impl Cacheable for StitchedPage {
@@ -133,11 +158,10 @@ impl Cacheable for StitchedPage {
         out.extend_from_slice(&(self.parts.len() as u32).to_le_bytes());
         for part in &self.parts {
             match part {
-                Part::Run(p) => {
+                Part::Run(r) => {
                     out.push(0);
-                    p.encode_into(&mut out);
+                    r.encode_into(&mut out);
                 }
-                Part::Csrf => out.push(1),
                 Part::Region(name, len) => {
                     out.push(2);
                     out.push(name.len().min(255) as u8);
@@ -166,8 +190,7 @@ impl Cacheable for StitchedPage {
             let (&tag, tail) = rest.split_first()?;
             rest = tail;
             parts.push(match tag {
-                0 => Part::Run(Piece::decode_from(&mut rest)?),
-                1 => Part::Csrf,
+                0 => Part::Run(Run::decode_from(&mut rest)?),
                 2 => {
                     let (&len, tail) = rest.split_first()?;
                     let name = std::str::from_utf8(tail.get(..len as usize)?).ok()?.to_string();
@@ -188,7 +211,7 @@ impl Cacheable for StitchedPage {
                 .parts
                 .iter()
                 .map(|p| match p {
-                    Part::Run(p) => p.weight(),
+                    Part::Run(r) => r.weight(),
                     _ => 16,
                 })
                 .sum::<usize>()
@@ -216,17 +239,19 @@ mod tests {
     #[test]
     fn regions_are_kept_or_replaced_and_the_token_is_the_readers() {
         let p = StitchedPage::parse(&page(), b"meta".to_vec()).unwrap().unwrap();
-        let body = p.assemble(Coding::Identity, "TOKEN", |name| match name {
+        let token = "T".repeat(crate::stitch::TOKEN_LEN);
+        let body = p.assemble(Coding::Identity, &token, |name| match name {
             "nav" => Some("<nav>alice</nav>".into()),
             "empty" => Some("<p>filled</p>".into()),
             _ => None,
         });
         assert_eq!(
-            String::from_utf8(body).unwrap(),
-            "<body x='TOKEN'><nav>alice</nav><main><form>likeTOKEN</form><p>text</p><p>filled</p></main>"
+            String::from_utf8(body.unwrap()).unwrap(),
+            format!("<body x='{token}'><nav>alice</nav><main><form>like{token}</form><p>text</p><p>filled</p></main>")
         );
-        let kept = p.assemble(Coding::Identity, "T", |_| None);
-        assert_eq!(String::from_utf8(kept).unwrap(), "<body x='T'>NAV<main><form>likeT</form><p>text</p></main>");
+        let kept = p.assemble(Coding::Identity, &token, |_| None).unwrap();
+        assert_eq!(String::from_utf8(kept).unwrap(), format!("<body x='{token}'>NAV<main><form>like{token}</form><p>text</p></main>"));
+        assert!(p.assemble(Coding::Brotli, "short", |_| None).is_none(), "a token of another length");
     }
 
     #[test]
@@ -236,7 +261,7 @@ mod tests {
         // A marker with another nonce (someone's text) is just text.
         let other = "<q-hole-0000:csrf>";
         let p = StitchedPage::parse(other, vec![]).unwrap().unwrap();
-        assert_eq!(p.assemble(Coding::Identity, "T", |_| None), other.as_bytes());
+        assert_eq!(p.assemble(Coding::Identity, "T", |_| None).unwrap(), other.as_bytes());
     }
 
     #[test]
@@ -245,7 +270,8 @@ mod tests {
         let back = StitchedPage::decode(&p.encode()).unwrap();
         assert_eq!(back.meta, b"meta");
         let f = |name: &str| (name == "like").then(|| "L".to_string());
-        assert_eq!(back.assemble(Coding::Identity, "T", f), p.assemble(Coding::Identity, "T", f));
+        let token = "T".repeat(crate::stitch::TOKEN_LEN);
+        assert_eq!(back.assemble(Coding::Identity, &token, f), p.assemble(Coding::Identity, &token, f));
         assert!(StitchedPage::decode(&p.encode()[..20]).is_none());
     }
 }

@@ -763,6 +763,9 @@ fn app_env(cmd: &mut Command, pg: &Pg, app: &str, port: u16) {
         // The load sends each client's address in X-Forwarded-For, as a proxy would.
         .env("TRUSTED_PROXIES", "1")
         .env_remove("RUST_LOG")
+        // As in production: a backtrace captured for every error is the developer's choice.
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
         .current_dir(bench::root().join("var/bench/load"));
 }
 

@@ -22,6 +22,7 @@ use crate::{
     stories::db::{self, StoryStatus},
     cache::{Fill, Got, Json, Tag, stats},
     error::{Error, Result},
+    sessions::CurrentUser,
     social::db::{self as social_db, ViewerState},
     web::{
         compression::AcceptEncoding,
@@ -73,7 +74,7 @@ pub async fn story(ctx: &Ctx, req: &Request, id: i64) -> Result<Option<Response>
     }
     let encoding = AcceptEncoding::from_headers(req.headers()).choose(true, true);
     let mut failed = None;
-    let mut resp = page.respond(encoding, &ctx.session.csrf_token, |name| match region(ctx, name, &meta, &viewer) {
+    let resp = page.respond(encoding, &ctx.session.csrf_token, |name| match region(ctx, user, name, &meta, &viewer) {
         Ok(html) => html,
         Err(e) => {
             failed = Some(e);
@@ -83,6 +84,8 @@ pub async fn story(ctx: &Ctx, req: &Request, id: i64) -> Result<Option<Response>
     if let Some(e) = failed {
         return Err(e);
     }
+    // A token of another length than the stored runs were made for: render instead.
+    let Some(mut resp) = resp else { return Ok(None) };
     let fresh = rendered_here.load(std::sync::atomic::Ordering::Relaxed);
     resp.headers_mut().insert(CACHE_HEADER, HeaderValue::from_static(if fresh { "miss" } else { "hit" }));
     Ok(Some(resp))
@@ -90,8 +93,7 @@ pub async fn story(ctx: &Ctx, req: &Request, id: i64) -> Result<Option<Response>
 
 /// This reader's content for region `name`: None keeps the stored (neutral) content —
 /// not liked, not saved, not following, no progress, address confirmed.
-fn region(ctx: &Ctx, name: &str, meta: &Meta, viewer: &ViewerState) -> Result<Option<String>> {
-    let user = ctx.user().ok_or(Error::Internal(anyhow::anyhow!("a member page without a member")))?;
+fn region(ctx: &Ctx, user: &CurrentUser, name: &str, meta: &Meta, viewer: &ViewerState) -> Result<Option<String>> {
     let html = match name {
         "nav" => ctx.render_partial("partials/_nav_user.html", context! {})?,
         "verify" if !user.email_verified => ctx.render_partial("partials/_verify_banner.html", context! {})?,
