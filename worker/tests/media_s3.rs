@@ -199,6 +199,7 @@ async fn a_store_that_is_down_answers_503_quickly_and_stores_nothing() {
         Err(e) if e.is_unavailable() => {}
         other => panic!("expected the store to be unavailable, got {other:?}"),
     }
+    eprintln!("store down: Storage::get failed in {:?}", t0.elapsed());
     assert!(t0.elapsed() < Duration::from_secs(5), "a refused connection fails fast ({:?})", t0.elapsed());
     assert!(!matches!(storage.exists("originals/ab/cd.png").await, Ok(_) | Err(StorageError::NotFound(_))), "down is not `missing`");
 
@@ -209,6 +210,7 @@ async fn a_store_that_is_down_answers_503_quickly_and_stores_nothing() {
     assert!(r.header("content-type").unwrap().starts_with("text/html"), "the error page");
     assert_eq!(r.header("retry-after"), Some("5"));
     r.assert_contains("Images and files are unavailable for a moment");
+    eprintln!("store down: /media/… answered 503 in {:?}", t0.elapsed());
     assert!(t0.elapsed() < Duration::from_secs(5), "answered within the deadline ({:?})", t0.elapsed());
 
     // An upload while the store is down: a 503, and neither a media row nor a job is left
@@ -218,4 +220,35 @@ async fn a_store_that_is_down_answers_503_quickly_and_stores_nothing() {
     r.assert_status(503);
     assert_eq!(app.count("SELECT count(*) FROM media").await, 0, "no media row");
     assert_eq!(app.count("SELECT count(*) FROM apalis.jobs WHERE job_type = 'media'").await, 0, "no job");
+}
+
+#[tokio::test]
+async fn a_store_that_accepts_but_never_answers_is_cut_off_at_the_deadline() {
+    // Takes connections and reads nothing back: a hung server, or a black-holed network.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let hung = S3Config {
+        timeout: Duration::from_secs(1),
+        ..s3_config(&format!("http://127.0.0.1:{port}"), "key", "secret", "quire-test/hung")
+    };
+    let storage = Storage::s3(&hung).unwrap();
+    let t0 = std::time::Instant::now();
+    let err = storage.put("originals/ab/cd.png", bytes::Bytes::from_static(b"png")).await.unwrap_err();
+    eprintln!("store hung: Storage::put gave up after {:?}: {err}", t0.elapsed());
+    assert!(err.is_unavailable(), "{err}");
+    assert!(t0.elapsed() >= Duration::from_millis(900), "it waited for the deadline ({:?})", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(3), "and not much longer ({:?})", t0.elapsed());
+
+    let app = TestApp::with_config(|c| c.media_s3 = Some(hung.clone())).await;
+    let t0 = std::time::Instant::now();
+    app.get("/media/variants/00000000000000000000000000000000/0123456789abcdef-320.webp").await.assert_status(503);
+    eprintln!("store hung: /media/… answered 503 after {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    held.abort();
 }
