@@ -768,9 +768,11 @@ redis_stop_started() {
   for f in ${REDIS_STARTED[@]+"${REDIS_STARTED[@]}"}; do
     [ -f "$f" ] || continue
     pid=$(cat "$f")
-    pid_alive "$pid" && kill "$pid" 2>/dev/null || true
+    # Waits for the exit: a server still shutting down writes its log while the
+    # directory is removed (rm then fails, and a caller's `set -e` trap stops there).
+    if pid_alive "$pid"; then stop_pids 5 "$pid"; fi
     # Nothing in it outlives the server (no persistence).
-    [ -z "${REDIS_KEEP_DIR:-}" ] && rm -rf "$(dirname "$f")"
+    if [ -z "${REDIS_KEEP_DIR:-}" ]; then rm -rf "$(dirname "$f")" || true; fi
   done
   REDIS_STARTED=()
 }
@@ -830,8 +832,8 @@ s3_stop_started() {
   for dir in ${S3_STARTED[@]+"${S3_STARTED[@]}"}; do
     [ -f "$dir/pid" ] || continue
     pid=$(cat "$dir/pid")
-    pid_alive "$pid" && stop_pids 5 "$pid"
-    rm -rf "$dir"
+    if pid_alive "$pid"; then stop_pids 5 "$pid"; fi
+    rm -rf "$dir" || true
   done
   S3_STARTED=()
 }
