@@ -768,9 +768,72 @@ redis_stop_started() {
   for f in ${REDIS_STARTED[@]+"${REDIS_STARTED[@]}"}; do
     [ -f "$f" ] || continue
     pid=$(cat "$f")
-    pid_alive "$pid" && kill "$pid" 2>/dev/null || true
+    # Waits for the exit: a server still shutting down writes its log while the
+    # directory is removed (rm then fails, and a caller's `set -e` trap stops there).
+    if pid_alive "$pid"; then stop_pids 5 "$pid"; fi
     # Nothing in it outlives the server (no persistence).
-    [ -z "${REDIS_KEEP_DIR:-}" ] && rm -rf "$(dirname "$f")"
+    if [ -z "${REDIS_KEEP_DIR:-}" ]; then rm -rf "$(dirname "$f")" || true; fi
   done
   REDIS_STARTED=()
+}
+
+# ---------------------------------------------------------------------------
+# S3-compatible object store (tests of MEDIA_URL=s3://…)
+# ---------------------------------------------------------------------------
+
+# s3s-fs: a real S3 server (the s3s crate's HTTP, SigV4 auth and XML) over a
+# directory, one bucket per subdirectory. Pinned: the tests know its behaviour.
+S3S_FS_VERSION=0.14.1
+S3_FIRST_PORT=61900
+S3_STARTED=()
+
+# s3_find: make `s3s-fs` available, building it once with cargo install (into
+# cargo's bin directory, shared by every checkout; a few minutes the first time).
+s3_find() {
+  local bin_dir=${CARGO_HOME:-$HOME/.cargo}/bin
+  if have s3s-fs; then S3S_FS=$(command -v s3s-fs); return 0; fi
+  if [ -x "$bin_dir/s3s-fs" ]; then S3S_FS=$bin_dir/s3s-fs; return 0; fi
+  say "installing s3s-fs $S3S_FS_VERSION (cargo install, once; a few minutes)"
+  cargo install --quiet --locked --version "$S3S_FS_VERSION" --features binary s3s-fs \
+    || die "could not install s3s-fs (cargo install s3s-fs --features binary)"
+  S3S_FS=$bin_dir/s3s-fs
+  [ -x "$S3S_FS" ] || die "s3s-fs was installed but is not at $S3S_FS"
+}
+
+# s3_ensure NAME: start an s3s-fs on 127.0.0.1 over var/s3/NAME/data with one
+# bucket, `quire-test`, and fresh credentials. Sets S3_URL_STARTED to
+# http://KEY:SECRET@127.0.0.1:PORT/BUCKET. Records it for s3_stop_started.
+s3_ensure() {
+  local name=$1 dir port secret pid i
+  s3_find
+  dir="$VAR_DIR/s3/$name"
+  rm -rf "$dir"
+  mkdir -p "$dir/data/quire-test"
+  secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  port=$S3_FIRST_PORT
+  while port_in_use "$port"; do port=$((port + 1)); done
+  "$S3S_FS" --host 127.0.0.1 --port "$port" --access-key quire-test --secret-key "$secret" \
+    "$dir/data" >"$dir/s3s-fs.log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$dir/pid"
+  for i in $(seq 1 100); do
+    port_in_use "$port" && break
+    pid_alive "$pid" || break
+    sleep 0.05
+  done
+  port_in_use "$port" || die "s3s-fs did not start (see $dir/s3s-fs.log)"
+  S3_STARTED+=("$dir")
+  S3_URL_STARTED="http://quire-test:$secret@127.0.0.1:$port/quire-test"
+}
+
+# s3_stop_started: stop every server s3_ensure started and delete its data.
+s3_stop_started() {
+  local dir pid
+  for dir in ${S3_STARTED[@]+"${S3_STARTED[@]}"}; do
+    [ -f "$dir/pid" ] || continue
+    pid=$(cat "$dir/pid")
+    if pid_alive "$pid"; then stop_pids 5 "$pid"; fi
+    rm -rf "$dir" || true
+  done
+  S3_STARTED=()
 }

@@ -53,7 +53,11 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// `MAIL_FROM`: the From of every mail; its domain also names the Message-IDs.
     pub mail_from: Mailbox,
+    /// `MEDIA_ROOT` (`var/media`): the local media store, used unless `media_s3` is set.
     pub media_root: PathBuf,
+    /// `MEDIA_URL=s3://bucket/prefix` and the `AWS_*` variables: media in an S3-compatible
+    /// bucket instead of under `MEDIA_ROOT`, so web and worker machines share no disk.
+    pub media_s3: Option<S3Config>,
     pub secret_key: Vec<u8>,
     pub base_url: String,
     pub log_format: LogFormat,
@@ -245,6 +249,7 @@ impl Config {
         let smtp_url = var("SMTP_URL")?.map(|u| smtp_url(&u)).transpose()?;
         let mail_from = mail_from(var("MAIL_FROM")?.as_deref().unwrap_or(DEV_MAIL_FROM))?;
         let media_root = PathBuf::from(var("MEDIA_ROOT")?.unwrap_or_else(|| "var/media".into()));
+        let media_s3 = S3Config::read(&var)?;
         let secret_key = match var("SECRET_KEY")? {
             Some(k) if k.len() >= 32 => k.into_bytes(),
             Some(_) => return Err(bad("SECRET_KEY", "must be at least 32 characters")),
@@ -282,6 +287,7 @@ impl Config {
             smtp_url,
             mail_from,
             media_root,
+            media_s3,
             secret_key,
             base_url,
             log_format,
@@ -322,6 +328,7 @@ impl Config {
             smtp_url: None,
             mail_from: DEV_MAIL_FROM.parse().expect("DEV_MAIL_FROM is a mailbox"),
             media_root: mail_dir.join("media"),
+            media_s3: None,
             secret_key: b"test-secret-key-test-secret-key-test-secret".to_vec(),
             base_url: "http://localhost:8000".into(),
             log_format: LogFormat::Pretty,
@@ -489,6 +496,159 @@ impl LiveLimits {
 
 /// `STATS_FLUSH_SECS`: 0.1 to 300 seconds, default 5. Shorter means more flushes (one
 /// statement each); longer means more counts lost on a crash.
+/// An S3-compatible media store (`MEDIA_URL=s3://bucket/prefix`), from the variables
+/// object_store's `AmazonS3Builder::from_env` reads, named the way AWS tools name them.
+/// Read through `Config::read` like every other variable (so a test's map is enough),
+/// and checked here so that a wrong one stops the process with one line naming it rather
+/// than failing on the first upload.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Key prefix inside the bucket, without slashes at either end; empty for none.
+    pub prefix: String,
+    /// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (or object_store's `AWS_ENDPOINT`):
+    /// a non-AWS server (MinIO, Ceph, R2, s3s-fs…). None: AWS itself.
+    pub endpoint: Option<String>,
+    /// `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`.
+    pub region: String,
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, both or neither; neither means
+    /// the instance's or task's role (object_store asks the metadata service).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// `AWS_SESSION_TOKEN`, with temporary keys.
+    pub session_token: Option<String>,
+    /// `AWS_ALLOW_HTTP=true`: an `http://` endpoint, said on purpose (media and signed
+    /// requests then travel unencrypted).
+    pub allow_http: bool,
+    /// `AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true`: `bucket.host/key` instead of `host/bucket/key`
+    /// (path style, which every S3-compatible server understands, is the default).
+    pub virtual_hosted: bool,
+    /// `MEDIA_TIMEOUT_SECS` (30): the deadline of one request to the store, and of all
+    /// retries of one call together; past it the page answers 503 (a job retries later).
+    pub timeout: std::time::Duration,
+    /// Role credentials passed through unchanged (`AWS_ROLE_ARN`, `AWS_WEB_IDENTITY_TOKEN_FILE`,
+    /// …; see `S3_PASSTHROUGH`), as object_store config keys.
+    pub passthrough: Vec<(String, String)>,
+}
+
+/// Variables handed to object_store as they are (lower-cased, they are its config keys):
+/// how a pod or task with an IAM role gets credentials without keys in the environment.
+pub const S3_PASSTHROUGH: &[&str] = &[
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+];
+
+impl fmt::Debug for S3Config {
+    // The keys stay out of logs and panics.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("keys", &self.access_key_id.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Config {
+    /// `s3://bucket/prefix` again, for logs.
+    pub fn url(&self) -> String {
+        if self.prefix.is_empty() { format!("s3://{}", self.bucket) } else { format!("s3://{}/{}", self.bucket, self.prefix) }
+    }
+
+    fn read(var: &dyn Fn(&'static str) -> Result<Option<String>, ConfigError>) -> Result<Option<S3Config>, ConfigError> {
+        let Some(url) = var("MEDIA_URL")? else {
+            return Ok(None);
+        };
+        let shape = "must be s3://bucket or s3://bucket/prefix (leave it unset to store media under MEDIA_ROOT)";
+        let Some(rest) = url.strip_prefix("s3://") else { return Err(bad("MEDIA_URL", format!("{shape}, not `{url}`"))) };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_end_matches('/');
+        // S3's bucket naming rules (lower case, digits, dots, hyphens; 3–63 characters).
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+            && bucket.as_bytes()[0].is_ascii_alphanumeric();
+        if !bucket_ok {
+            return Err(bad("MEDIA_URL", format!("`{bucket}` is not an S3 bucket name (3-63 of a-z, 0-9, `.`, `-`); {shape}")));
+        }
+        if !prefix.is_empty() && crate::storage::check_key(prefix).is_err() {
+            return Err(bad("MEDIA_URL", format!("the prefix `{prefix}` must be `/`-separated segments of A-Z, a-z, 0-9, `.`, `_`, `-`")));
+        }
+        let allow_http = flag(var, "AWS_ALLOW_HTTP")?;
+        let virtual_hosted = flag(var, "AWS_VIRTUAL_HOSTED_STYLE_REQUEST")?;
+        let mut endpoint = None;
+        for name in ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"] {
+            let Some(e) = var(name)? else { continue };
+            let parsed = url::Url::parse(&e).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()));
+            let Some(parsed) = parsed else { return Err(bad(name, format!("must be an http(s) URL such as https://s3.example.com, not `{e}`"))) };
+            if parsed.scheme() == "http" && !allow_http {
+                return Err(bad(
+                    name,
+                    "is http://: media and signed requests would travel unencrypted; use https://, or set AWS_ALLOW_HTTP=true to mean it",
+                ));
+            }
+            endpoint = Some(e.trim_end_matches('/').to_string());
+            break;
+        }
+        let region = match var("AWS_REGION")? {
+            Some(r) => r,
+            None => var("AWS_DEFAULT_REGION")?.unwrap_or_else(|| "us-east-1".into()),
+        };
+        let access_key_id = var("AWS_ACCESS_KEY_ID")?;
+        let secret_access_key = var("AWS_SECRET_ACCESS_KEY")?;
+        match (&access_key_id, &secret_access_key) {
+            (Some(_), None) => return Err(bad("AWS_SECRET_ACCESS_KEY", "is required with AWS_ACCESS_KEY_ID")),
+            (None, Some(_)) => return Err(bad("AWS_ACCESS_KEY_ID", "is required with AWS_SECRET_ACCESS_KEY")),
+            _ => {}
+        }
+        let session_token = var("AWS_SESSION_TOKEN")?;
+        if session_token.is_some() && access_key_id.is_none() {
+            return Err(bad("AWS_SESSION_TOKEN", "is set but AWS_ACCESS_KEY_ID is not (a session token goes with temporary keys)"));
+        }
+        let timeout = match var("MEDIA_TIMEOUT_SECS")? {
+            None => std::time::Duration::from_secs(30),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (1..=600).contains(&n) => std::time::Duration::from_secs(n),
+                _ => return Err(bad("MEDIA_TIMEOUT_SECS", format!("must be seconds from 1 to 600, not `{v}`"))),
+            },
+        };
+        let mut passthrough = Vec::new();
+        for name in S3_PASSTHROUGH {
+            if let Some(v) = var(name)? {
+                passthrough.push((name.to_ascii_lowercase(), v));
+            }
+        }
+        Ok(Some(S3Config {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            endpoint,
+            region,
+            access_key_id,
+            secret_access_key,
+            session_token,
+            allow_http,
+            virtual_hosted,
+            timeout,
+            passthrough,
+        }))
+    }
+}
+
+/// A `true`/`false` variable (also `1`/`0`), false when unset.
+fn flag(var: &dyn Fn(&'static str) -> Result<Option<String>, ConfigError>, name: &'static str) -> Result<bool, ConfigError> {
+    match var(name)?.as_deref() {
+        None | Some("0" | "false") => Ok(false),
+        Some("1" | "true") => Ok(true),
+        Some(other) => Err(bad(name, format!("must be `true` or `false`, not `{other}`"))),
+    }
+}
+
 fn stats_flush(v: Option<String>) -> Result<std::time::Duration, ConfigError> {
     match v {
         None => Ok(std::time::Duration::from_secs(5)),

@@ -25,6 +25,10 @@ pub enum Error {
     /// Too much work queued (password hashing under a login flood): 503 with Retry-After.
     #[error("We are very busy right now. Please try again in a moment.")]
     Busy { retry_after_secs: u64 },
+    /// A service the page needs is down or too slow (the media store): 503 with
+    /// Retry-After, and this message. The cause was logged where it happened.
+    #[error("{0}")]
+    Unavailable(&'static str),
     /// Not an error page: the error-page middleware turns it into a redirect to
     /// `/login?next=…`.
     #[error("Please log in to continue.")]
@@ -39,6 +43,12 @@ pub enum Error {
     #[error("Something went wrong on our side.")]
     Internal(#[from] anyhow::Error),
 }
+
+/// `Error::Unavailable` when the media store cannot be reached (`storage`).
+pub const STORAGE_UNAVAILABLE: &str = "Images and files are unavailable for a moment. Please try again shortly.";
+
+/// Retry-After of `Error::Unavailable`, seconds.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 impl Error {
     /// One field's error, for `on_constraint`.

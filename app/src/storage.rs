@@ -1,12 +1,20 @@
 //! Media storage: uploaded originals and their processed variants, addressed by key.
 //!
 //! [`Storage`] is a cheap-to-clone handle over an [`object_store::ObjectStore`], which is
-//! the backend trait: today the local filesystem under `MEDIA_ROOT` ([`Storage::local`]),
-//! in tests memory ([`Storage::in_memory`]); an S3 (or GCS, Azure) backend is a matter of
-//! enabling object_store's `aws` feature and adding a constructor that wraps
-//! `AmazonS3Builder::…build()`: no caller changes. Web and worker share the same keys,
-//! so both must be pointed at the same storage (same `MEDIA_ROOT` on a shared volume,
-//! or the same bucket).
+//! the backend trait: the local filesystem under `MEDIA_ROOT` ([`Storage::local`], the
+//! default), an S3-compatible bucket when `MEDIA_URL=s3://bucket/prefix` is set
+//! ([`Storage::s3`], see `config::S3Config`), memory in unit tests
+//! ([`Storage::in_memory`]); [`Storage::from_config`] picks. Web and worker share the
+//! same keys, so both must be pointed at the same storage: the same bucket (what lets web
+//! and worker run on machines that share no disk), or the same `MEDIA_ROOT` on one
+//! machine or a shared volume.
+//!
+//! Every call to a remote store has a deadline (`MEDIA_TIMEOUT_SECS`, with its retries
+//! inside it): past it, or when the store refuses or cannot be reached, the call fails
+//! with [`StorageError::Backend`] / [`StorageError::Timeout`], which pages answer with
+//! 503 (`Error::Unavailable`) and jobs retry. Streams (an export's ZIP, read or written)
+//! have no overall deadline, since their length depends on the file and the client, but
+//! fail once no byte moved for that long.
 //!
 //! Keys are relative, `/`-separated, made of `[A-Za-z0-9._-]` segments that do not start
 //! with a dot (so no `.`/`..`, no hidden or temporary files) and contain no empty segment;
@@ -15,7 +23,9 @@
 //!
 //! - `originals/ab/cdef….jpg` — the upload exactly as received. **Private**: originals may
 //!   carry EXIF metadata (GPS position, camera serial) and are never served. The web
-//!   server must only ever route `variants/…` keys to clients.
+//!   server must only ever route `variants/…` keys to clients. In a bucket this means the
+//!   bucket itself stays private (no public ACL, no anonymous policy): the app reads
+//!   everything with its keys and serves only variants.
 //! - `variants/ab/cdef…/<name>.webp` (or similar) — re-encoded, metadata-free images made
 //!   by the media job: the only public media.
 //! - `exports/<export id>-<random>.zip` — a user's data export, written by the worker
@@ -25,13 +35,23 @@
 //!
 //! Writes are atomic: the local backend writes a staging file next to the target and
 //! renames it into place (fsynced), so a reader sees the old object, the new one, or
-//! nothing, never half a file. Overwriting a key replaces it. Use content-addressed keys
-//! (a hash of the bytes) and there is nothing to coordinate between processes.
+//! nothing, never half a file; an S3 PUT is atomic by itself. Overwriting a key replaces
+//! it. Use content-addressed keys (a hash of the bytes) and there is nothing to
+//! coordinate between processes.
 
-use std::{fmt, path::PathBuf, sync::Arc};
+use std::{fmt, future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, local::LocalFileSystem, memory::InMemory, path::Path};
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, aws::AmazonS3Builder, local::LocalFileSystem,
+    memory::InMemory, path::Path, prefix::PrefixStore,
+};
+
+use crate::config::{Config, S3Config};
+
+/// How long connecting to a remote store may take, within the call's deadline: a
+/// store that is down refuses or times out here, quickly.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 512;
@@ -46,12 +66,30 @@ pub enum StorageError {
     Backend(#[from] object_store::Error),
     #[error("storage: {0}")]
     Io(#[from] std::io::Error),
+    #[error("storage: no answer within {0:?}")]
+    Timeout(Duration),
+    /// A configuration the backend refused at start-up, naming the variable.
+    #[error("configuration error: {0}")]
+    Config(String),
+}
+
+impl StorageError {
+    /// The store could not be reached or did not answer in time (not a missing object,
+    /// not a bad key): a page answers 503, a job tries again later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StorageError::Backend(_) | StorageError::Timeout(_))
+    }
 }
 
 impl From<StorageError> for crate::error::Error {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::NotFound(_) => crate::error::Error::NotFound,
+            StorageError::NotFound(_) | StorageError::InvalidKey(_) => crate::error::Error::NotFound,
+            e if e.is_unavailable() => {
+                // Logged here, with the backend's own words; the visitor gets a 503 page.
+                tracing::error!(error = %e, "media storage unavailable: answering 503");
+                crate::error::Error::Unavailable(crate::error::STORAGE_UNAVAILABLE)
+            }
             other => crate::error::Error::Internal(other.into()),
         }
     }
@@ -115,8 +153,14 @@ impl Staged {
 #[derive(Clone)]
 pub struct Storage {
     inner: Arc<dyn ObjectStore>,
+    /// For streams to and from a remote store: the same bucket through a client with no
+    /// overall request timeout, only one on silence (see the module docs). `inner` for the
+    /// local and in-memory backends.
+    streams: Arc<dyn ObjectStore>,
     /// For the local backend: the root directory (absolute).
     root: Option<PathBuf>,
+    /// The deadline of one call (remote stores only).
+    deadline: Option<Duration>,
 }
 
 impl fmt::Debug for Storage {
@@ -126,67 +170,135 @@ impl fmt::Debug for Storage {
 }
 
 impl Storage {
+    /// What the configuration says: the bucket of `MEDIA_URL` if set, else the files
+    /// under `MEDIA_ROOT`. Builds a client but makes no request (a store that is down at
+    /// start-up only makes media calls fail until it is back).
+    pub fn from_config(config: &Config) -> Result<Storage, StorageError> {
+        match &config.media_s3 {
+            Some(s3) => Storage::s3(s3).map_err(|e| StorageError::Config(format!("MEDIA_URL: {} could not be used: {e}", s3.url()))),
+            None => Storage::local(&config.media_root),
+        }
+    }
+
     /// Files under `root` (`MEDIA_ROOT`), created if missing. Writes are fsynced.
     pub fn local(root: impl Into<PathBuf>) -> Result<Storage, StorageError> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
         let root = std::fs::canonicalize(&root)?;
-        let fs = LocalFileSystem::new_with_prefix(&root)?.with_fsync(true).with_automatic_cleanup(true);
-        Ok(Storage { inner: Arc::new(fs), root: Some(root) })
+        let fs: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&root)?.with_fsync(true).with_automatic_cleanup(true));
+        Ok(Storage { streams: fs.clone(), inner: fs, root: Some(root), deadline: None })
+    }
+
+    /// An S3-compatible bucket (`MEDIA_URL`), keys under its prefix. Path-style requests
+    /// unless `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` says otherwise (every S3-compatible
+    /// server understands them); few retries, all inside the call's deadline.
+    pub fn s3(config: &S3Config) -> Result<Storage, StorageError> {
+        // reqwest is built without a crypto provider of its own (see Cargo.toml): it uses
+        // the process default, ring, shared with sqlx, lettre and redis. Installing twice
+        // (a second storage in one process) is refused harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let build = |options: ClientOptions| -> Result<Arc<dyn ObjectStore>, StorageError> {
+            let mut builder = AmazonS3Builder::new()
+                .with_bucket_name(&config.bucket)
+                .with_region(&config.region)
+                .with_virtual_hosted_style_request(config.virtual_hosted)
+                .with_client_options(options.with_allow_http(config.allow_http).with_connect_timeout(CONNECT_TIMEOUT))
+                .with_retry(RetryConfig { backoff: BackoffConfig::default(), max_retries: 2, retry_timeout: config.timeout });
+            if let Some(endpoint) = &config.endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
+                builder = builder.with_access_key_id(id).with_secret_access_key(secret);
+            }
+            if let Some(token) = &config.session_token {
+                builder = builder.with_token(token);
+            }
+            for (key, value) in &config.passthrough {
+                builder = builder.with_config(key.parse()?, value);
+            }
+            let store = builder.build()?;
+            Ok(if config.prefix.is_empty() { Arc::new(store) } else { Arc::new(PrefixStore::new(store, config.prefix.as_str())) })
+        };
+        Ok(Storage {
+            inner: build(ClientOptions::new().with_timeout(config.timeout))?,
+            streams: build(ClientOptions::new().with_timeout_disabled().with_read_timeout(config.timeout))?,
+            root: None,
+            deadline: Some(config.timeout),
+        })
     }
 
     /// In memory, for tests.
     pub fn in_memory() -> Storage {
-        Storage { inner: Arc::new(InMemory::new()), root: None }
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        Storage { streams: store.clone(), inner: store, root: None, deadline: None }
     }
 
-    /// Any other object_store backend (S3, …).
+    /// Any other object_store backend.
     pub fn from_object_store(store: Arc<dyn ObjectStore>) -> Storage {
-        Storage { inner: store, root: None }
+        Storage { streams: store.clone(), inner: store, root: None, deadline: None }
+    }
+
+    /// `call` within this store's deadline (remote stores; local calls have none).
+    async fn bounded<T>(&self, call: impl Future<Output = Result<T, StorageError>>) -> Result<T, StorageError> {
+        match self.deadline {
+            Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| StorageError::Timeout(limit))?,
+            None => call.await,
+        }
     }
 
     /// Stores `bytes` under `key` atomically, replacing what was there.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
         let path = check_key(key)?;
-        self.inner.put(&path, PutPayload::from_bytes(bytes)).await?;
-        Ok(())
+        self.bounded(async { Ok(self.inner.put(&path, PutPayload::from_bytes(bytes)).await.map(|_| ())?) }).await
     }
 
     /// Stores the contents of a local file (a worker's temporary output) under `key`.
     /// The file is read, not moved: the caller deletes it (a `tempfile` does so itself).
+    /// A large file (an export) goes to a remote store with no overall deadline, only
+    /// one on silence: its upload time grows with its size.
     pub async fn put_file(&self, key: &str, local: &std::path::Path) -> Result<(), StorageError> {
-        check_key(key)?;
+        let path = check_key(key)?;
         let bytes = tokio::fs::read(local).await?;
-        self.put(key, Bytes::from(bytes)).await
+        self.streams.put(&path, PutPayload::from(Bytes::from(bytes))).await?;
+        Ok(())
     }
 
     /// The object's bytes, or [`StorageError::NotFound`].
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         let path = check_key(key)?;
-        match self.inner.get(&path).await {
-            Ok(result) => Ok(result.bytes().await?),
-            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound(key.to_string())),
-            Err(e) => Err(e.into()),
-        }
+        self.bounded(async {
+            match self.inner.get(&path).await {
+                Ok(result) => Ok(result.bytes().await?),
+                Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound(key.to_string())),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
     }
 
     /// Deletes the object; deleting a missing key is not an error (idempotent, so a
     /// retried job can call it again).
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let path = check_key(key)?;
-        match self.inner.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.bounded(async {
+            match self.inner.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
         let path = check_key(key)?;
-        match self.inner.head(&path).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        self.bounded(async {
+            match self.inner.head(&path).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
     }
 
     /// The object as a stream of chunks, with its size in bytes: for sending large files
@@ -201,7 +313,12 @@ impl Storage {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound(key.to_string())),
                 Err(e) => return Err(e.into()),
             };
-            let size = file.metadata().await?.len();
+            let meta = file.metadata().await?;
+            // A directory opens too (then fails to read, after a 200 went out): not an object.
+            if !meta.is_file() {
+                return Err(StorageError::NotFound(key.to_string()));
+            }
+            let size = meta.len();
             let chunks = futures::stream::unfold(Some(file), |file| async move {
                 use tokio::io::AsyncReadExt;
                 let mut file = file?;
@@ -217,7 +334,8 @@ impl Storage {
             });
             return Ok((size, Box::pin(chunks)));
         }
-        match self.inner.get(&path).await {
+        // Only the response's start is bounded; the body then flows at the reader's pace.
+        match self.bounded(async { Ok(self.streams.get(&path).await) }).await? {
             Ok(result) => {
                 let size = result.meta.size;
                 Ok((size, Box::pin(futures::StreamExt::map(result.into_stream(), |r| r.map_err(StorageError::from)))))
@@ -232,22 +350,25 @@ impl Storage {
     pub async fn list_older(&self, prefix: &str, before: chrono::DateTime<chrono::Utc>, limit: usize) -> Result<Vec<String>, StorageError> {
         use futures::StreamExt;
         let path = check_key(prefix)?;
-        let mut listing = self.inner.list(Some(&path));
-        let mut out = Vec::new();
-        while let Some(meta) = listing.next().await {
-            let meta = match meta {
-                Ok(meta) => meta,
-                Err(object_store::Error::NotFound { .. }) => break,
-                Err(e) => return Err(e.into()),
-            };
-            if meta.last_modified < before {
-                out.push(meta.location.to_string());
-                if out.len() >= limit {
-                    break;
+        self.bounded(async {
+            let mut listing = self.inner.list(Some(&path));
+            let mut out = Vec::new();
+            while let Some(meta) = listing.next().await {
+                let meta = match meta {
+                    Ok(meta) => meta,
+                    Err(object_store::Error::NotFound { .. }) => break,
+                    Err(e) => return Err(e.into()),
+                };
+                if meta.last_modified < before {
+                    out.push(meta.location.to_string());
+                    if out.len() >= limit {
+                        break;
+                    }
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// A local file to write the object for `key` into, entry by entry (a worker's large

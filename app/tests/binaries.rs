@@ -49,6 +49,9 @@ fn bad_configuration_stops_with_one_line_naming_the_variable_and_exit_2() {
         (&[DEV, DB, ("DATABASE_REPLICA_URLS", "postgres://r@h/x,redis://h")], "DATABASE_REPLICA_URLS"),
         (&[DEV, DB, ("DATABASE_REPLICA_MAX_LAG", "soon")], "DATABASE_REPLICA_MAX_LAG"),
         (&[DEV, DB, ("DATABASE_POOL_SIZE", "0")], "DATABASE_POOL_SIZE"),
+        (&[DEV, DB, ("MEDIA_URL", "minio://media")], "MEDIA_URL"),
+        (&[DEV, DB, ("MEDIA_URL", "s3://media"), ("AWS_ENDPOINT_URL", "http://s3.internal:9000")], "AWS_ENDPOINT_URL"),
+        (&[DEV, DB, ("MEDIA_URL", "s3://media"), ("AWS_ACCESS_KEY_ID", "AKID")], "AWS_SECRET_ACCESS_KEY"),
     ];
     // Its own directory: development cases generate var/secret_key there.
     let dir = std::env::temp_dir().join(format!("quire-config-test-{}", uuid::Uuid::new_v4().simple()));

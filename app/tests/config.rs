@@ -324,3 +324,70 @@ fn on_a_dyno_every_request_deadline_is_below_the_routers_30_seconds() {
         read(&production(&[(var, "30")])).expect("30 s is fine off Heroku");
     }
 }
+
+#[test]
+fn media_url_selects_an_s3_bucket_and_each_bad_part_is_named() {
+    // Unset: files under MEDIA_ROOT, as before.
+    let c = read(&production(&[])).unwrap();
+    assert!(c.media_s3.is_none());
+    assert_eq!(c.media_root, std::path::PathBuf::from("var/media"));
+
+    let s3 = [
+        ("MEDIA_URL", "s3://quire-media/prod/"),
+        ("AWS_ENDPOINT_URL", "https://s3.eu-central-003.example.com/"),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI-secret"),
+        ("AWS_DEFAULT_REGION", "eu-central-003"),
+    ];
+    let c = read(&production(&s3)).unwrap();
+    let m = c.media_s3.expect("MEDIA_URL set");
+    assert_eq!((m.bucket.as_str(), m.prefix.as_str()), ("quire-media", "prod"));
+    assert_eq!(m.url(), "s3://quire-media/prod");
+    assert_eq!(m.endpoint.as_deref(), Some("https://s3.eu-central-003.example.com"));
+    assert_eq!(m.region, "eu-central-003", "AWS_DEFAULT_REGION when AWS_REGION is unset");
+    assert_eq!(m.timeout, std::time::Duration::from_secs(30));
+    assert!(!m.allow_http && !m.virtual_hosted);
+    assert!(!format!("{m:?}").contains("wJalr"), "the secret stays out of Debug: {m:?}");
+    // AWS itself: no endpoint, no keys (the instance's role), us-east-1.
+    let m = read(&production(&[("MEDIA_URL", "s3://quire-media")])).unwrap().media_s3.unwrap();
+    assert_eq!((m.prefix.as_str(), m.endpoint.as_deref(), m.region.as_str(), m.access_key_id.as_deref()), ("", None, "us-east-1", None));
+    // AWS_ENDPOINT_URL_S3 wins over AWS_ENDPOINT_URL, as in AWS's own tools.
+    let m = read(&production(&[("MEDIA_URL", "s3://quire-media"), ("AWS_ENDPOINT_URL", "https://a.example"), ("AWS_ENDPOINT_URL_S3", "https://b.example")]))
+        .unwrap()
+        .media_s3
+        .unwrap();
+    assert_eq!(m.endpoint.as_deref(), Some("https://b.example"));
+
+    let with = |changes: &[(&'static str, &'static str)]| {
+        let mut vars = production(&s3);
+        for (k, v) in changes {
+            vars.retain(|(name, _)| name != k);
+            vars.push((k, v));
+        }
+        error(&vars)
+    };
+    for (changes, var, says) in [
+        (&[("MEDIA_URL", "/srv/media")][..], "MEDIA_URL", "s3://bucket"),
+        (&[("MEDIA_URL", "https://quire-media.s3.amazonaws.com")][..], "MEDIA_URL", "s3://bucket"),
+        (&[("MEDIA_URL", "s3://Quire_Media")][..], "MEDIA_URL", "bucket name"),
+        (&[("MEDIA_URL", "s3://quire-media/../up")][..], "MEDIA_URL", "prefix"),
+        (&[("AWS_ENDPOINT_URL", "s3.example.com")][..], "AWS_ENDPOINT_URL", "http(s) URL"),
+        (&[("AWS_ENDPOINT_URL", "http://10.0.0.5:9000")][..], "AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP=true"),
+        (&[("AWS_ALLOW_HTTP", "yes")][..], "AWS_ALLOW_HTTP", "true"),
+        (&[("AWS_SECRET_ACCESS_KEY", "")][..], "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"),
+        (&[("AWS_ACCESS_KEY_ID", "")][..], "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+        (&[("MEDIA_TIMEOUT_SECS", "0")][..], "MEDIA_TIMEOUT_SECS", "1 to 600"),
+    ] {
+        let e = with(changes);
+        assert_eq!(e.var, var, "{changes:?}: {e}");
+        assert!(e.message.contains(says), "{changes:?}: {e}");
+        assert!(!e.to_string().contains('\n'), "one line: {e}");
+        assert!(!e.to_string().contains("wJalr"), "never the secret: {e}");
+    }
+    // Plain HTTP to the store only when said by name (a local server, a test).
+    let m = read(&production(&[("MEDIA_URL", "s3://quire-media"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"), ("AWS_ALLOW_HTTP", "true")]))
+        .unwrap()
+        .media_s3
+        .unwrap();
+    assert!(m.allow_http);
+}

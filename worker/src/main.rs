@@ -101,7 +101,7 @@ async fn run(config: Config, options: Options) -> anyhow::Result<app::shutdown::
     let db = Db::connect(&config).await?;
     let templates = Templates::new(|_| None)?;
     let mailer = Mailer::from_config(&config)?;
-    let storage = app::storage::Storage::local(&config.media_root)?;
+    let storage = app::storage::Storage::from_config(&config)?;
     let ctx = Arc::new(JobContext { db: db.clone(), storage, config: Arc::new(config), templates, mailer });
     tracing::info!(queues = ?options.queues, concurrency = options.concurrency, batch_size = options.batch_size, "worker starting");
     // Aborting the scheduler closes its lock connection: another worker takes over.

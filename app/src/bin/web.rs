@@ -120,7 +120,7 @@ async fn run(command: &str, config: Config) -> anyhow::Result<app::shutdown::Sto
             tracing::info!("migrations applied");
         }
         "seed" => {
-            let storage = app::storage::Storage::local(&config.media_root)?;
+            let storage = app::storage::Storage::from_config(&config)?;
             app::seed::run(&db, &storage).await?
         }
         _ => {

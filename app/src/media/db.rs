@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::{
-    error::{Error, Result},
+    error::Result,
     jobs::{self, media::{DeleteMedia, ProcessImage}},
     media::upload::ImageUpload,
 };
@@ -115,7 +115,8 @@ pub async fn create(
     jobs::enqueue(conn, &ProcessImage { media_id: id }, request_id).await?;
     // Written last: if storing fails the transaction rolls back; if the transaction
     // fails after, the orphan file is harmless and never referenced.
-    storage.put(&key, upload.bytes.clone()).await.map_err(|e| Error::Internal(anyhow::anyhow!("storing upload: {e}")))?;
+    // A store that is down is a 503 (`StorageError` → `Error`), not a 500.
+    storage.put(&key, upload.bytes.clone()).await?;
     Ok(id)
 }
 

@@ -3,7 +3,7 @@
 
 use minijinja::context;
 use poem::{
-    Response, Route, get, handler,
+    Body, Response, Route, get, handler,
     http::{StatusCode, header},
     web::{Data, Path, Query},
 };
@@ -55,6 +55,15 @@ async fn figure(ctx: Ctx, Path(public_id): Path<String>, Query(q): Query<FigureQ
 }
 
 /// Serves a processed variant. Keys are content-addressed: cache forever.
+///
+/// Streamed from the store by the app, whichever the store (files or a bucket), rather
+/// than redirected to a presigned bucket URL: the bucket stays private (originals and
+/// exports live there too), images keep this origin (the CSP's `img-src 'self'`, no CORS
+/// or bucket policy to get right), and the URLs in pages never expire — pages are cached
+/// (for anonymous visitors, in Redis too), and a signed URL baked into one would outlive
+/// its signature. The cost, web bandwidth, is what a CDN in front of `/media/` removes:
+/// the responses are immutable. A missing object is 404; a store that is down or too
+/// slow, 503 with Retry-After (never a 404 a CDN would cache, never a hang).
 #[handler]
 async fn serve(Data(state): Data<&AppState>, Path(key): Path<String>, req: &poem::Request) -> Result<Response> {
     if !key.starts_with("variants/") {
@@ -70,11 +79,12 @@ async fn serve(Data(state): Data<&AppState>, Path(key): Path<String>, req: &poem
         Some("png") => "image/png",
         _ => return Err(Error::NotFound),
     };
-    let bytes = state.storage.get(&key).await.map_err(|_| Error::NotFound)?;
+    let (size, chunks) = state.storage.get_stream(&key).await?;
     Ok(Response::builder()
         .status(StatusCode::OK)
         .content_type(content_type)
         .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
         .header(header::ETAG, etag)
-        .body(bytes))
+        .header(header::CONTENT_LENGTH, size)
+        .body(Body::from_bytes_stream(futures::TryStreamExt::map_err(chunks, std::io::Error::other))))
 }

@@ -32,7 +32,7 @@ impl ResponseError for Error {
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Busy { .. } | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::LoginRequired(_) => StatusCode::SEE_OTHER,
             Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -95,6 +95,7 @@ impl<E: Endpoint> Endpoint for ErrorPagesEndpoint<E> {
         };
         let retry_after = match err.downcast_ref::<Error>() {
             Some(Error::TooManyRequests { retry_after_secs } | Error::Busy { retry_after_secs }) => Some(*retry_after_secs),
+            Some(Error::Unavailable(_)) => Some(crate::error::UNAVAILABLE_RETRY_AFTER_SECS),
             _ => None,
         };
         let template = match status.as_u16() {

@@ -67,7 +67,10 @@ impl AppState {
         let for_templates = statics.clone();
         let templates = Templates::new(move |path| for_templates.url(path))?;
         let cookie_key = CookieKey::derive_from(&config.secret_key);
-        let storage = crate::storage::Storage::local(&config.media_root)?;
+        let storage = crate::storage::Storage::from_config(&config)?;
+        if let Some(s3) = &config.media_s3 {
+            tracing::info!(store = %s3.url(), endpoint = s3.endpoint.as_deref().unwrap_or("AWS"), "media in S3");
+        }
         let live = live::Broker::start(db.primary(), config.live);
         let redis = crate::redis_client::connect(&config)?;
         let cache = crate::cache::Cache::new(crate::cache::Options {
