@@ -30,11 +30,9 @@ enum Part {
     Region(String, usize),
 }
 
-/// A stored page: its parts and what the handler needs to fill its regions (`meta`,
-/// the handler's own encoding).
+/// A stored page: its runs and regions.
 #[derive(Debug, Clone)]
 pub struct StitchedPage {
-    pub meta: Vec<u8>,
     parts: Vec<Part>,
     size: usize,
 }
@@ -42,7 +40,7 @@ pub struct StitchedPage {
 impl StitchedPage {
     /// Cuts a stitching render at its markers and compresses the runs. None if the
     /// regions do not pair up (a template bug: the page is then rendered per reader).
-    pub fn parse(html: &str, meta: Vec<u8>) -> std::io::Result<Option<StitchedPage>> {
+    pub fn parse(html: &str) -> std::io::Result<Option<StitchedPage>> {
         let prefix = marker_prefix();
         let mut parts = Vec::new();
         let mut open: Vec<(String, usize)> = Vec::new();
@@ -92,7 +90,7 @@ impl StitchedPage {
         if !open.is_empty() {
             return Ok(None);
         }
-        Ok(Some(StitchedPage { meta, parts, size: html.len() }))
+        Ok(Some(StitchedPage { parts, size: html.len() }))
     }
 
     /// The body for one reader: `region(name)` is None to keep the neutral content, or
@@ -153,8 +151,6 @@ impl Cacheable for StitchedPage {
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.weight() + 64);
         out.extend_from_slice(&(self.size as u32).to_le_bytes());
-        out.extend_from_slice(&(self.meta.len() as u32).to_le_bytes());
-        out.extend_from_slice(&self.meta);
         out.extend_from_slice(&(self.parts.len() as u32).to_le_bytes());
         for part in &self.parts {
             match part {
@@ -181,9 +177,6 @@ impl Cacheable for StitchedPage {
             Some(v)
         };
         let size = u32_(&mut rest)?;
-        let meta_len = u32_(&mut rest)?;
-        let meta = rest.get(..meta_len)?.to_vec();
-        rest = &rest[meta_len..];
         let n = u32_(&mut rest)?;
         let mut parts = Vec::with_capacity(n.min(4096));
         for _ in 0..n {
@@ -202,13 +195,11 @@ impl Cacheable for StitchedPage {
         }
         // Every region must end inside the page.
         let ok = parts.iter().enumerate().all(|(i, p)| !matches!(p, Part::Region(_, len) if i + len >= parts.len()));
-        (ok && rest.is_empty()).then_some(StitchedPage { meta, parts, size })
+        (ok && rest.is_empty()).then_some(StitchedPage { parts, size })
     }
 
     fn weight(&self) -> usize {
-        self.meta.len()
-            + self
-                .parts
+        self.parts
                 .iter()
                 .map(|p| match p {
                     Part::Run(r) => r.weight(),
@@ -238,7 +229,7 @@ mod tests {
 
     #[test]
     fn regions_are_kept_or_replaced_and_the_token_is_the_readers() {
-        let p = StitchedPage::parse(&page(), b"meta".to_vec()).unwrap().unwrap();
+        let p = StitchedPage::parse(&page()).unwrap().unwrap();
         let token = "T".repeat(crate::stitch::TOKEN_LEN);
         let body = p.assemble(Coding::Identity, &token, |name| match name {
             "nav" => Some("<nav>alice</nav>".into()),
@@ -256,19 +247,18 @@ mod tests {
 
     #[test]
     fn unpaired_regions_and_foreign_markers_are_refused_or_ignored() {
-        assert!(StitchedPage::parse(&format!("a{}b", marker("nav")), vec![]).unwrap().is_none());
-        assert!(StitchedPage::parse(&format!("a{}b", marker("/nav")), vec![]).unwrap().is_none());
+        assert!(StitchedPage::parse(&format!("a{}b", marker("nav"))).unwrap().is_none());
+        assert!(StitchedPage::parse(&format!("a{}b", marker("/nav"))).unwrap().is_none());
         // A marker with another nonce (someone's text) is just text.
         let other = "<q-hole-0000:csrf>";
-        let p = StitchedPage::parse(other, vec![]).unwrap().unwrap();
+        let p = StitchedPage::parse(other).unwrap().unwrap();
         assert_eq!(p.assemble(Coding::Identity, "T", |_| None).unwrap(), other.as_bytes());
     }
 
     #[test]
     fn a_stored_page_decodes_to_itself() {
-        let p = StitchedPage::parse(&page(), b"meta".to_vec()).unwrap().unwrap();
+        let p = StitchedPage::parse(&page()).unwrap().unwrap();
         let back = StitchedPage::decode(&p.encode()).unwrap();
-        assert_eq!(back.meta, b"meta");
         let f = |name: &str| (name == "like").then(|| "L".to_string());
         let token = "T".repeat(crate::stitch::TOKEN_LEN);
         assert_eq!(back.assemble(Coding::Identity, &token, f), p.assemble(Coding::Identity, &token, f));

@@ -13,6 +13,12 @@
 //! cached per reader and story, tagged with the story and the reader, so a like, save,
 //! follow or chapter read shows on their next page on every process.
 
+use std::{
+    hash::{Hash, Hasher},
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
 use minijinja::context;
 use poem::{Request, Response, http::HeaderValue};
 use serde::{Deserialize, Serialize};
@@ -20,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::{ShowVars, show_tags};
 use crate::{
     stories::db::{self, StoryStatus},
-    cache::{Fill, Got, Json, Tag, stats},
+    cache::{Cacheable, Fill, Got, Json, Tag, stats},
     error::{Error, Result},
     sessions::CurrentUser,
     social::db::{self as social_db, ViewerState},
@@ -44,6 +50,48 @@ struct Meta {
     commenters: Vec<i64>,
 }
 
+/// What is stored: the shared rendering and what its regions need.
+struct MemberStory {
+    meta: Meta,
+    page: StitchedPage,
+}
+
+impl Cacheable for MemberStory {
+    fn encode(&self) -> Vec<u8> {
+        let meta = serde_json::to_vec(&self.meta).unwrap_or_default();
+        let mut out = (meta.len() as u32).to_le_bytes().to_vec();
+        out.extend_from_slice(&meta);
+        out.extend_from_slice(&self.page.encode());
+        out
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+        let meta = serde_json::from_slice(bytes.get(4..4 + len)?).ok()?;
+        Some(MemberStory { meta, page: StitchedPage::decode(&bytes[4 + len..])? })
+    }
+    fn weight(&self) -> usize {
+        self.page.weight() + 256
+    }
+}
+
+/// A rendered navigation and everything it shows.
+struct Nav {
+    token: String,
+    username: String,
+    display_name: String,
+    unread: i64,
+    html: String,
+}
+
+/// The navigation as a reader sees it, by everything it shows (their token, name and
+/// unread count): rendered once, not on every page. An entry is used only when all of it
+/// matches (a hash collision renders afresh), so none is ever stale or someone else's; a
+/// minute bounds an unused one.
+fn nav_cache() -> &'static moka::sync::Cache<u64, Arc<Nav>> {
+    static NAV: OnceLock<moka::sync::Cache<u64, Arc<Nav>>> = OnceLock::new();
+    NAV.get_or_init(|| moka::sync::Cache::builder().max_capacity(10_000).time_to_idle(Duration::from_secs(60)).build())
+}
+
 /// The story page for this reader from the stored rendering, or None when it is not
 /// theirs to share (see the module's doc): the caller renders it then.
 pub async fn story(ctx: &Ctx, req: &Request, id: i64) -> Result<Option<Response>> {
@@ -60,11 +108,11 @@ pub async fn story(ctx: &Ctx, req: &Request, id: i64) -> Result<Option<Response>
             Err(e) => Fill::Pass(Err(e)),
         }
     };
-    let page = match ctx.state.cache.get_or_load(&stats::MEMBER_STORY, &id.to_string(), &[Tag::story(id)], loader).await {
-        Got::Value(page) => page,
+    let stored = match ctx.state.cache.get_or_load(&stats::MEMBER_STORY, &id.to_string(), &[Tag::story(id)], loader).await {
+        Got::Value(stored) => stored,
         Got::Pass(r) => return r.map(|()| None),
     };
-    let Ok(meta) = serde_json::from_slice::<Meta>(&page.meta) else { return Ok(None) };
+    let (meta, page) = (&stored.meta, &stored.page);
     if meta.author_id == user.id || meta.commenters.contains(&user.id) {
         return Ok(None);
     }
@@ -74,7 +122,7 @@ pub async fn story(ctx: &Ctx, req: &Request, id: i64) -> Result<Option<Response>
     }
     let encoding = AcceptEncoding::from_headers(req.headers()).choose(true, true);
     let mut failed = None;
-    let resp = page.respond(encoding, &ctx.session.csrf_token, |name| match region(ctx, user, name, &meta, &viewer) {
+    let resp = page.respond(encoding, &ctx.session.csrf_token, |name| match region(ctx, user, name, meta, &viewer) {
         Ok(html) => html,
         Err(e) => {
             failed = Some(e);
@@ -95,7 +143,31 @@ pub async fn story(ctx: &Ctx, req: &Request, id: i64) -> Result<Option<Response>
 /// not liked, not saved, not following, no progress, address confirmed.
 fn region(ctx: &Ctx, user: &CurrentUser, name: &str, meta: &Meta, viewer: &ViewerState) -> Result<Option<String>> {
     let html = match name {
-        "nav" => ctx.render_partial("partials/_nav_user.html", context! {})?,
+        "nav" => {
+            let key = {
+                let mut h = std::hash::DefaultHasher::new();
+                (&ctx.session.csrf_token, &user.username, &user.display_name, user.unread).hash(&mut h);
+                h.finish()
+            };
+            if let Some(nav) = nav_cache().get(&key)
+                && nav.token == ctx.session.csrf_token
+                && nav.username == user.username
+                && nav.display_name == user.display_name
+                && nav.unread == user.unread
+            {
+                return Ok(Some(nav.html.clone()));
+            }
+            let html = ctx.render_partial("partials/_nav_user.html", context! {})?;
+            let nav = Nav {
+                token: ctx.session.csrf_token.clone(),
+                username: user.username.clone(),
+                display_name: user.display_name.clone(),
+                unread: user.unread,
+                html: html.clone(),
+            };
+            nav_cache().insert(key, Arc::new(nav));
+            html
+        }
         "verify" if !user.email_verified => ctx.render_partial("partials/_verify_banner.html", context! {})?,
         "like" if viewer.liked => ctx.render_partial(
             "social/_like_button.html",
@@ -124,7 +196,7 @@ fn region(ctx: &Ctx, user: &CurrentUser, name: &str, meta: &Meta, viewer: &Viewe
 /// The page as any plain reader sees it, from the primary (what is stored must not be
 /// older than the write that invalidated the last copy); None for a story that only its
 /// author or staff may see, or that does not exist.
-async fn render_shared(ctx: &Ctx, id: i64) -> Result<Option<(StitchedPage, Vec<Tag>)>> {
+async fn render_shared(ctx: &Ctx, id: i64) -> Result<Option<(MemberStory, Vec<Tag>)>> {
     let db = ctx.state.db.primary();
     let Some((story, chapters)) = db::page(db, id).await? else { return Ok(None) };
     if story.status != StoryStatus::Published || story.hidden_at.is_some() {
@@ -153,14 +225,13 @@ async fn render_shared(ctx: &Ctx, id: i64) -> Result<Option<(StitchedPage, Vec<T
         like_count: story.like_count,
         commenters,
     };
-    let meta = serde_json::to_vec(&meta).map_err(|e| Error::Internal(e.into()))?;
     // Compressing the runs is CPU work: off the async threads.
-    let parsed = tokio::task::spawn_blocking(move || StitchedPage::parse(&html, meta))
+    let parsed = tokio::task::spawn_blocking(move || StitchedPage::parse(&html))
         .await
         .map_err(|e| Error::Internal(e.into()))?
         .map_err(|e| Error::Internal(e.into()))?;
     match parsed {
-        Some(page) => Ok(Some((page, tags))),
+        Some(page) => Ok(Some((MemberStory { meta, page }, tags))),
         None => {
             tracing::error!(story_id = id, "the story page's hole() regions do not pair up; rendering per reader");
             Ok(None)
