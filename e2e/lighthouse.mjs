@@ -104,7 +104,9 @@ ${body}
   const start = md.search(/^# Lighthouse\s*$/m);
   if (start >= 0) {
     const rest = md.slice(start + 1);
-    const next = rest.search(/^# /m);
+    // The section ends at the next heading of its level or above: the benchmarks append
+    // their dated `## ` sections after it, and they must survive this rewrite.
+    const next = rest.search(/^#{1,2} /m);
     md = md.slice(0, start) + section + (next >= 0 ? `\n${rest.slice(next)}` : '');
   } else {
     md = `${md.replace(/\s*$/, '')}${md ? '\n\n' : ''}${section}`;

@@ -154,7 +154,10 @@ mod tests {
         let mut env = minijinja::Environment::new();
         env.add_function("static", |p: String| p);
         env.add_template("base.html", include_str!("../../../templates/base.html")).unwrap();
+        env.add_function("hole", |_: String| String::new());
         env.add_template("notifications/_nav.html", include_str!("../../../templates/notifications/_nav.html")).unwrap();
+        env.add_template("partials/_nav_user.html", include_str!("../../../templates/partials/_nav_user.html")).unwrap();
+        env.add_template("partials/_verify_banner.html", include_str!("../../../templates/partials/_verify_banner.html")).unwrap();
         env.add_template("story.html", r#"{% extends "base.html" %}{% block live_url %}/s/{{ id }}/live{% endblock %}"#).unwrap();
         env.add_template("page.html", r#"{% extends "base.html" %}{% block content %}hi{% endblock %}"#).unwrap();
         let user = minijinja::context! { current_user => minijinja::context! { username => "amy", email_verified => true } };

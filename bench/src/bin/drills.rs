@@ -39,6 +39,17 @@
 //!   PASS when wrk saw no non-2xx/3xx response and no socket error, both restarts
 //!   succeeded, and every mail reached the sink exactly once (one message per recipient,
 //!   one `sent_emails` row each). Prints the time each restart took.
+//! - `backup-restore`: a primary of its own (`drills-backup`, dev profile: fsync on) with
+//!   the load benchmark's data (bench::seed, timed); `bin/backup --setup-only` turns WAL
+//!   archiving on, a writer commits rows numbered 1, 2, 3… into a drill table (~100/s,
+//!   recording when each INSERT was sent and acknowledged), `bin/backup` takes a base
+//!   backup meanwhile; 10 s later the drill picks T, writes 45 s more (longer than
+//!   archive_timeout), then kills the primary (`bin/pgctl kill`) and deletes its data
+//!   directory. `bin/restore --to T` and a `web serve` on the restored cluster: RTO is the
+//!   time from destruction to `/health` 200. PASS when every write acknowledged before T is
+//!   there, none sent after T is, RTO ≤ 5 min, and a second `bin/restore --to latest`
+//!   loses only the writes of the last ≤ 1 min (RPO: acknowledged writes missing there,
+//!   as the time from the first lost one to the destruction), with no hole.
 //!
 //! Everything runs on this machine: a private PostgreSQL cluster `drills` (and its replica
 //! `drills-replica`) under var/pg via bin/lib.sh, fresh databases `drills_mail` and
@@ -74,7 +85,7 @@ const REPLICA: &str = "drills-replica";
 const MAIL_DB: &str = "drills_mail";
 const WEB_DB: &str = "drills_web";
 const SECRET_KEY: &str = "bench-drills-secret-key-not-for-production-0123456789";
-const ALL_DRILLS: &[&str] = &["worker-kill", "web-sigterm", "redis-stop", "replica-stop", "rolling-restart"];
+const ALL_DRILLS: &[&str] = &["worker-kill", "web-sigterm", "redis-stop", "replica-stop", "rolling-restart", "backup-restore"];
 
 // ---- what to run ----------------------------------------------------------------------
 
@@ -193,6 +204,7 @@ fn run(options: &Options) -> Res<Vec<Outcome>> {
             "redis-stop" => redis_stop(&env),
             "replica-stop" => replica_stop(&env),
             "rolling-restart" => rolling_restart(&env),
+            "backup-restore" => backup_restore(&env),
             _ => unreachable!(),
         };
         let outcome = outcome.unwrap_or_else(|e| Outcome::new(name, Verdict::Fail, format!("error: {e}"), vec![]));
@@ -1957,3 +1969,326 @@ fn results_section(machine: &Machine, options: &Options, outcomes: &[Outcome]) -
 }
 
 
+// ---- drill 6: backup-restore ----------------------------------------------------------
+
+const BACKUP_CLUSTER: &str = "drills-backup";
+const RESTORED: &str = "drills-backup-restored";
+const RESTORED_LATEST: &str = "drills-backup-latest";
+const BACKUP_DB: &str = "drills_backup";
+/// bin/backup's default archive_timeout: the RPO bound the drill checks.
+const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One write of the drill's writer: its sequence number, when the INSERT (an autocommit
+/// transaction) was sent and when its commit was acknowledged. The server's commit
+/// timestamp lies between the two (same machine, same clock).
+#[derive(Clone, Copy)]
+struct DrillWrite {
+    seq: i64,
+    sent: chrono::DateTime<chrono::Utc>,
+    acked: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Default)]
+struct WriterLog {
+    acked: Vec<DrillWrite>,
+    /// Sent but failed or unanswered (the primary died under it): committed or not, nobody
+    /// was told it was, so it is neither required nor forbidden after a restore.
+    uncertain: Vec<i64>,
+    errors: usize,
+}
+
+/// Inserts into `backup_drill` one row at a time until `stop`, reconnecting after errors.
+fn start_writer(url: String, stop: Arc<AtomicBool>, log: Arc<Mutex<WriterLog>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+        rt.block_on(async move {
+            use sqlx::Connection;
+            let mut conn: Option<sqlx::PgConnection> = None;
+            let mut seq: i64 = 0;
+            while !stop.load(Ordering::SeqCst) {
+                if conn.is_none() {
+                    match tokio::time::timeout(Duration::from_secs(2), sqlx::PgConnection::connect(&url)).await {
+                        Ok(Ok(c)) => conn = Some(c),
+                        _ => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    }
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                seq += 1;
+                let sent = chrono::Utc::now();
+                let res = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    sqlx::query("INSERT INTO backup_drill (seq, pad) VALUES ($1, repeat('x', 200))").bind(seq).execute(&mut *c),
+                )
+                .await;
+                let acked = chrono::Utc::now();
+                match res {
+                    Ok(Ok(_)) => log.lock().unwrap().acked.push(DrillWrite { seq, sent, acked }),
+                    _ => {
+                        let mut l = log.lock().unwrap();
+                        l.uncertain.push(seq);
+                        l.errors += 1;
+                        drop(l);
+                        conn = None;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                // About 100 commits a second: a steady trickle, like users commenting.
+                tokio::time::sleep(Duration::from_millis(8)).await;
+            }
+        });
+    })
+}
+
+/// Runs a bin/ script of the checkout; its stdout (echoed, indented) when it succeeds.
+fn run_script(root: &Path, script: &str, args: &[&str]) -> Res<(String, Duration)> {
+    let t = Instant::now();
+    let out = Command::new(root.join("bin").join(script))
+        .args(args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .output()
+        .map_err(|e| format!("bin/{script}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    for line in stdout.lines() {
+        println!("  {line}");
+    }
+    if !out.status.success() {
+        return Err(format!("bin/{script} {} failed ({})", args.join(" "), out.status));
+    }
+    Ok((stdout, t.elapsed()))
+}
+
+fn psql_on(bindir: &str, port: u16, db: &str, sql: &str) -> Res<String> {
+    let out = Command::new(Path::new(bindir).join("psql"))
+        .args(["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "quire", "-d", db, "-c", sql])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("psql on :{port}/{db} failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The `seq`s of `backup_drill` in a restored cluster.
+fn restored_seqs(bindir: &str, port: u16) -> Res<std::collections::HashSet<i64>> {
+    psql_on(bindir, port, BACKUP_DB, "SELECT seq FROM backup_drill")?
+        .lines()
+        .map(|l| l.trim().parse::<i64>().map_err(|e| format!("seq {l:?}: {e}")))
+        .collect()
+}
+
+fn restored_port(stdout: &str) -> Res<u16> {
+    stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("URL=postgres://quire@127.0.0.1:"))
+        .and_then(|rest| rest.split('/').next()?.parse().ok())
+        .ok_or_else(|| "bin/restore printed no URL= line".to_string())
+}
+
+fn du(path: &Path) -> String {
+    Command::new("du")
+        .args(["-sh"])
+        .arg(path)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn backup_restore(env: &Env) -> Res<Outcome> {
+    const NAME: &str = "backup-restore";
+    let root = &env.root;
+    let backups = root.join("var/backups").join(BACKUP_CLUSTER);
+    let ts = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string();
+
+    // A fresh primary (dev profile: fsync and synchronous commit on, like production).
+    for c in [BACKUP_CLUSTER, RESTORED, RESTORED_LATEST] {
+        register_cluster(c);
+    }
+    let _ = std::fs::remove_dir_all(&backups);
+    let out = lib_sh(
+        root,
+        &format!(
+            "pg_setup; for c in {BACKUP_CLUSTER} {RESTORED} {RESTORED_LATEST}; do pg_clear_stale $c; rm -rf \"$(pg_data_dir $c)\"; done; \
+             pg_ensure_cluster {BACKUP_CLUSTER} dev; echo \"PG_PORT=$PG_PORT\"; echo \"BINDIR=$PG_BINDIR\"; echo \"DATA=$(pg_data_dir {BACKUP_CLUSTER})\""
+        ),
+    )?;
+    let port = parse_port(&out)?;
+    let field = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).map(str::to_owned).ok_or(format!("bin/lib.sh did not say {k}"));
+    let bindir = field("BINDIR=")?;
+    let data_dir = PathBuf::from(field("DATA=")?);
+    let url = |db: &str| format!("postgres://quire@127.0.0.1:{port}/{db}");
+
+    // The load benchmark's data: bench::seed (5,000 users, 10,000 stories, 50,000 chapters).
+    psql_on(&bindir, port, "postgres", &format!("CREATE DATABASE {BACKUP_DB}"))?;
+    let dir = env.tmp.join(BACKUP_DB);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let status = env.app_cmd(&env.web, &dir, &url(BACKUP_DB)).arg("migrate").status().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("web migrate failed ({status})"));
+    }
+    println!("seeding {BACKUP_DB} with bench::seed (the load benchmark's data)");
+    let t = Instant::now();
+    let seed = dir.join("seed.sql");
+    std::fs::write(&seed, bench::seed::seed_sql(bench::seed::Corpus::Repeated)).map_err(|e| e.to_string())?;
+    let status = Command::new(Path::new(&bindir).join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "quire", "-d", BACKUP_DB, "-f"])
+        .arg(&seed)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("psql: {e}"))?;
+    if !status.success() {
+        return Err("seeding failed".into());
+    }
+    let seed_took = t.elapsed();
+    let db_size = psql_on(&bindir, port, "postgres", &format!("SELECT pg_size_pretty(pg_database_size('{BACKUP_DB}'))"))?;
+    let stories = psql_on(&bindir, port, BACKUP_DB, "SELECT count(*) FROM stories")?;
+    println!("  seeded in {} ({stories} stories, database {db_size})", secs(seed_took));
+    psql_on(
+        &bindir,
+        port,
+        BACKUP_DB,
+        "CREATE TABLE backup_drill (seq bigint PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT clock_timestamp(), pad text NOT NULL)",
+    )?;
+
+    // Archiving on (restarts the primary once), then the writer, then the base backup.
+    println!("bin/backup --cluster {BACKUP_CLUSTER} --setup-only");
+    let (_, setup_took) = run_script(root, "backup", &["--cluster", BACKUP_CLUSTER, "--setup-only"])?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let log = Arc::new(Mutex::new(WriterLog::default()));
+    let writer = start_writer(url(BACKUP_DB), stop.clone(), log.clone());
+    let writing = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    println!("bin/backup --cluster {BACKUP_CLUSTER} (base backup while the writer writes)");
+    let (_, backup_took) = match run_script(root, "backup", &["--cluster", BACKUP_CLUSTER]) {
+        Ok(r) => r,
+        Err(e) => {
+            stop.store(true, Ordering::SeqCst);
+            let _ = writer.join();
+            return Err(e);
+        }
+    };
+    let backup_size = du(&backups.join("base"));
+    std::thread::sleep(Duration::from_secs(10));
+    let target = chrono::Utc::now();
+    println!("  target time T = {} ({} writes acked so far)", ts(target), log.lock().unwrap().acked.len());
+    // Past T for longer than archive_timeout, so a segment holding commits after T is
+    // archived (recovery to T needs to see one) and the last one is not.
+    std::thread::sleep(ARCHIVE_TIMEOUT + Duration::from_secs(15));
+
+    // Destroy the primary: immediate shutdown (a crash), then its data directory.
+    let destroyed = Instant::now();
+    let destroyed_at = chrono::Utc::now();
+    pgctl(root, BACKUP_CLUSTER, "kill")?;
+    std::fs::remove_dir_all(&data_dir).map_err(|e| format!("deleting {}: {e}", data_dir.display()))?;
+    println!("  primary killed and {} deleted at {}", data_dir.display(), ts(destroyed_at));
+    stop.store(true, Ordering::SeqCst);
+    let _ = writer.join();
+    let log = std::mem::take(&mut *log.lock().unwrap());
+    let rate = log.acked.len() as f64 / writing.elapsed().as_secs_f64();
+    let wal_files = std::fs::read_dir(backups.join("wal")).map(|d| d.count()).unwrap_or(0);
+    let wal_size = du(&backups.join("wal"));
+
+    // Restore to T, then serve: RTO is destruction → /health 200 on the restored data.
+    println!("bin/restore --to '{}' --into {RESTORED}", ts(target));
+    let from = backups.display().to_string();
+    let (out, restore_took) = run_script(root, "restore", &["--to", &ts(target), "--from", &from, "--into", RESTORED, "--force"])?;
+    let rport = restored_port(&out)?;
+    let web_port = free_port();
+    let mut cmd = env.app_cmd(&env.web, &dir, &format!("postgres://quire@127.0.0.1:{rport}/{BACKUP_DB}"));
+    cmd.env("PORT", web_port.to_string()).env("BASE_URL", format!("http://127.0.0.1:{web_port}")).arg("serve");
+    let mut web = Proc::spawn("web-restored", cmd, &dir.join("web-restored.log"))?;
+    wait_healthy(web_port, &mut web, Duration::from_secs(300))?;
+    let rto = destroyed.elapsed();
+    let page = http_get(web_port, "/s/9000", Duration::from_secs(10)).map(|(s, _)| s).unwrap_or(0);
+    println!("  RTO {} (restore {}), /s/9000 answers {page}", secs(rto), secs(restore_took));
+    web.stop(Duration::from_secs(20));
+
+    let got = restored_seqs(&bindir, rport)?;
+    let before: Vec<&DrillWrite> = log.acked.iter().filter(|w| w.acked < target).collect();
+    let after: Vec<&DrillWrite> = log.acked.iter().filter(|w| w.sent > target).collect();
+    let straddling = log.acked.len() - before.len() - after.len();
+    let missing_before = before.iter().filter(|w| !got.contains(&w.seq)).count();
+    let present_after = after.iter().filter(|w| got.contains(&w.seq)).count();
+    let known: std::collections::HashSet<i64> = log.acked.iter().map(|w| w.seq).chain(log.uncertain.iter().copied()).collect();
+    let unknown = got.iter().filter(|s| !known.contains(s)).count();
+    println!(
+        "  restored to T: {} rows; committed before T {} (missing {missing_before}), after T {} (present {present_after}), across T {straddling}",
+        got.len(),
+        before.len(),
+        after.len()
+    );
+    lib_sh(root, &format!("pg_setup; pg_stop_cluster {RESTORED}; rm -rf \"$(pg_data_dir {RESTORED})\" \"$(pg_socket_dir {RESTORED})\""))?;
+
+    // RPO: everything archived, replayed; what the writer was told was committed and is
+    // not there was lost with the primary's disk.
+    println!("bin/restore --to latest --into {RESTORED_LATEST}");
+    let (out, latest_took) = run_script(root, "restore", &["--to", "latest", "--from", &from, "--into", RESTORED_LATEST, "--force"])?;
+    let latest = restored_seqs(&bindir, restored_port(&out)?)?;
+    let lost: Vec<&DrillWrite> = log.acked.iter().filter(|w| !latest.contains(&w.seq)).collect();
+    let hole = log.acked.iter().filter(|w| !latest.contains(&w.seq)).map(|w| w.seq).min().is_some_and(|first_lost| latest.iter().any(|&s| s > first_lost));
+    let rpo = lost.iter().map(|w| w.sent).min().map(|first| (destroyed_at - first).to_std().unwrap_or_default()).unwrap_or_default();
+    println!(
+        "  restored to latest in {}: {} rows; {} acked writes lost (the last {} before the destruction)",
+        secs(latest_took),
+        latest.len(),
+        lost.len(),
+        secs(rpo)
+    );
+    lib_sh(root, &format!("pg_setup; pg_stop_cluster {RESTORED_LATEST}; rm -rf \"$(pg_data_dir {RESTORED_LATEST})\" \"$(pg_socket_dir {RESTORED_LATEST})\""))?;
+    let _ = std::fs::remove_dir_all(&backups);
+
+    let mut notes = Vec::new();
+    if missing_before > 0 {
+        notes.push(format!("{missing_before} writes committed before T are missing after the restore to T"));
+    }
+    if present_after > 0 || unknown > 0 {
+        notes.push(format!("{present_after} writes sent after T (and {unknown} unknown rows) are present after the restore to T"));
+    }
+    if hole {
+        notes.push("the latest restore has a hole: a lost write followed by a kept one".into());
+    }
+    if log.errors > 1 {
+        notes.push(format!("the writer saw {} errors (one is expected: the destruction)", log.errors));
+    }
+    if page != 200 {
+        notes.push(format!("the restored site answered {page} for /s/9000"));
+    }
+    let ok = missing_before == 0
+        && present_after == 0
+        && unknown == 0
+        && !hole
+        && !before.is_empty()
+        && !after.is_empty()
+        && page == 200
+        && rto <= Duration::from_secs(300)
+        && rpo <= Duration::from_secs(60);
+    let figures = format!(
+        "bench::seed ({stories} stories, {db_size}, seeded in {}); archiving on in {}, base backup {} ({backup_size}) while writing {rate:.0} commits/s; \
+         {} writes acked, T after {}: restore to T {} and RTO (destroy → /health 200 on the restored data) {} (target ≤ 5 min); \
+         committed before T {} missing {missing_before}, after T {} present {present_after}, across T {straddling}; \
+         restore to latest {}: lost {} acked writes = RPO {} (target ≤ 1 min, archive_timeout {} s); WAL archive {wal_files} files, {wal_size}",
+        secs(seed_took),
+        secs(setup_took),
+        secs(backup_took),
+        log.acked.len(),
+        before.len(),
+        secs(restore_took),
+        secs(rto),
+        before.len(),
+        after.len(),
+        secs(latest_took),
+        lost.len(),
+        secs(rpo),
+        ARCHIVE_TIMEOUT.as_secs()
+    );
+    Ok(Outcome::new(NAME, if ok { Verdict::Pass } else { Verdict::Fail }, figures, notes))
+}

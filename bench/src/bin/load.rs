@@ -331,10 +331,11 @@ fn run(o: &Options, stack: &mut Stack) -> R<()> {
     // Warm-up: every story page once (8 clients, both processes), so that the story
     // scenarios measure the cache rather than its fill (10,000 pages, each compressed
     // three ways when stored); its rate is the fill rate.
-    let warm = if o.warm && (wanted(&Scenario::StoryAnon) || wanted(&Scenario::StoryIdentity)) {
+    let warm = if o.warm && (wanted(&Scenario::StoryAnon) || wanted(&Scenario::StoryIdentity) || wanted(&Scenario::StoryLoggedIn)) {
         interrupted()?;
         let before = cache_counts(&[p1, p2])?;
-        let w = warm_stories([p1, p2])?;
+        let sessions: &[String] = if wanted(&Scenario::StoryLoggedIn) { &prep.sessions } else { &[] };
+        let w = warm_stories([p1, p2], sessions)?;
         let d = cache_counts(&[p1, p2])?.since(&before);
         println!("warm-up: {} story pages in {:.1} s ({:.0} pages/s, {} not 200); cache lookups: {}", w.pages, w.secs, w.pages as f64 / w.secs.max(1e-9), w.errors, d.brief());
         Some(w)
@@ -1917,8 +1918,9 @@ struct Warm {
     secs: f64,
 }
 
-/// GET every story page once, anonymously, 8 clients, alternating processes.
-fn warm_stories(ports: [u16; 2]) -> R<Warm> {
+/// GET every story page once, anonymously and as each logged-in reader in `sessions`, 8
+/// clients, alternating processes.
+fn warm_stories(ports: [u16; 2], sessions: &[String]) -> R<Warm> {
     use std::sync::atomic::AtomicU64;
     const CLIENTS: u32 = 8;
     let (pages, errors) = (AtomicU64::new(0), AtomicU64::new(0));
@@ -1936,6 +1938,12 @@ fn warm_stories(ports: [u16; 2]) -> R<Warm> {
                     for port in [ports[(id % 2) as usize], ports[((id + 1) % 2) as usize]] {
                         let ok = http(port, "GET", &format!("/s/{id}"), &[("Accept-Encoding", "br, gzip")], "").is_ok_and(|r| r.status == 200);
                         if ok { pages.fetch_add(1, Ordering::Relaxed) } else { errors.fetch_add(1, Ordering::Relaxed) };
+                        // Logged in: the shared rendering and each reader's state on the story.
+                        for cookie in sessions {
+                            let headers = [("Accept-Encoding", "br, gzip"), ("Cookie", cookie.as_str())];
+                            let ok = http(port, "GET", &format!("/s/{id}"), &headers, "").is_ok_and(|r| r.status == 200);
+                            if ok { pages.fetch_add(1, Ordering::Relaxed) } else { errors.fetch_add(1, Ordering::Relaxed) };
+                        }
                     }
                 }
             });
@@ -2626,7 +2634,7 @@ impl Report<'_> {
         if let Some(w) = x.warm {
             let _ = writeln!(
                 s,
-                "Before the scenarios every story page was fetched once (anonymous, 8 clients over both processes): {} pages in {:.1} s, {:.0} pages/s filled ({} not 200). Chapters, search results and \"Load more\" pages are not warmed.\n",
+                "Before the scenarios every story page was fetched once through each process (anonymous, and logged in as each bench reader when the logged-in scenario runs; 8 clients): {} pages in {:.1} s, {:.0} pages/s filled ({} not 200). Chapters, search results and \"Load more\" pages are not warmed.\n",
                 w.pages,
                 w.secs,
                 w.pages as f64 / w.secs.max(1e-9),
