@@ -224,7 +224,7 @@ fn http_metrics(out: &mut String) {
     let (open, accepted, max) = crate::web::server::connections();
     head(out, "quire_http_connections_open", "gauge", "HTTP connections open in this process.");
     let _ = writeln!(out, "quire_http_connections_open {open}");
-    head(out, "quire_http_connections_max", "gauge", "HTTP_MAX_CONNECTIONS: connections served at once at most (more wait in the backlog).");
+    head(out, "quire_http_connections_max", "gauge", "MAX_CONNECTIONS: connections served at once at most (more wait in the backlog).");
     let _ = writeln!(out, "quire_http_connections_max {max}");
     head(out, "quire_http_connections_total", "counter", "HTTP connections accepted.");
     let _ = writeln!(out, "quire_http_connections_total {accepted}");
