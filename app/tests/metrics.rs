@@ -104,6 +104,8 @@ async fn metrics_need_the_token_when_one_is_set_and_are_hidden_in_production_wit
     let hidden = production.get("/metrics").await;
     hidden.assert_status(404);
     assert!(!hidden.body.contains("quire_"));
+    // This machine's own direct request (a drill, a local Prometheus) is answered.
+    production.get_from("127.0.0.1:40000", "/metrics").await.assert_status(200).assert_contains("quire_http_requests_total");
     let guarded = TestApp::with_config(|c| {
         c.app_env = app::config::AppEnv::Production;
         c.metrics_token = Some(TOKEN.into());

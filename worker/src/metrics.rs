@@ -1,7 +1,7 @@
 //! The worker's `/metrics`, served on `METRICS_PORT` when it is set (the worker has no
 //! other HTTP listener): every job run by job and outcome with its run time, mail sent
 //! and refused, the pool, the process's memory. Same text format, same histogram and
-//! same access rule (`METRICS_TOKEN`; 404 in production without one) as the web's —
+//! same access rule (`METRICS_TOKEN`; in production without one, this machine only) as the web's —
 //! `app::web::ops::metrics::serve_standalone` serves it.
 //!
 //! Why here and not derived from `apalis.jobs` in the web's `/metrics`: a row keeps when
@@ -109,7 +109,7 @@ pub async fn listen(config: &app::config::Config, registry: Arc<Registry>, db: a
     let addr = format!("0.0.0.0:{port}");
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| anyhow::anyhow!("METRICS_PORT: cannot listen on {addr}: {e}"))?;
     if config.is_production() && config.metrics_token.is_none() {
-        tracing::warn!(%addr, "METRICS_PORT is set but METRICS_TOKEN is not: in production /metrics answers 404 until it is");
+        tracing::warn!(%addr, "METRICS_PORT is set but METRICS_TOKEN is not: in production /metrics answers only this machine's direct requests (404 to others)");
     }
     tracing::info!(%addr, "serving /metrics");
     let token = config.metrics_token.clone();

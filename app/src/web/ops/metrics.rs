@@ -17,7 +17,8 @@
 //!
 //! **Access**: with `METRICS_TOKEN` set, only `Authorization: Bearer <token>` is
 //! answered (401 otherwise); without it, development answers everyone and production
-//! answers 404 — the numbers name routes, queues and load, nothing for the public.
+//! only this machine's direct requests (loopback peer, no proxy header, as `/dev/mail`),
+//! 404 for the rest — the numbers name routes, queues and load, nothing for the public.
 //!
 //! The request counting (`RequestMetrics`) costs a request two clock reads, a read lock
 //! on the route table's map (a hash of the pattern poem already matched) and a handful
@@ -61,7 +62,9 @@ pub const UNMATCHED: &str = "unmatched";
 /// the response to give instead.
 pub fn check_access(req: &Request, token: Option<&str>, production: bool) -> Result<(), Response> {
     match token {
-        None if production => Err(StatusCode::NOT_FOUND.into_response()),
+        // This machine's own direct requests (a drill, a Prometheus beside the process) may
+        // still read them; anything through a proxy (Caddy adds X-Forwarded-For) may not.
+        None if production && !super::dev_mail::from_this_machine(req) => Err(StatusCode::NOT_FOUND.into_response()),
         None => Ok(()),
         Some(token) => {
             let given = req
