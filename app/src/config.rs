@@ -81,6 +81,13 @@ pub struct Config {
     /// PostgreSQL's `application_name`, so `pg_stat_activity` says which dyno holds a
     /// connection. None off Heroku.
     pub instance: Option<String>,
+    /// `METRICS_TOKEN`: when set, `/metrics` (web and the worker's listener) answers only
+    /// a request with `Authorization: Bearer <token>`. Unset, `/metrics` is open in
+    /// development and answers 404 in production (`web::ops::metrics`).
+    pub metrics_token: Option<String>,
+    /// `METRICS_PORT`: the worker serves its own `/metrics` (job runs, mail, pools) on
+    /// this port; unset, it listens on nothing.
+    pub metrics_port: Option<u16>,
 }
 
 impl fmt::Debug for Config {
@@ -275,6 +282,19 @@ impl Config {
         let instance = var("DYNO")?;
         let stats_flush = stats_flush(var("STATS_FLUSH_SECS")?)?;
         let trusted_proxies = TrustedProxies::parse(var("TRUSTED_PROXIES")?.as_deref()).map_err(|m| bad("TRUSTED_PROXIES", m))?;
+        let metrics_token = match var("METRICS_TOKEN")? {
+            None => None,
+            // A short token is guessable, and one sent in a header must be visible ASCII.
+            Some(t) if t.len() >= 16 && t.bytes().all(|b| b.is_ascii_graphic()) => Some(t),
+            Some(_) => return Err(bad("METRICS_TOKEN", "must be at least 16 visible ASCII characters (no spaces)")),
+        };
+        let metrics_port = match var("METRICS_PORT")? {
+            None => None,
+            Some(v) => match v.trim().parse::<u16>() {
+                Ok(p) if p > 0 => Some(p),
+                _ => return Err(bad("METRICS_PORT", format!("must be a port number, not `{v}`"))),
+            },
+        };
         Ok(Config {
             app_env,
             port,
@@ -299,6 +319,8 @@ impl Config {
             stats_flush,
             cores,
             instance,
+            metrics_token,
+            metrics_port,
         })
     }
 
@@ -340,6 +362,8 @@ impl Config {
             stats_flush: std::time::Duration::from_secs(5),
             cores: 2,
             instance: None,
+            metrics_token: None,
+            metrics_port: None,
         }
     }
 

@@ -83,6 +83,7 @@ impl From<sqlx::Error> for Error {
             // A 503 with Retry-After tells clients (and the proxy) to come back shortly.
             sqlx::Error::PoolTimedOut => {
                 tracing::warn!("database pool exhausted: answering 503");
+                crate::metrics::POOL_TIMEOUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Error::Busy { retry_after_secs: 2 }
             }
             e => Error::Database(e),

@@ -2,7 +2,7 @@
 //! needs to share with it.
 //!
 //! - Infrastructure, with no HTTP in it: `config`, `db`, `storage`, `templates`,
-//!   `markdown`, `tokens`, `cache` (with `redis_client`), `ratelimit`, `telemetry`, `shutdown`, `error`, and `jobs` (the
+//!   `markdown`, `tokens`, `cache` (with `redis_client`), `ratelimit`, `telemetry`, `metrics` (the Prometheus text both binaries write), `shutdown`, `error`, and `jobs` (the
 //!   payloads `web` enqueues and `worker` runs).
 //! - `web`: every piece of HTTP — the route table, middleware, static files, ops pages.
 //! - One module per feature area (`accounts`, `sessions`, `stories`, `media`, `social`,
@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod live;
 pub mod markdown;
 pub mod media;
+pub mod metrics;
 pub mod moderation;
 pub mod notifications;
 pub mod policy;

@@ -6,6 +6,7 @@ pub mod invalidate;
 pub mod jobs;
 pub mod limiter;
 pub mod mailer;
+pub mod metrics;
 pub mod media;
 pub mod runtime;
 pub mod scheduler;

@@ -246,7 +246,19 @@ impl Mailer {
         Mailer { transport: Transport::Files(dir), from }
     }
 
+    /// Sends `email` (Message-ID from `key`), counted for `/metrics`.
     pub async fn send(&self, key: &str, email: Email) -> Result<(), MailError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let result = self.send_uncounted(key, email).await;
+        match &result {
+            Ok(()) => crate::metrics::MAIL_SENT.fetch_add(1, Relaxed),
+            Err(MailError::Recipient(_)) => crate::metrics::MAIL_REFUSED.fetch_add(1, Relaxed),
+            Err(_) => crate::metrics::MAIL_FAILED.fetch_add(1, Relaxed),
+        };
+        result
+    }
+
+    async fn send_uncounted(&self, key: &str, email: Email) -> Result<(), MailError> {
         // Our signup check is looser than RFC 5322 (it accepts `ann.@example.com`, say),
         // so lettre may refuse an address we stored: a permanent failure for this mail.
         let non_ascii_recipient = !email.to.is_ascii();

@@ -106,6 +106,7 @@ async fn run(config: Config, options: Options) -> anyhow::Result<app::shutdown::
     tracing::info!(queues = ?options.queues, concurrency = options.concurrency, batch_size = options.batch_size, "worker starting");
     // Aborting the scheduler closes its lock connection: another worker takes over.
     let scheduler = (options.scheduler != Role::Off).then(|| tokio::spawn(worker::scheduler::run(db.clone())));
+    let metrics = worker::metrics::listen(&ctx.config, options.registry.clone(), db.clone()).await?;
     let result = if options.scheduler == Role::Only {
         let stop = app::shutdown::requested().await;
         tracing::info!(?stop, "stopping the scheduler");
@@ -121,6 +122,9 @@ async fn run(config: Config, options: Options) -> anyhow::Result<app::shutdown::
     };
     if let Some(scheduler) = scheduler {
         scheduler.abort();
+    }
+    if let Some(metrics) = metrics {
+        metrics.abort();
     }
     db.close().await;
     let stop = app::shutdown::outcome();

@@ -109,6 +109,14 @@ impl Db {
         self.router.stats()
     }
 
+    /// Every pool by the name `/metrics` gives it: `primary`, then each replica (a clone
+    /// of each handle; not counted as a query, unlike `primary()`).
+    pub fn pools(&self) -> Vec<(String, PgPool)> {
+        let mut pools = vec![("primary".to_string(), self.primary.clone())];
+        pools.extend(self.router.replica_pools());
+        pools
+    }
+
     pub async fn close(&self) {
         self.router.stop();
         self.primary.close().await;

@@ -321,6 +321,11 @@ impl Router {
         &self.replicas[i].pool
     }
 
+    /// (name, pool) of each replica, for `/metrics`.
+    pub fn replica_pools(&self) -> Vec<(String, PgPool)> {
+        self.replicas.iter().map(|r| (r.name.clone(), r.pool.clone())).collect()
+    }
+
     pub fn count_primary(&self) {
         self.primary_queries.fetch_add(1, Relaxed);
     }

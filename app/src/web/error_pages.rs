@@ -68,11 +68,20 @@ impl<E: Endpoint> Endpoint for ErrorPagesEndpoint<E> {
             Err(err) => err,
         };
         let Some(state) = state else { return Err(err) };
+        // The route poem matched, carried over to the page that replaces the error, so
+        // `/metrics` counts the 4xx/5xx under the route and not as unmatched.
+        let pattern = err.data::<poem::PathPattern>().cloned();
+        let with_pattern = |mut resp: Response| {
+            if let Some(p) = &pattern {
+                resp.set_data(p.clone());
+            }
+            resp
+        };
 
         let (status, message) = match err.downcast_ref::<Error>() {
             Some(Error::LoginRequired(next)) => {
                 let to = format!("/login?next={}", percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC));
-                return Ok(redirect(htmx, &to));
+                return Ok(with_pattern(redirect(htmx, &to)));
             }
             Some(e @ Error::Internal(inner)) => {
                 tracing::error!(error = format!("{inner:#}"), "internal error");
@@ -120,6 +129,6 @@ impl<E: Endpoint> Endpoint for ErrorPagesEndpoint<E> {
         if let Some(secs) = retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
         }
-        Ok(resp)
+        Ok(with_pattern(resp))
     }
 }

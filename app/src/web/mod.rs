@@ -52,6 +52,8 @@ pub struct Inner {
     /// The two-level cache (pages for anonymous visitors, shared data), and Redis if
     /// configured (also the rate limiter's store).
     pub cache: crate::cache::Cache,
+    /// The job queue's counts for `/metrics`, reused for a few seconds.
+    pub queue_gauge: ops::metrics::QueueGauge,
 }
 
 impl std::ops::Deref for AppState {
@@ -95,6 +97,7 @@ impl AppState {
             limiter: RateLimiter::new(redis),
             cache,
             cookie_key,
+            queue_gauge: ops::metrics::QueueGauge::default(),
         })))
     }
 }
@@ -146,6 +149,9 @@ pub fn app(state: AppState) -> impl Endpoint<Output = poem::Response> {
         .with(page_cache::PageCache)
         .with(Compression::default())
         .with(headers::SecurityHeaders { hsts: secure })
+        // Outside everything that answers (the page cache included), inside the request
+        // id, which turns errors into responses and so drops the matched route.
+        .with(ops::metrics::RequestMetrics)
         .with(request_id::RequestIds)
         .data(state)
 }

@@ -178,6 +178,23 @@ pub fn cacheable(req: &Request) -> Option<Route> {
     Some(Route { kind, key, tags, chapter })
 }
 
+/// The route pattern (as poem's router names it) of each kind of cached page, made once.
+fn route_pattern(kind: &Kind) -> poem::PathPattern {
+    use std::sync::{Arc, LazyLock};
+    static PATTERNS: LazyLock<[(&str, Arc<str>); 6]> = LazyLock::new(|| {
+        [
+            (cache::stats::HOME.name, "/".into()),
+            (cache::stats::STORY.name, "/s/:id".into()),
+            (cache::stats::CHAPTER.name, "/s/:id/c/:n".into()),
+            (cache::stats::PROFILE.name, "/u/:username".into()),
+            (cache::stats::TAG.name, "/t/:tag".into()),
+            (cache::stats::SEARCH.name, "/search".into()),
+        ]
+    });
+    let pattern = PATTERNS.iter().find(|(name, _)| *name == kind.name).map(|(_, p)| p.clone());
+    poem::PathPattern(pattern.unwrap_or_else(|| "cached".into()))
+}
+
 pub struct PageCache;
 
 impl<E: Endpoint> Middleware<E> for PageCache {
@@ -223,6 +240,8 @@ impl<E: Endpoint> Endpoint for PageCacheEndpoint<E> {
             Got::Pass(r) => return r,
         };
         let _ = resp.headers_mut().insert(CACHE_HEADER, HeaderValue::from_static(if fresh { "miss" } else { "hit" }));
+        // A stored page never went through the router: name its route for `/metrics`.
+        resp.set_data(route_pattern(route.kind));
         if anon_seed.is_none() {
             {
                 // A first visit: the cookie the session layer would have set.

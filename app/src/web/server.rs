@@ -46,6 +46,34 @@ use tokio::{
 
 use crate::config::HttpLimits;
 
+/// Connections open now, accepted since start, and the cap of the last `run` (for
+/// `/metrics`). Process-wide: one server per process in production.
+static OPEN: AtomicU64 = AtomicU64::new(0);
+static ACCEPTED: AtomicU64 = AtomicU64::new(0);
+static MAX: AtomicU64 = AtomicU64::new(0);
+
+/// (open, accepted, max) connections, for `/metrics`.
+pub fn connections() -> (u64, u64, u64) {
+    (OPEN.load(Ordering::Relaxed), ACCEPTED.load(Ordering::Relaxed), MAX.load(Ordering::Relaxed))
+}
+
+/// Counts a connection open for as long as it lives (dropped however its task ends).
+struct OpenConnection;
+
+impl OpenConnection {
+    fn new() -> OpenConnection {
+        OPEN.fetch_add(1, Ordering::Relaxed);
+        ACCEPTED.fetch_add(1, Ordering::Relaxed);
+        OpenConnection
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves `ep` on `listener` until `signal` resolves, then shuts down gracefully, waiting
 /// at most `grace` for requests in flight.
 pub async fn run(
@@ -59,6 +87,7 @@ pub async fn run(
     let ep = Arc::new(ep);
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let permits = Arc::new(Semaphore::new(max));
+    MAX.store(max as u64, Ordering::Relaxed);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(signal);
     loop {
@@ -85,7 +114,9 @@ pub async fn run(
         let ep = ep.clone();
         let local = local.clone();
         let stop = stop_rx.clone();
+        let open = OpenConnection::new();
         tokio::spawn(async move {
+            let _open = open;
             serve_connection(socket, local, RemoteAddr(Addr::SocketAddr(peer)), ep, limits, stop).await;
             drop(permit);
         });

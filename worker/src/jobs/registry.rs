@@ -54,9 +54,15 @@ pub struct Entry {
     pub backoff_max: Duration,
     run: Handler,
     exhausted: Handler,
+    /// Its runs, for the worker's `/metrics`.
+    stats: Arc<crate::metrics::JobStats>,
 }
 
 impl Entry {
+    pub fn stats(&self) -> &crate::metrics::JobStats {
+        &self.stats
+    }
+
     /// Runs in all for a job row. The row stores the budget the job was enqueued with,
     /// and PostgreSQL fetches a failed row again while its attempts are below it; the
     /// smaller of the two applies, so a budget lowered in a later deploy applies to jobs
@@ -162,6 +168,7 @@ impl Registry {
                 backoff_max: J::BACKOFF_MAX,
                 run: run_typed::<J>,
                 exhausted: exhausted_typed::<J>,
+                stats: Arc::default(),
             },
         );
         self
@@ -201,19 +208,31 @@ impl Registry {
 
     async fn run_once(&self, envelope: Envelope, ctx: &JobContext, info: RunInfo) -> Result<(), JobError> {
         let Some(entry) = self.get(&envelope.name) else {
+            crate::metrics::UNKNOWN.record(crate::metrics::Outcome::Killed, Duration::ZERO, false);
             return Err(JobError::Permanent(format!("unknown job `{}`", envelope.name)));
         };
+        let started = Instant::now();
         let last = info.attempt >= entry.attempt_budget(info.stored_max_attempts);
         // Only the last run needs the arguments again afterwards (for `exhausted`).
         let spare_args = last.then(|| envelope.args.clone());
         let run = AssertUnwindSafe((entry.run)(envelope.args, ctx)).catch_unwind();
         // The timeout drops the handler's future; work it handed to other threads must
         // bound itself (see `crate::limiter` for the image decodes).
-        let result = match tokio::time::timeout(entry.timeout, run).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(panic)) => Err(JobError::Permanent(format!("panicked: {}", panic_message(&*panic)))),
-            Err(_) => Err(JobError::Retry(anyhow::anyhow!("timed out after {:?}", entry.timeout))),
+        let (result, timed_out) = match tokio::time::timeout(entry.timeout, run).await {
+            Ok(Ok(result)) => (result, false),
+            Ok(Err(panic)) => (Err(JobError::Permanent(format!("panicked: {}", panic_message(&*panic)))), false),
+            Err(_) => (Err(JobError::Retry(anyhow::anyhow!("timed out after {:?}", entry.timeout))), true),
         };
+        {
+            use crate::metrics::Outcome;
+            let outcome = match &result {
+                Ok(()) => Outcome::Done,
+                Err(JobError::Retry(_)) if last => Outcome::Failed,
+                Err(JobError::Retry(_)) => Outcome::Retry,
+                Err(JobError::Permanent(_)) => Outcome::Killed,
+            };
+            entry.stats.record(outcome, started.elapsed(), timed_out);
+        }
         if let (Err(JobError::Retry(e)), Some(args)) = (&result, spare_args) {
             tracing::warn!(error = format!("{e:#}"), attempts = info.attempt, "last attempt failed; giving up");
             match tokio::time::timeout(EXHAUSTED_TIMEOUT, (entry.exhausted)(args, ctx)).await {

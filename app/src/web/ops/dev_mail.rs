@@ -33,7 +33,7 @@ fn local_only(ep: impl Endpoint + 'static) -> impl Endpoint {
 /// socket counts: `X-Forwarded-For` is whatever the client wrote. A proxy on the same
 /// host connects from loopback too, on behalf of anyone, so a request it forwarded (it
 /// says so in `Forwarded`/`X-Forwarded-For`) is not local either.
-fn from_this_machine(req: &Request) -> bool {
+pub(crate) fn from_this_machine(req: &Request) -> bool {
     let loopback_peer = req.remote_addr().as_socket_addr().is_some_and(|a| a.ip().is_loopback());
     let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|h| req.headers().contains_key(*h));
     loopback_peer && !forwarded
