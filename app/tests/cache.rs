@@ -17,19 +17,6 @@ async fn user(app: &TestApp, name: &str) -> TestApp {
     common::user_with_role(app, name, "writer", PW).await
 }
 
-async fn published(b: &TestApp, title: &str, chapters: usize) -> i64 {
-    let r = b.post_form("/stories", &[("title", title), ("summary", "A summary."), ("tags", "sea, storm")]).await;
-    r.assert_status(303);
-    let id: i64 = r.location().unwrap().trim_start_matches("/s/").parse().unwrap();
-    for n in 1..=chapters {
-        b.post_form(&format!("/s/{id}/chapters"), &[("title", &format!("Part {n}")), ("body", "Some words here.")]).await.assert_status(303);
-    }
-    b.post_form(&format!("/s/{id}/edit"), &[("title", title), ("summary", "A summary."), ("tags", "sea, storm"), ("status", "published")])
-        .await
-        .assert_status(303);
-    id
-}
-
 /// Two web processes on one database, sharing `redis` when given.
 async fn two_processes(redis: Option<String>) -> (TestApp, TestApp) {
     let r = redis.clone();
@@ -80,7 +67,7 @@ async fn every_write_path_invalidates(redis: Option<String>) {
     let (a, b) = two_processes(redis).await;
     let author = user(&a, "ann").await;
     let reader = user(&a, "rob").await;
-    let id = published(&author, "The Lighthouse", 1).await;
+    let id = common::published_story(&author, "The Lighthouse", 1).await;
     let story = format!("/s/{id}");
     let anon = [a.new_browser(), b.new_browser()];
 
@@ -186,7 +173,7 @@ async fn every_write_path_invalidates_both_processes_without_redis() {
 async fn an_invalidation_from_a_process_without_l1_reaches_the_web_processes() {
     let (a, b) = two_processes(common::redis_url()).await;
     let author = user(&a, "ann").await;
-    let id = published(&author, "Tide", 1).await;
+    let id = common::published_story(&author, "Tide", 1).await;
     let story = format!("/s/{id}");
     let anon = b.new_browser();
     cached(&anon, &story).await;
@@ -304,7 +291,7 @@ async fn redis_down_is_not_an_outage() {
     let url = format!("redis://127.0.0.1:{port}/");
     let a = TestApp::with_config(|c| c.redis_url = Some(url)).await;
     let author = user(&a, "ann").await;
-    let id = published(&author, "Squall", 1).await;
+    let id = common::published_story(&author, "Squall", 1).await;
     let anon = a.new_browser();
     for _ in 0..3 {
         anon.get(&format!("/s/{id}")).await.assert_status(200).assert_contains("Squall");
@@ -334,7 +321,7 @@ async fn redis_down_is_not_an_outage() {
 async fn cached_pages_are_anonymous_only_and_carry_no_token() {
     let a = TestApp::new().await;
     let author = user(&a, "ann").await;
-    let id = published(&author, "Gale", 1).await;
+    let id = common::published_story(&author, "Gale", 1).await;
     let anon = a.new_browser();
     let page = cached(&anon, &format!("/s/{id}")).await;
     assert!(page.body.contains(r#"{"X-CSRF-Token": ""}"#), "no token in a shared page");
@@ -363,7 +350,7 @@ async fn cached_pages_are_never_older_than_the_write_that_invalidated_them_with_
         return;
     };
     let author = user(&a, "ann").await;
-    let id = published(&author, "Undertow", 1).await;
+    let id = common::published_story(&author, "Undertow", 1).await;
     let story = format!("/s/{id}");
     let anon = a.new_browser();
     // Wait for the replica to have the story, so the cache fills from a caught-up world.

@@ -16,19 +16,6 @@ async fn user(app: &TestApp, name: &str, role: &str) -> TestApp {
     common::user_with_role(app, name, role, PW).await
 }
 
-async fn published(b: &TestApp, title: &str, chapters: usize) -> i64 {
-    let r = b.post_form("/stories", &[("title", title), ("summary", "A summary."), ("tags", "sea, storm")]).await;
-    r.assert_status(303);
-    let id: i64 = r.location().unwrap().trim_start_matches("/s/").parse().unwrap();
-    for n in 1..=chapters {
-        b.post_form(&format!("/s/{id}/chapters"), &[("title", &format!("Part {n}")), ("body", "Some words here.")]).await.assert_status(303);
-    }
-    b.post_form(&format!("/s/{id}/edit"), &[("title", title), ("summary", "A summary."), ("tags", "sea, storm"), ("status", "published")])
-        .await
-        .assert_status(303);
-    id
-}
-
 /// `who`'s session in a fresh browser on `app`: a later visit, with no "wrote a moment
 /// ago" cookie and no flash.
 fn later_visit(app: &TestApp, who: &TestApp) -> TestApp {
@@ -65,7 +52,7 @@ async fn each_reader_gets_exactly_their_own_page_from_the_stored_rendering() {
     // The same database, nothing cached: every page rendered for its reader.
     let rendered = app.another_process_with(|c| c.cache_enabled = false).await;
     let author = user(&app, "author", "writer").await;
-    let id = published(&author, "Tide", 3).await;
+    let id = common::published_story(&author, "Tide", 3).await;
     let commenter = user(&app, "commenter", "reader").await;
     commenter.post_form(&format!("/s/{id}/comments"), &[("body", "First, *and* loud.")]).await.assert_status(303);
     let plain = user(&app, "plain", "reader").await;
@@ -132,7 +119,7 @@ async fn a_readers_changes_show_on_their_next_page_on_every_process() {
     let a = TestApp::with_config(move |c| c.redis_url = r).await;
     let b = a.another_process_with(move |c| c.redis_url = redis).await;
     let author = user(&a, "author", "writer").await;
-    let id = published(&author, "Tide", 2).await;
+    let id = common::published_story(&author, "Tide", 2).await;
     let reader = user(&a, "reader", "reader").await;
     let other = user(&a, "other", "reader").await;
     let on_b = later_visit(&b, &reader);

@@ -506,3 +506,18 @@ pub async fn user_with_role(app: &TestApp, name: &str, role: &str, password: &st
         .expect("set role");
     b
 }
+
+/// A published story by `b` (a writer), tagged "sea, storm", with `chapters` chapters,
+/// through the real forms; its id.
+pub async fn published_story(b: &TestApp, title: &str, chapters: usize) -> i64 {
+    let r = b.post_form("/stories", &[("title", title), ("summary", "A summary."), ("tags", "sea, storm")]).await;
+    r.assert_status(303);
+    let id: i64 = r.location().unwrap().trim_start_matches("/s/").parse().unwrap();
+    for n in 1..=chapters {
+        b.post_form(&format!("/s/{id}/chapters"), &[("title", &format!("Part {n}")), ("body", "Some words here.")]).await.assert_status(303);
+    }
+    b.post_form(&format!("/s/{id}/edit"), &[("title", title), ("summary", "A summary."), ("tags", "sea, storm"), ("status", "published")])
+        .await
+        .assert_status(303);
+    id
+}
