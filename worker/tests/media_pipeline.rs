@@ -11,7 +11,6 @@ use app::templates::Templates;
 use common::TestApp;
 use worker::{jobs::JobContext, mailer::Mailer, runtime::{self, Options}};
 
-const PW: &str = "correct horse battery";
 
 async fn start_media_worker(app: &TestApp) -> tokio::task::JoinHandle<()> {
     let ctx = Arc::new(JobContext {
@@ -36,13 +35,7 @@ async fn wait_status(app: &TestApp, status: &str) {
 }
 
 async fn upload_story(app: &TestApp, png: &[u8]) -> (TestApp, i64) {
-    let w = app.new_browser();
-    w.signup("pat", "pat@example.com", PW).await.assert_status(303);
-    // Only confirmed addresses upload.
-    sqlx::query("UPDATE users SET email_verified_at = now() WHERE username = 'pat'").execute(&app.db.pool).await.unwrap();
-    let token = w.csrf_token().await;
-    let (ct, body) = common::multipart(&token, &[("title", "Pictured"), ("summary", ""), ("tags", "")], Some(("cover", "cover.png", png)));
-    let r = w.post_raw("/stories", &ct, body, &[]).await;
+    let (w, r) = common::post_story_with_cover(app, png).await;
     r.assert_status(303);
     let id = r.location().unwrap().trim_start_matches("/s/").parse().unwrap();
     (w, id)

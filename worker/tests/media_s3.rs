@@ -22,7 +22,6 @@ use app::{
 use common::TestApp;
 use worker::{jobs::JobContext, mailer::Mailer, runtime::{self, Options}};
 
-const PW: &str = "correct horse battery";
 
 /// The S3 configuration for `endpoint` as an operator writes it, read by the real
 /// `Config::read` (so the variables' names and checks are what is tested too).
@@ -90,16 +89,6 @@ fn start_media_worker(app: &TestApp, s3: &S3Config, media_root: PathBuf) -> toki
     })
 }
 
-async fn upload_cover(app: &TestApp, png: &[u8]) -> (TestApp, common::Resp) {
-    let w = app.new_browser();
-    w.signup("pat", "pat@example.com", PW).await.assert_status(303);
-    sqlx::query("UPDATE users SET email_verified_at = now() WHERE username = 'pat'").execute(&app.db.pool).await.unwrap();
-    let token = w.csrf_token().await;
-    let (ct, body) = common::multipart(&token, &[("title", "Pictured"), ("summary", ""), ("tags", "")], Some(("cover", "cover.png", png)));
-    let r = w.post_raw("/stories", &ct, body, &[]).await;
-    (w, r)
-}
-
 #[tokio::test]
 async fn media_written_by_one_process_is_processed_and_served_by_others_through_s3() {
     let Some(s3) = test_bucket() else { return };
@@ -110,7 +99,7 @@ async fn media_written_by_one_process_is_processed_and_served_by_others_through_
     })
     .await;
     let png = app::seed::gradient_png(1200, 600, [20, 40, 80], [240, 200, 120]);
-    let (_writer, r) = upload_cover(&web1, &png).await;
+    let (_writer, r) = common::post_story_with_cover(&web1, &png).await;
     r.assert_status(303);
 
     // The original is in the bucket, byte for byte, and nowhere on this machine's disk.
@@ -216,7 +205,7 @@ async fn a_store_that_is_down_answers_503_quickly_and_stores_nothing() {
     // An upload while the store is down: a 503, and neither a media row nor a job is left
     // behind (the original is stored inside the row's transaction).
     let png = app::seed::gradient_png(400, 300, [0, 0, 0], [255, 255, 255]);
-    let (_writer, r) = upload_cover(&app, &png).await;
+    let (_writer, r) = common::post_story_with_cover(&app, &png).await;
     r.assert_status(503);
     assert_eq!(app.count("SELECT count(*) FROM media").await, 0, "no media row");
     assert_eq!(app.count("SELECT count(*) FROM apalis.jobs WHERE job_type = 'media'").await, 0, "no job");

@@ -521,3 +521,15 @@ pub async fn published_story(b: &TestApp, title: &str, chapters: usize) -> i64 {
         .assert_status(303);
     id
 }
+
+/// A new verified writer `pat` (as only confirmed addresses upload) posting a story with
+/// `png` as its cover: their browser, and the answer to the POST.
+pub async fn post_story_with_cover(app: &TestApp, png: &[u8]) -> (TestApp, Resp) {
+    let w = app.new_browser();
+    w.signup("pat", "pat@example.com", "correct horse battery").await.assert_status(303);
+    sqlx::query("UPDATE users SET email_verified_at = now() WHERE username = 'pat'").execute(&app.db.pool).await.unwrap();
+    let token = w.csrf_token().await;
+    let (ct, body) = multipart(&token, &[("title", "Pictured"), ("summary", ""), ("tags", "")], Some(("cover", "cover.png", png)));
+    let r = w.post_raw("/stories", &ct, body, &[]).await;
+    (w, r)
+}
