@@ -48,6 +48,10 @@ pub struct Config {
     /// `CACHE` (`on`): `off` makes every cached page and value load afresh (to measure
     /// the uncached pages; invalidations still flow).
     pub cache_enabled: bool,
+    /// `CACHE_L1_MB` (256): the bound of each process's in-process cache, in MiB. Size it
+    /// to the pages read often enough to be worth keeping per process; the rest is read
+    /// from Redis.
+    pub cache_l1_bytes: u64,
     /// As lettre's `from_url` reads it: a remote `smtp://` without `?tls=` already has
     /// `tls=required` added, and `?tls=none` is gone (see `smtp_url`).
     pub smtp_url: Option<String>,
@@ -253,6 +257,13 @@ impl Config {
             Some("off") => false,
             Some(other) => return Err(bad("CACHE", format!("must be `on` or `off`, not `{other}`"))),
         };
+        let cache_l1_bytes = match var("CACHE_L1_MB")? {
+            None => crate::cache::DEFAULT_L1_BYTES,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if (16..=65_536).contains(&n) => n * 1024 * 1024,
+                _ => return Err(bad("CACHE_L1_MB", format!("must be MiB from 16 to 65536, not `{v}`"))),
+            },
+        };
         let smtp_url = var("SMTP_URL")?.map(|u| smtp_url(&u)).transpose()?;
         let mail_from = mail_from(var("MAIL_FROM")?.as_deref().unwrap_or(DEV_MAIL_FROM))?;
         let media_root = PathBuf::from(var("MEDIA_ROOT")?.unwrap_or_else(|| "var/media".into()));
@@ -304,6 +315,7 @@ impl Config {
             redis_url,
             redis_timeout,
             cache_enabled,
+            cache_l1_bytes,
             smtp_url,
             mail_from,
             media_root,
@@ -347,6 +359,7 @@ impl Config {
             redis_url: None,
             redis_timeout: std::time::Duration::from_millis(200),
             cache_enabled: true,
+            cache_l1_bytes: crate::cache::DEFAULT_L1_BYTES,
             smtp_url: None,
             mail_from: DEV_MAIL_FROM.parse().expect("DEV_MAIL_FROM is a mailbox"),
             media_root: mail_dir.join("media"),

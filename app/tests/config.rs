@@ -159,7 +159,9 @@ fn redis_timeout_and_cache_switch_are_checked_and_default_sensibly() {
     let c = read(&production(&[("REDIS_URL", "redis://127.0.0.1:6379/"), ("REDIS_TIMEOUT_MS", "20"), ("CACHE", "off")])).unwrap();
     assert_eq!(c.redis_timeout, std::time::Duration::from_millis(20));
     assert!(!c.cache_enabled);
-    for (var, bad) in [("REDIS_TIMEOUT_MS", "0"), ("REDIS_TIMEOUT_MS", "5ms"), ("REDIS_TIMEOUT_MS", "20000"), ("CACHE", "maybe"), ("REDIS_URL", "http://x")] {
+    assert_eq!(c.cache_l1_bytes, app::cache::DEFAULT_L1_BYTES);
+    assert_eq!(read(&production(&[("CACHE_L1_MB", "512")])).unwrap().cache_l1_bytes, 512 * 1024 * 1024);
+    for (var, bad) in [("CACHE_L1_MB", "0"), ("CACHE_L1_MB", "1g"), ("REDIS_TIMEOUT_MS", "0"), ("REDIS_TIMEOUT_MS", "5ms"), ("REDIS_TIMEOUT_MS", "20000"), ("CACHE", "maybe"), ("REDIS_URL", "http://x")] {
         let e = error(&production(&[(var, bad)]));
         assert_eq!(e.var, var, "{var}={bad}: {e}");
     }

@@ -76,7 +76,7 @@ impl AppState {
         let live = live::Broker::start(db.primary(), config.live);
         let redis = crate::redis_client::connect(&config)?;
         let cache = crate::cache::Cache::new(crate::cache::Options {
-            l1_bytes: Some(crate::cache::DEFAULT_L1_BYTES),
+            l1_bytes: Some(config.cache_l1_bytes),
             redis: redis.clone(),
             enabled: config.cache_enabled,
         });
