@@ -74,10 +74,15 @@ async fn three_workers_enqueue_each_period_once_and_a_standby_takes_over_from_a_
     schedulers[leader].abort();
     wait_for("a standby to take over", Duration::from_secs(5), || async { terms(&stats).iter().sum::<u64>() == 2 }).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    for s in &schedulers {
-        s.abort();
-    }
     let t = terms(&stats);
+    // The one still waiting first: stopping the successor first would hand it the lock.
+    let mut order: Vec<usize> = (0..schedulers.len()).collect();
+    order.sort_by_key(|&i| t[i]);
+    for i in order {
+        schedulers[i].abort();
+        let _ = (&mut schedulers[i]).await;
+    }
+    assert_eq!(terms(&stats), t, "no term began while the schedulers stopped");
     assert_eq!(t.iter().sum::<u64>(), 2, "the dead leader and one successor led, the third stood by: {t:?}");
     assert_eq!(t[leader], 1);
     // The successor's first tick may meet the periods its predecessor had just enqueued:
