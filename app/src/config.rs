@@ -531,8 +531,6 @@ impl LiveLimits {
     }
 }
 
-/// `STATS_FLUSH_SECS`: 0.1 to 300 seconds, default 5. Shorter means more flushes (one
-/// statement each); longer means more counts lost on a crash.
 /// An S3-compatible media store (`MEDIA_URL=s3://bucket/prefix`), from the variables
 /// object_store's `AmazonS3Builder::from_env` reads, named the way AWS tools name them.
 /// Read through `Config::read` like every other variable (so a test's map is enough),
@@ -686,6 +684,8 @@ fn flag(var: &dyn Fn(&'static str) -> Result<Option<String>, ConfigError>, name:
     }
 }
 
+/// `STATS_FLUSH_SECS`: 0.1 to 300 seconds, default 5. Shorter means more flushes (one
+/// statement each); longer means more counts lost on a crash.
 fn stats_flush(v: Option<String>) -> Result<std::time::Duration, ConfigError> {
     match v {
         None => Ok(std::time::Duration::from_secs(5)),
